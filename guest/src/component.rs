@@ -1,0 +1,217 @@
+//! The glue between the WIT world and the pure logic: one adapter per port, one conversion per
+//! type. Nothing here decides anything.
+
+// The ABI glue that `generate!` and `export!` expand to is unsafe by nature; nothing else here is.
+#![allow(unsafe_code)]
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::engine::{Mode, Outcome, Refresher, Settings, Status};
+use crate::failure::{AuthFailure, Cause, Kind};
+use crate::ports::{Clock, Http, HttpAnswer, HttpFailure, Store, StoreError};
+use crate::scrub::scrub;
+
+wit_bindgen::generate!({
+    path: "../wit",
+    world: "claude-code-auth",
+    generate_all,
+});
+
+use entelix::claude_code_auth::credential_store as store;
+use exports::entelix::claude_code_auth::provider as wit;
+
+/// Largest token endpoint answer the component reads. A real answer is under 2 KiB.
+const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+struct Component;
+
+export!(Component);
+
+impl wit::Guest for Component {
+    fn resolve(config: wit::Config) -> Result<wit::Header, wit::AuthError> {
+        let (view, _) = refresher(&config)
+            .ensure(Mode::IfNeeded)
+            .map_err(auth_error)?;
+        Ok(wit::Header {
+            name: "authorization".into(),
+            value: format!("Bearer {}", view.access_token),
+        })
+    }
+
+    fn status(config: wit::Config) -> Result<wit::TokenStatus, wit::AuthError> {
+        refresher(&config)
+            .status()
+            .map(token_status)
+            .map_err(auth_error)
+    }
+
+    fn ensure_fresh(config: wit::Config) -> Result<wit::RefreshReport, wit::AuthError> {
+        report(&config, Mode::IfNeeded)
+    }
+
+    fn force_refresh(config: wit::Config) -> Result<wit::RefreshReport, wit::AuthError> {
+        report(&config, Mode::Force)
+    }
+}
+
+fn report(config: &wit::Config, mode: Mode) -> Result<wit::RefreshReport, wit::AuthError> {
+    let mut refresher = refresher(config);
+    let (view, outcome) = refresher.ensure(mode).map_err(auth_error)?;
+    Ok(wit::RefreshReport {
+        outcome: match outcome {
+            Outcome::StillFresh => wit::RefreshOutcome::StillFresh,
+            Outcome::Refreshed => wit::RefreshOutcome::Refreshed,
+            Outcome::Adopted => wit::RefreshOutcome::Adopted,
+            Outcome::Deferred => wit::RefreshOutcome::Deferred,
+        },
+        status: token_status(refresher.status_of(&view)),
+    })
+}
+
+fn refresher(config: &wit::Config) -> Refresher<WitStore, WakiHttp, WasiClock> {
+    Refresher {
+        store: WitStore,
+        http: WakiHttp,
+        clock: WasiClock {
+            start: Instant::now(),
+        },
+        settings: Settings {
+            token_url: config.token_url.clone(),
+            client_id: config.client_id.clone(),
+            skew_ms: i64::try_from(config.expiry_skew_ms).unwrap_or(i64::MAX),
+            timeout: Duration::from_millis(config.timeout_ms),
+        },
+    }
+}
+
+fn token_status(status: Status) -> wit::TokenStatus {
+    wit::TokenStatus {
+        expires_at_ms: status.expires_at_ms,
+        expired: status.expired,
+        needs_refresh: status.needs_refresh,
+        has_refresh_token: status.has_refresh_token,
+        subscription_type: status.subscription_type,
+        rate_limit_tier: status.rate_limit_tier,
+        scopes: status.scopes,
+    }
+}
+
+fn auth_error(failure: AuthFailure) -> wit::AuthError {
+    let kind = failure.kind();
+    let detail = wit::Failure {
+        cause: match failure.cause {
+            Cause::CredentialsMissing => wit::Cause::CredentialsMissing,
+            Cause::OAuthSectionMissing => wit::Cause::OauthSectionMissing,
+            Cause::RefreshTokenMissing => wit::Cause::RefreshTokenMissing,
+            Cause::DocumentInvalid => wit::Cause::DocumentInvalid,
+            Cause::GrantRejected => wit::Cause::GrantRejected,
+            Cause::EndpointRefused => wit::Cause::EndpointRefused,
+            Cause::EndpointUnavailable => wit::Cause::EndpointUnavailable,
+            Cause::AnswerInvalid => wit::Cause::AnswerInvalid,
+            Cause::StoreFailed => wit::Cause::StoreFailed,
+            Cause::LockTimeout => wit::Cause::LockTimeout,
+        },
+        message: failure.message,
+    };
+    match kind {
+        Kind::Missing => wit::AuthError::Missing(detail),
+        Kind::Expired => wit::AuthError::Expired(detail),
+        Kind::Refused => wit::AuthError::Refused(detail),
+        Kind::SourceUnreachable => wit::AuthError::SourceUnreachable(detail),
+    }
+}
+
+/// The `credential-store` import.
+struct WitStore;
+
+impl Store for WitStore {
+    type Lock = store::RefreshLock;
+
+    fn load(&mut self) -> Result<String, StoreError> {
+        store::load().map_err(store_error)
+    }
+
+    fn save(&mut self, document: &str) -> Result<(), StoreError> {
+        store::save(document).map_err(store_error)
+    }
+
+    fn lock(&mut self) -> Result<store::RefreshLock, StoreError> {
+        store::lock().map_err(store_error)
+    }
+}
+
+fn store_error(error: store::StoreError) -> StoreError {
+    match error {
+        store::StoreError::NotFound => StoreError::NotFound,
+        store::StoreError::Unavailable(m) => StoreError::Unavailable(m),
+        store::StoreError::Corrupt(m) => StoreError::Corrupt(m),
+        store::StoreError::ReadOnly(m) => StoreError::ReadOnly(m),
+        store::StoreError::Conflict(m) => StoreError::Conflict(m),
+        store::StoreError::LockTimeout(m) => StoreError::LockTimeout(m),
+    }
+}
+
+/// `wasi:http/outgoing-handler` through waki. No `User-Agent`: the service blocks the CLI's.
+struct WakiHttp;
+
+impl Http for WakiHttp {
+    fn post_json(
+        &mut self,
+        url: &str,
+        body: &str,
+        timeout: Duration,
+    ) -> Result<HttpAnswer, HttpFailure> {
+        let response = waki::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json")
+            .body(body.as_bytes())
+            .connect_timeout(timeout)
+            .send()
+            .map_err(unreachable)?;
+        let status = response.status_code();
+        let retry_after = response
+            .header("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut answer = Vec::new();
+        while let Some(chunk) = response.chunk(64 * 1024).map_err(unreachable)? {
+            answer.extend_from_slice(&chunk);
+            if answer.len() > MAX_ANSWER_BYTES {
+                return Err(HttpFailure::TooLarge {
+                    limit: MAX_ANSWER_BYTES,
+                });
+            }
+        }
+        Ok(HttpAnswer {
+            status,
+            retry_after,
+            body: answer,
+        })
+    }
+}
+
+fn unreachable(error: impl std::fmt::Display) -> HttpFailure {
+    HttpFailure::Unreachable(scrub(&error.to_string()))
+}
+
+/// `wasi:clocks`: wall clock for expiry, monotonic clock for budgets, blocking sleep for backoff.
+struct WasiClock {
+    start: Instant,
+}
+
+impl Clock for WasiClock {
+    fn now_ms(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    fn sleep(&mut self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
+}

@@ -1,0 +1,541 @@
+//! The credential document the `claude` CLI writes, read and edited without losing anything the
+//! code does not know: the whole JSON tree is kept and only the refreshed fields are replaced.
+//!
+//! ```json
+//! {"claudeAiOauth": {"accessToken": "...", "refreshToken": "...", "expiresAt": 1767225600000,
+//!                    "scopes": ["user:inference"], "subscriptionType": "max", ...},
+//!  "mcpOAuth": {...}}
+//! ```
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+use crate::answer::Grant;
+use crate::scrub::scrub;
+
+/// Key of the OAuth section.
+pub const OAUTH_KEY: &str = "claudeAiOauth";
+
+/// Latest expiry treated as representable: 9999-12-31T23:59:59.999Z in Unix milliseconds.
+pub const MAX_EXPIRES_AT_MS: i64 = 253_402_300_799_999;
+
+/// When the access token expires, as far as the document says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// At this Unix millisecond.
+    At(i64),
+    /// The document records no expiry.
+    Missing,
+    /// The recorded number is negative, fractional or beyond year 9999.
+    Unrepresentable,
+}
+
+/// Why a document cannot be used. Messages name fields and positions, never values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocumentError {
+    /// Not JSON at all, or JSON with duplicate keys.
+    #[error("the credential document is not valid JSON: {0}")]
+    Syntax(String),
+    /// Valid JSON whose top level is not an object.
+    #[error("the credential document must be a JSON object, found {0}")]
+    NotAnObject(&'static str),
+    /// A known field holds the wrong JSON type.
+    #[error("`{field}` in the credential document must be {expected}, found {found}")]
+    WrongType {
+        /// Path of the field.
+        field: &'static str,
+        /// What it must be.
+        expected: &'static str,
+        /// What it is.
+        found: &'static str,
+    },
+    /// A required field is absent.
+    #[error("`{0}` is missing from the credential document")]
+    MissingField(&'static str),
+    /// The document has no OAuth section at all (or it is `null`).
+    #[error("the credential document has no `claudeAiOauth` section")]
+    NoOAuthSection,
+}
+
+/// The OAuth section's fields the logic uses.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OAuthView {
+    /// The bearer token.
+    pub access_token: String,
+    /// The refresh token; `None` when absent, null or empty.
+    pub refresh_token: Option<String>,
+    /// When the access token expires.
+    pub expiry: Expiry,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// Subscription type, informational.
+    pub subscription_type: Option<String>,
+    /// Rate-limit tier, informational.
+    pub rate_limit_tier: Option<String>,
+}
+
+impl fmt::Debug for OAuthView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthView")
+            .field("access_token", &"[redacted]")
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
+            .field("expiry", &self.expiry)
+            .field("scopes", &self.scopes)
+            .field("subscription_type", &self.subscription_type)
+            .field("rate_limit_tier", &self.rate_limit_tier)
+            .finish()
+    }
+}
+
+impl OAuthView {
+    /// The expiry in Unix milliseconds, when known and representable.
+    pub const fn expires_at_ms(&self) -> Option<i64> {
+        match self.expiry {
+            Expiry::At(ms) => Some(ms),
+            Expiry::Missing | Expiry::Unrepresentable => None,
+        }
+    }
+
+    /// Past its expiry at `now_ms` (an unknown expiry counts as expired).
+    pub const fn expired(&self, now_ms: i64) -> bool {
+        match self.expiry {
+            Expiry::At(ms) => now_ms >= ms,
+            Expiry::Missing | Expiry::Unrepresentable => true,
+        }
+    }
+
+    /// Expires within `skew_ms` of `now_ms` (an unknown expiry always needs a refresh).
+    pub const fn needs_refresh(&self, now_ms: i64, skew_ms: i64) -> bool {
+        match self.expiry {
+            Expiry::At(ms) => now_ms.saturating_add(skew_ms) >= ms,
+            Expiry::Missing | Expiry::Unrepresentable => true,
+        }
+    }
+}
+
+/// A parsed credential document.
+#[derive(Clone, PartialEq)]
+pub struct Document {
+    root: Map<String, Value>,
+}
+
+impl fmt::Debug for Document {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Values may be secrets (tokens of other tools live here too): show only the keys.
+        f.debug_struct("Document")
+            .field("keys", &self.root.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Document {
+    /// Parse `text`, rejecting duplicate keys (which would make "the" value ambiguous).
+    pub fn parse(text: &str) -> Result<Self, DocumentError> {
+        let Strict(value) =
+            serde_json::from_str(text).map_err(|e| DocumentError::Syntax(e.to_string()))?;
+        match value {
+            Value::Object(root) => Ok(Self { root }),
+            other => Err(DocumentError::NotAnObject(type_name(&other))),
+        }
+    }
+
+    /// The OAuth section, type-checked.
+    pub fn oauth(&self) -> Result<OAuthView, DocumentError> {
+        let section = match self.root.get(OAUTH_KEY) {
+            None | Some(Value::Null) => return Err(DocumentError::NoOAuthSection),
+            Some(Value::Object(section)) => section,
+            Some(other) => return Err(wrong_type(OAUTH_KEY, "an object", other)),
+        };
+        let access_token = match section.get("accessToken") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            None | Some(Value::Null) => {
+                return Err(DocumentError::MissingField("claudeAiOauth.accessToken"));
+            }
+            Some(Value::String(_)) => {
+                return Err(DocumentError::MissingField("claudeAiOauth.accessToken"));
+            }
+            Some(other) => {
+                return Err(wrong_type("claudeAiOauth.accessToken", "a string", other));
+            }
+        };
+        let refresh_token = match section.get("refreshToken") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.is_empty() => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                return Err(wrong_type("claudeAiOauth.refreshToken", "a string", other));
+            }
+        };
+        let expiry = match section.get("expiresAt") {
+            None | Some(Value::Null) => Expiry::Missing,
+            Some(Value::Number(n)) => expiry_of(n),
+            Some(other) => {
+                return Err(wrong_type(
+                    "claudeAiOauth.expiresAt",
+                    "a number (Unix milliseconds)",
+                    other,
+                ));
+            }
+        };
+        let scopes = match section.get("scopes") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| match item {
+                    Value::String(s) => Ok(s.clone()),
+                    other => Err(wrong_type(
+                        "claudeAiOauth.scopes",
+                        "a list of strings",
+                        other,
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(other) => {
+                return Err(wrong_type("claudeAiOauth.scopes", "a list of strings", other));
+            }
+        };
+        // Informational fields: tolerated whatever their shape, so a format change in the CLI
+        // never blocks a refresh.
+        let text = |key: &str| section.get(key).and_then(Value::as_str).map(str::to_owned);
+        Ok(OAuthView {
+            access_token,
+            refresh_token,
+            expiry,
+            scopes,
+            subscription_type: text("subscriptionType"),
+            rate_limit_tier: text("rateLimitTier"),
+        })
+    }
+
+    /// The document with `grant` applied at `now_ms`, as JSON text. Every other key, in the
+    /// section and outside it, is kept as it was and where it was.
+    pub fn with_grant(&self, grant: &Grant, now_ms: i64) -> Result<String, DocumentError> {
+        let mut root = self.root.clone();
+        let Some(Value::Object(section)) = root.get_mut(OAUTH_KEY) else {
+            return Err(DocumentError::NoOAuthSection);
+        };
+        section.insert(
+            "accessToken".into(),
+            Value::String(grant.access_token.clone()),
+        );
+        if let Some(refresh) = &grant.refresh_token {
+            section.insert("refreshToken".into(), Value::String(refresh.clone()));
+        }
+        let expires_at = now_ms.saturating_add(grant.expires_in_s.saturating_mul(1000));
+        section.insert("expiresAt".into(), Value::Number(expires_at.into()));
+        if let Some(scopes) = &grant.scopes {
+            section.insert(
+                "scopes".into(),
+                Value::Array(scopes.iter().cloned().map(Value::String).collect()),
+            );
+        }
+        serde_json::to_string(&root).map_err(|e| DocumentError::Syntax(e.to_string()))
+    }
+}
+
+fn expiry_of(n: &Number) -> Expiry {
+    if let Some(ms) = n.as_i64() {
+        return if (0..=MAX_EXPIRES_AT_MS).contains(&ms) {
+            Expiry::At(ms)
+        } else {
+            Expiry::Unrepresentable
+        };
+    }
+    match n.as_f64() {
+        // Integral floats (`1.7e12`) are how some writers spell integers.
+        #[allow(clippy::cast_possible_truncation, clippy::float_cmp)]
+        Some(f) if f.is_finite() && f.trunc() == f && (0.0..=MAX_EXPIRES_AT_MS as f64).contains(&f) => {
+            Expiry::At(f as i64)
+        }
+        _ => Expiry::Unrepresentable,
+    }
+}
+
+fn wrong_type(field: &'static str, expected: &'static str, found: &Value) -> DocumentError {
+    DocumentError::WrongType {
+        field,
+        expected,
+        found: type_name(found),
+    }
+}
+
+/// The JSON type of `value`, as a message would say it.
+pub const fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A JSON value that refuses duplicate object keys. serde_json's own depth limit (128) still
+/// applies, so hostile nesting fails cleanly instead of overflowing the stack.
+pub(crate) struct Strict(pub(crate) Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                let shown: String = scrub(&key).chars().take(40).collect();
+                return Err(de::Error::custom(format_args!("duplicate key `{shown}`")));
+            }
+            let Strict(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"{"claudeAiOauth":{"accessToken":"at-1","refreshToken":"rt-1","expiresAt":1700000000000,"scopes":["user:inference","user:profile"],"subscriptionType":"max","rateLimitTier":"default_claude_max_20x","refreshTokenExpiresAt":1800000000000},"mcpOAuth":{"srv":{"accessToken":"other"}}}"#;
+
+    fn grant() -> Grant {
+        Grant {
+            access_token: "at-2".into(),
+            refresh_token: Some("rt-2".into()),
+            expires_in_s: 3600,
+            scopes: None,
+            token_type: Some("Bearer".into()),
+        }
+    }
+
+    #[test]
+    fn reads_every_known_field() {
+        let view = Document::parse(FULL).unwrap().oauth().unwrap();
+        assert_eq!(view.access_token, "at-1");
+        assert_eq!(view.refresh_token.as_deref(), Some("rt-1"));
+        assert_eq!(view.expiry, Expiry::At(1_700_000_000_000));
+        assert_eq!(view.scopes, ["user:inference", "user:profile"]);
+        assert_eq!(view.subscription_type.as_deref(), Some("max"));
+        assert_eq!(view.rate_limit_tier.as_deref(), Some("default_claude_max_20x"));
+    }
+
+    #[test]
+    fn grant_replaces_token_fields_and_keeps_everything_else_in_place() {
+        let doc = Document::parse(FULL).unwrap();
+        let text = doc.with_grant(&grant(), 1_000).unwrap();
+        assert_eq!(
+            text,
+            r#"{"claudeAiOauth":{"accessToken":"at-2","refreshToken":"rt-2","expiresAt":3601000,"scopes":["user:inference","user:profile"],"subscriptionType":"max","rateLimitTier":"default_claude_max_20x","refreshTokenExpiresAt":1800000000000},"mcpOAuth":{"srv":{"accessToken":"other"}}}"#
+        );
+    }
+
+    #[test]
+    fn grant_without_refresh_token_keeps_the_old_one_and_scope_replaces_scopes() {
+        let doc = Document::parse(FULL).unwrap();
+        let mut g = grant();
+        g.refresh_token = None;
+        g.scopes = Some(vec!["user:inference".into()]);
+        let view = Document::parse(&doc.with_grant(&g, 0).unwrap())
+            .unwrap()
+            .oauth()
+            .unwrap();
+        assert_eq!(view.refresh_token.as_deref(), Some("rt-1"));
+        assert_eq!(view.scopes, ["user:inference"]);
+    }
+
+    #[test]
+    fn expiry_table() {
+        let cases: &[(&str, Expiry)] = &[
+            ("1700000000000", Expiry::At(1_700_000_000_000)),
+            ("0", Expiry::At(0)),
+            ("1.7e12", Expiry::At(1_700_000_000_000)),
+            ("-1", Expiry::Unrepresentable),
+            ("-9223372036854775808", Expiry::Unrepresentable),
+            ("18446744073709551615", Expiry::Unrepresentable),
+            ("1e300", Expiry::Unrepresentable),
+            ("1700000000000.5", Expiry::Unrepresentable),
+            ("253402300800000", Expiry::Unrepresentable),
+            ("null", Expiry::Missing),
+        ];
+        for (raw, want) in cases {
+            let text = format!(r#"{{"claudeAiOauth":{{"accessToken":"a","expiresAt":{raw}}}}}"#);
+            let view = Document::parse(&text).unwrap().oauth().unwrap();
+            assert_eq!(view.expiry, *want, "expiresAt {raw}");
+        }
+    }
+
+    #[test]
+    fn refresh_decision_table() {
+        let at = |ms| OAuthView {
+            access_token: "a".into(),
+            refresh_token: None,
+            expiry: ms,
+            scopes: vec![],
+            subscription_type: None,
+            rate_limit_tier: None,
+        };
+        // (expiry, now, skew) -> (expired, needs_refresh)
+        let cases = [
+            (Expiry::At(10_000), 0, 5_000, false, false),
+            (Expiry::At(10_000), 5_000, 5_000, false, true),
+            (Expiry::At(10_000), 9_999, 0, false, false),
+            (Expiry::At(10_000), 10_000, 0, true, true),
+            (Expiry::At(10_000), i64::MAX, i64::MAX, true, true),
+            (Expiry::Missing, 0, 0, true, true),
+            (Expiry::Unrepresentable, 0, 0, true, true),
+        ];
+        for (expiry, now, skew, expired, refresh) in cases {
+            let view = at(expiry);
+            assert_eq!(view.expired(now), expired, "{expiry:?} now {now}");
+            assert_eq!(view.needs_refresh(now, skew), refresh, "{expiry:?} now {now} skew {skew}");
+        }
+    }
+
+    #[test]
+    fn bad_documents_are_typed_errors_without_values() {
+        let secret = "sk-ant-oat01-SECRETSECRET";
+        let cases: Vec<(String, DocumentError)> = vec![
+            (String::new(), DocumentError::Syntax("EOF while parsing a value at line 1 column 0".into())),
+            ("[1,2]".into(), DocumentError::NotAnObject("an array")),
+            ("\"text\"".into(), DocumentError::NotAnObject("a string")),
+            ("{}".into(), DocumentError::NoOAuthSection),
+            (r#"{"claudeAiOauth":null}"#.into(), DocumentError::NoOAuthSection),
+            (
+                r#"{"claudeAiOauth":[]}"#.into(),
+                DocumentError::WrongType { field: "claudeAiOauth", expected: "an object", found: "an array" },
+            ),
+            (
+                r#"{"claudeAiOauth":{"refreshToken":"r"}}"#.into(),
+                DocumentError::MissingField("claudeAiOauth.accessToken"),
+            ),
+            (
+                r#"{"claudeAiOauth":{"accessToken":""}}"#.into(),
+                DocumentError::MissingField("claudeAiOauth.accessToken"),
+            ),
+            (
+                r#"{"claudeAiOauth":{"accessToken":42}}"#.into(),
+                DocumentError::WrongType { field: "claudeAiOauth.accessToken", expected: "a string", found: "a number" },
+            ),
+            (
+                format!(r#"{{"claudeAiOauth":{{"accessToken":"a","refreshToken":["{secret}"]}}}}"#),
+                DocumentError::WrongType { field: "claudeAiOauth.refreshToken", expected: "a string", found: "an array" },
+            ),
+            (
+                format!(r#"{{"claudeAiOauth":{{"accessToken":"a","expiresAt":"{secret}"}}}}"#),
+                DocumentError::WrongType {
+                    field: "claudeAiOauth.expiresAt",
+                    expected: "a number (Unix milliseconds)",
+                    found: "a string",
+                },
+            ),
+            (
+                r#"{"claudeAiOauth":{"accessToken":"a","scopes":"user:inference"}}"#.into(),
+                DocumentError::WrongType { field: "claudeAiOauth.scopes", expected: "a list of strings", found: "a string" },
+            ),
+            (
+                r#"{"claudeAiOauth":{"accessToken":"a","scopes":[1]}}"#.into(),
+                DocumentError::WrongType { field: "claudeAiOauth.scopes", expected: "a list of strings", found: "a number" },
+            ),
+        ];
+        for (text, want) in cases {
+            let got = Document::parse(&text).and_then(|d| d.oauth());
+            assert_eq!(got.as_ref().err(), Some(&want), "document {text:?}");
+            assert!(!want.to_string().contains(secret));
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        for text in [
+            r#"{"claudeAiOauth":{},"claudeAiOauth":{}}"#,
+            r#"{"claudeAiOauth":{"accessToken":"a","accessToken":"b"}}"#,
+            r#"{"x":[{"k":1,"k":2}]}"#,
+        ] {
+            let err = Document::parse(text).unwrap_err();
+            assert!(matches!(&err, DocumentError::Syntax(m) if m.contains("duplicate key")), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn hostile_nesting_fails_cleanly() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let err = Document::parse(&deep).unwrap_err();
+        assert!(matches!(&err, DocumentError::Syntax(m) if m.contains("recursion limit")), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_never_echo_content() {
+        let secret = "sk-ant-oat01-SECRETSECRET";
+        for text in [
+            format!(r#"{{"claudeAiOauth":{{"accessToken":"{secret}""#),
+            format!("{{\"claudeAiOauth\":{{\"accessToken\":\"{secret}\0\"}}}}"),
+            format!("{{\"{secret}\" 1}}"),
+            format!(r#"{{"a":"{secret}","a":"{secret}"}}"#),
+        ] {
+            let err = Document::parse(&text).unwrap_err().to_string();
+            assert!(!err.contains("SECRET"), "{err}");
+        }
+    }
+
+    #[test]
+    fn debug_shows_keys_only() {
+        let doc = Document::parse(FULL).unwrap();
+        let shown = format!("{doc:?} {:?}", doc.oauth().unwrap());
+        assert!(!shown.contains("at-1") && !shown.contains("rt-1") && !shown.contains("other"), "{shown}");
+        assert!(shown.contains("mcpOAuth"));
+    }
+}

@@ -1,0 +1,23 @@
+//! The refresh logic of `entelix-auth-claude-code`, built as a `wasm32-wasip2` component.
+//!
+//! The logic is pure: it talks to the world only through the [`ports`] traits (a store, HTTP, a
+//! clock). In the component those are the WIT imports (`credential-store`,
+//! `wasi:http/outgoing-handler`, `wasi:clocks`), wired in `component.rs`; natively they are
+//! in-memory fakes, so every decision is unit tested with `cargo test`.
+//!
+//! - [`document`] reads and edits the credential document, keeping unknown fields.
+//! - [`answer`] interprets the token endpoint's answer.
+//! - [`engine`] decides when to refresh, takes the lock, retries, and writes back.
+
+pub mod answer;
+pub mod document;
+pub mod engine;
+pub mod failure;
+pub mod ports;
+pub mod scrub;
+
+#[cfg(test)]
+pub(crate) mod fakes;
+
+#[cfg(target_arch = "wasm32")]
+mod component;

@@ -1,0 +1,87 @@
+//! Builds the guest component for `wasm32-wasip2` and embeds it: the host crate always carries the
+//! component that matches its sources. The component is also published at
+//! `<target dir>/component/claude_code_auth.wasm` for plugin hosts that load it themselves.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const TARGET: &str = "wasm32-wasip2";
+/// Workspace profile tuned for a small component (see the root Cargo.toml).
+const PROFILE: &str = "component-release";
+const BUILT: &str = "claude_code_auth_guest.wasm";
+const PUBLISHED: &str = "claude_code_auth.wasm";
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let root = manifest_dir.parent().expect("host/ sits in the workspace root");
+    let guest = root.join("guest");
+    for watched in [guest.join("src"), guest.join("Cargo.toml"), root.join("wit"), root.join("Cargo.lock")] {
+        println!("cargo::rerun-if-changed={}", watched.display());
+    }
+
+    if !target_installed() {
+        println!("cargo::error=the {TARGET} target is missing; run: rustup target add {TARGET}");
+        return;
+    }
+
+    let target_dir = target_dir(root);
+    // One guest target dir for every host build (debug, test, clippy): the guest compiles once.
+    let guest_target = target_dir.join("guest-build");
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .arg("build")
+        .arg("--manifest-path")
+        .arg(guest.join("Cargo.toml"))
+        .args(["--target", TARGET, "--profile", PROFILE])
+        .arg("--target-dir")
+        .arg(&guest_target)
+        // Cargo reads build-script stdout as directives: keep the child's output on stderr.
+        .stdout(Stdio::from(std::io::stderr()));
+    // Flags meant for the host build must not leak into the wasm build.
+    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "RUSTC_WORKSPACE_WRAPPER"] {
+        build.env_remove(var);
+    }
+    match build.status() {
+        Ok(status) if status.success() => {}
+        Ok(status) => {
+            println!("cargo::error=building the guest component failed ({status}); the compiler output is above");
+            return;
+        }
+        Err(e) => {
+            println!("cargo::error=could not run cargo to build the guest component: {e}");
+            return;
+        }
+    }
+
+    let built = guest_target.join(TARGET).join(PROFILE).join(BUILT);
+    let embedded = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo")).join(PUBLISHED);
+    copy(&built, &embedded);
+    let published_dir = target_dir.join("component");
+    if std::fs::create_dir_all(&published_dir).is_ok() {
+        copy(&built, &published_dir.join(PUBLISHED));
+    }
+    println!("cargo::rustc-env=CLAUDE_CODE_AUTH_COMPONENT={}", embedded.display());
+}
+
+fn target_installed() -> bool {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    Command::new(rustc)
+        .args(["--print", "target-libdir", "--target", TARGET])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        .is_some_and(|libdir| libdir.is_dir())
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
+}
+
+fn copy(from: &Path, to: &Path) {
+    if let Err(e) = std::fs::copy(from, to) {
+        panic!("copying {} to {}: {e}", from.display(), to.display());
+    }
+}

@@ -1,0 +1,149 @@
+//! `claude-code-auth demo`: the whole refresh path on one machine, with no account. Every step
+//! is checked, so the demo fails loudly instead of printing a story that did not happen.
+
+use std::io;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+use super::{print, render};
+use crate::loopback::TokenEndpoint;
+use crate::{
+    ClaudeCodeAuthError, ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider, CredentialStore,
+    FileCredentialStore,
+};
+
+fn io_error(doing: &str) -> impl FnOnce(io::Error) -> ClaudeCodeAuthError + '_ {
+    move |source| ClaudeCodeAuthError::Io {
+        path: doing.to_owned(),
+        source,
+    }
+}
+
+fn broken(what: &str) -> ClaudeCodeAuthError {
+    ClaudeCodeAuthError::Sandbox {
+        message: format!("demo check failed: {what}"),
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).map_or_else(
+        |_| "unknown".into(),
+        |m| format!("{:04o}", m.permissions().mode() & 0o7777),
+    )
+}
+
+#[cfg(not(unix))]
+fn mode(_: &Path) -> String {
+    "n/a".into()
+}
+
+pub(super) async fn run() -> Result<(), ClaudeCodeAuthError> {
+    print("claude-code-auth demo: a refresh end to end, on this machine only, no account needed\n")?;
+
+    let endpoint = TokenEndpoint::start()
+        .await
+        .map_err(io_error("starting the loopback token endpoint"))?;
+    let login = endpoint.login();
+    print(&format!(
+        "1. Started a loopback token endpoint at {}\n   It behaves like the real one: JSON only, client id required, refresh tokens rotated\n   on every grant, a token family revoked when a spent refresh token comes back.\n",
+        endpoint.url()
+    ))?;
+
+    let dir = tempfile::Builder::new()
+        .prefix("claude-code-auth-demo-")
+        .tempdir()
+        .map_err(io_error("creating a temporary directory"))?;
+    let path = dir.path().join(".credentials.json");
+    let ten_minutes_ago = now_ms() - 10 * 60 * 1000;
+    let original = json!({
+        "claudeAiOauth": {
+            "accessToken": login.access_token,
+            "refreshToken": login.refresh_token,
+            "expiresAt": ten_minutes_ago,
+            "scopes": ["user:inference", "user:profile"],
+            "subscriptionType": "max",
+            "rateLimitTier": "default_claude_max_20x",
+        },
+        "mcpOAuth": {"demo-server": {"accessToken": "mcp-demo-access", "expiresAt": ten_minutes_ago}},
+    });
+    let store = FileCredentialStore::with_path(&path);
+    store.save_document(&original.to_string()).await?;
+    print(&format!(
+        "2. Wrote a credential file whose access token expired ten minutes ago\n   {} (mode {}):\n{}\n",
+        path.display(),
+        mode(&path),
+        indent(&render::redacted_document(&original.to_string()))
+    ))?;
+
+    let config = ClaudeCodeOAuthConfig::new().with_token_url(endpoint.url());
+    let provider = ClaudeCodeOAuthProvider::with_config(store.clone(), config);
+    let header = provider.header_value().await?;
+    let token = header
+        .expose_secret()
+        .strip_prefix("Bearer ")
+        .ok_or_else(|| broken("the header is not a bearer token"))?
+        .to_owned();
+    if endpoint.grants_served() != 1 || !endpoint.accepts_access_token(&token) {
+        return Err(broken("the endpoint did not issue the token the component returned"));
+    }
+    print(&format!(
+        "3. Resolved through the sandboxed component (wasm32-wasip2, wasmtime):\n   Authorization: Bearer {}\n   The endpoint served {} refresh grant; the old refresh token is now spent.\n",
+        render::fingerprint(&token),
+        endpoint.grants_served()
+    ))?;
+
+    let rewritten = store
+        .load_document()
+        .await?
+        .ok_or_else(|| broken("the credential file disappeared"))?;
+    let after: Value = serde_json::from_str(&rewritten).map_err(|_| broken("the rewritten file is not JSON"))?;
+    let oauth = &after["claudeAiOauth"];
+    if oauth["accessToken"] != token.as_str()
+        || oauth["refreshToken"] == login.refresh_token.as_str()
+        || after["mcpOAuth"] != original["mcpOAuth"]
+        || oauth["rateLimitTier"] != original["claudeAiOauth"]["rateLimitTier"]
+    {
+        return Err(broken("the rewritten file does not hold the rotated tokens and every other key"));
+    }
+    print(&format!(
+        "4. The file was rewritten atomically (mode {}); tokens rotated, every other key kept:\n{}\n",
+        mode(&path),
+        indent(&render::redacted_document(&rewritten))
+    ))?;
+
+    let again = provider.header_value().await?;
+    if again.expose_secret() != header.expose_secret() || endpoint.grants_served() != 1 {
+        return Err(broken("a fresh token was refreshed again"));
+    }
+    let status = provider.status().await?;
+    print(&format!(
+        "5. Resolved again: the fresh token was reused and nothing was sent (grants served: {}).\n   Status: valid until {}, subscription {}.\n",
+        endpoint.grants_served(),
+        status
+            .expires_at()
+            .map_or_else(|| "?".into(), |at| at.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
+        status.subscription_type.as_deref().unwrap_or("?")
+    ))?;
+
+    drop(dir);
+    print("Done; the temporary directory is removed. With a real login, try `claude-code-auth status`.")?;
+    Ok(())
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|line| format!("   {line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -1,0 +1,144 @@
+//! The `claude-code-auth` command line: inspect, use and refresh the `claude` CLI's credential
+//! through the sandboxed component.
+//!
+//! Only `token` and `header` ever print a token. Errors are one line on stderr and a non-zero exit
+//! code that says how to react (see [`exit_code`]).
+
+mod demo;
+mod render;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+
+use crate::{
+    ClaudeCodeAuthError, ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider, FileCredentialStore,
+};
+
+/// Use the `claude` CLI's Claude.ai login from other programs, refreshed in a sandbox.
+#[derive(Debug, Parser)]
+#[command(name = "claude-code-auth", version, about)]
+pub struct Cli {
+    /// Credential file [default: $CLAUDE_CONFIG_DIR/.credentials.json, else ~/.claude/.credentials.json]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub credentials: Option<PathBuf>,
+    /// Token endpoint [default: https://platform.claude.com/v1/oauth/token]
+    #[arg(long, global = true, value_name = "URL")]
+    pub token_url: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the stored credential: expiry, subscription, scopes. Never the token.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the access token alone, refreshing it first when it is about to expire.
+    Token,
+    /// Print `Authorization: Bearer <token>`, refreshing first when needed.
+    Header,
+    /// Refresh the access token when it is about to expire.
+    Refresh {
+        /// Refresh even when the token is still fresh.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show a refresh end to end with no account: a loopback token endpoint, a temporary
+    /// credential file holding an expired token, the sandboxed component, the rewritten file.
+    Demo,
+}
+
+/// Exit code for errors that a new login fixes because there is no credential.
+pub const EXIT_MISSING: u8 = 3;
+/// Exit code for an expired credential that cannot be renewed (log in again).
+pub const EXIT_EXPIRED: u8 = 4;
+/// Exit code for a credential or store that is unusable as it is.
+pub const EXIT_REFUSED: u8 = 5;
+/// Exit code for an unreachable token endpoint or a busy lock (retry later).
+pub const EXIT_UNREACHABLE: u8 = 6;
+
+/// The exit code for `error`: 3 missing, 4 expired, 5 refused, 6 unreachable, 1 otherwise.
+pub fn exit_code(error: &ClaudeCodeAuthError) -> u8 {
+    use entelix_core::auth::AuthError;
+    match error.to_auth_error() {
+        AuthError::Missing { .. } => EXIT_MISSING,
+        AuthError::Expired { .. } => EXIT_EXPIRED,
+        AuthError::Refused { .. } => EXIT_REFUSED,
+        AuthError::SourceUnreachable { .. } => EXIT_UNREACHABLE,
+        _ => 1,
+    }
+}
+
+/// Run the command line of this process.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}"), 1),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&error.to_string(), exit_code(&error)),
+    }
+}
+
+fn fail(message: &str, code: u8) -> ExitCode {
+    let _ = writeln!(std::io::stderr(), "error: {message}");
+    ExitCode::from(code)
+}
+
+/// Run `cli`, printing to stdout.
+pub async fn run(cli: Cli) -> Result<(), ClaudeCodeAuthError> {
+    if matches!(cli.command, Command::Demo) {
+        return demo::run().await;
+    }
+    let path = match cli.credentials {
+        Some(path) => path,
+        None => FileCredentialStore::default_claude_path()?,
+    };
+    let mut config = ClaudeCodeOAuthConfig::new();
+    if let Some(url) = cli.token_url {
+        config = config.with_token_url(url);
+    }
+    let provider = ClaudeCodeOAuthProvider::with_config(FileCredentialStore::with_path(path), config);
+    let out = match cli.command {
+        Command::Status { json: true } => {
+            render::status_json(&provider.location(), &provider.status().await?)
+        }
+        Command::Status { json: false } => {
+            render::status_text(&provider.location(), &provider.status().await?)
+        }
+        Command::Token => provider.access_token().await?.expose_secret().to_owned(),
+        Command::Header => format!(
+            "Authorization: {}",
+            provider.header_value().await?.expose_secret()
+        ),
+        Command::Refresh { force } => render::refresh_text(&provider.refresh(force).await?),
+        Command::Demo => unreachable!("handled above"),
+    };
+    print(&out)
+}
+
+/// Print `text` and a newline; a closed stdout is an error like any other.
+fn print(text: &str) -> Result<(), ClaudeCodeAuthError> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}")
+        .and_then(|()| stdout.flush())
+        .map_err(|source| ClaudeCodeAuthError::Io {
+            path: "<stdout>".into(),
+            source,
+        })
+}

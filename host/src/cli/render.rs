@@ -1,0 +1,186 @@
+//! Text and JSON the CLI prints. Nothing here ever receives a token.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::{RefreshOutcome, RefreshReport, TokenStatus};
+
+/// `status` as text.
+pub(super) fn status_text(location: &str, status: &TokenStatus) -> String {
+    let mut lines = vec![
+        format!("credentials:   {location}"),
+        format!("access token:  {}", expiry_phrase(status, Utc::now())),
+        format!(
+            "refresh token: {}",
+            if status.has_refresh_token { "present" } else { "absent" }
+        ),
+    ];
+    if let Some(subscription) = &status.subscription_type {
+        lines.push(format!("subscription:  {subscription}"));
+    }
+    if let Some(tier) = &status.rate_limit_tier {
+        lines.push(format!("rate limits:   {tier}"));
+    }
+    if !status.scopes.is_empty() {
+        lines.push(format!("scopes:        {}", status.scopes.join(" ")));
+    }
+    lines.join("\n")
+}
+
+/// `status --json`.
+pub(super) fn status_json(location: &str, status: &TokenStatus) -> String {
+    json!({
+        "source": "file",
+        "location": location,
+        "expiresAt": status.expires_at_ms,
+        "expiresAtIso": status.expires_at().map(|at| at.to_rfc3339()),
+        "expired": status.expired,
+        "needsRefresh": status.needs_refresh,
+        "hasRefreshToken": status.has_refresh_token,
+        "subscriptionType": status.subscription_type,
+        "rateLimitTier": status.rate_limit_tier,
+        "scopes": status.scopes,
+    })
+    .to_string()
+}
+
+/// `refresh` as one line.
+pub(super) fn refresh_text(report: &RefreshReport) -> String {
+    let until = until(&report.status);
+    match report.outcome {
+        RefreshOutcome::Refreshed => format!("refreshed: the new access token is valid {until}"),
+        RefreshOutcome::StillFresh => {
+            format!("still fresh: valid {until}; nothing sent (use --force to refresh anyway)")
+        }
+        RefreshOutcome::Adopted => {
+            format!("another process had just refreshed; its access token is valid {until}")
+        }
+        RefreshOutcome::Deferred => format!(
+            "the refresh failed for now, but the stored access token is still valid {until}"
+        ),
+    }
+}
+
+fn until(status: &TokenStatus) -> String {
+    status.expires_at().map_or_else(
+        || "for an unknown time".to_owned(),
+        |at| format!("until {}", at.format("%Y-%m-%d %H:%M:%S UTC")),
+    )
+}
+
+/// "valid until … (in 7h 59m)", "expired 3m ago; …".
+fn expiry_phrase(status: &TokenStatus, now: DateTime<Utc>) -> String {
+    let Some(at) = status.expires_at() else {
+        return "expiry unknown; the next use refreshes it".to_owned();
+    };
+    let when = at.format("%Y-%m-%d %H:%M:%S UTC");
+    let next = if status.has_refresh_token {
+        "the next use refreshes it"
+    } else {
+        "run `claude login`"
+    };
+    if status.expired {
+        format!("expired {when} ({} ago); {next}", span(now - at))
+    } else if status.needs_refresh {
+        format!("expires {when} (in {}), inside the refresh window; {next}", span(at - now))
+    } else {
+        format!("valid until {when} (in {})", span(at - now))
+    }
+}
+
+/// A duration as `2d 3h`, `7h 59m`, `4m`, `12s`.
+fn span(delta: chrono::TimeDelta) -> String {
+    let secs = delta.num_seconds().max(0);
+    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3_600, secs % 3_600 / 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{secs}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
+/// A credential document for display: every string under a key that names a token or secret
+/// is replaced by a short fingerprint, so a change is visible and the value is not.
+pub(super) fn redacted_document(text: &str) -> String {
+    let Ok(mut value) = serde_json::from_str::<Value>(text) else {
+        return "(not JSON)".to_owned();
+    };
+    redact(&mut value, false);
+    serde_json::to_string_pretty(&value).unwrap_or_default()
+}
+
+fn redact(value: &mut Value, secret_key: bool) {
+    match value {
+        Value::String(s) if secret_key => *s = fingerprint(s),
+        Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                let lower = key.to_ascii_lowercase();
+                redact(child, lower.contains("token") || lower.contains("secret"));
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| redact(item, secret_key)),
+        _ => {}
+    }
+}
+
+/// `[redacted sha256:1a2b3c4d]`.
+pub(super) fn fingerprint(secret: &str) -> String {
+    let digest = Sha256::digest(secret.as_bytes());
+    let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("[redacted sha256:{hex}]")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(expires_at_ms: Option<i64>, expired: bool, needs_refresh: bool) -> TokenStatus {
+        TokenStatus {
+            expires_at_ms,
+            expired,
+            needs_refresh,
+            has_refresh_token: true,
+            subscription_type: Some("max".into()),
+            rate_limit_tier: None,
+            scopes: vec!["user:inference".into()],
+        }
+    }
+
+    #[test]
+    fn expiry_phrases() {
+        let now = DateTime::from_timestamp(1_900_000_000, 0).unwrap();
+        let ms = 1_900_000_000_000_i64;
+        let cases = [
+            (status(Some(ms + 8 * 3_600_000 - 60_000), false, false), "valid until 2030-03-18 01:45:20 UTC (in 7h 59m)"),
+            (status(Some(ms + 120_000), false, true), "(in 2m), inside the refresh window; the next use refreshes it"),
+            (status(Some(ms - 180_000), true, true), "(3m ago); the next use refreshes it"),
+            (status(None, true, true), "expiry unknown; the next use refreshes it"),
+            (status(Some(ms + 3 * 86_400_000), false, false), "(in 3d 0h)"),
+        ];
+        for (status, want) in cases {
+            let got = expiry_phrase(&status, now);
+            assert!(got.contains(want), "{got}");
+        }
+    }
+
+    #[test]
+    fn documents_are_shown_without_secrets() {
+        let doc = r#"{"claudeAiOauth":{"accessToken":"sk-ant-oat01-A","refreshToken":"sk-ant-ort01-R","expiresAt":1,"scopes":["user:inference"]},"mcpOAuth":{"s":{"accessToken":"m","clientSecret":"c"}}}"#;
+        let shown = redacted_document(doc);
+        for secret in ["sk-ant-oat01-A", "sk-ant-ort01-R", "\"m\"", "\"c\""] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("user:inference") && shown.contains(&fingerprint("sk-ant-oat01-A")));
+    }
+
+    #[test]
+    fn json_status_has_no_token_field() {
+        let text = status_json("/x", &status(Some(5), true, true));
+        let value: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["expiresAt"], 5);
+        assert_eq!(value["hasRefreshToken"], true);
+        assert!(!text.to_ascii_lowercase().contains("accesstoken"));
+    }
+}

@@ -1,0 +1,221 @@
+//! [`ClaudeCodeAuthError`] and its mapping onto entelix's `AuthError`.
+
+use std::time::Duration;
+
+use entelix_core::auth::AuthError;
+use thiserror::Error;
+
+/// Why a credential could not be produced. Messages are one line, name the place, and never
+/// contain a token.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ClaudeCodeAuthError {
+    /// No credential is stored: the user has not run `claude login`.
+    #[error("no Claude Code credentials at `{path}`; run `claude login` first")]
+    CredentialsMissing {
+        /// Where the store looked.
+        path: String,
+    },
+    /// The credential file has no OAuth section.
+    #[error("the credentials at `{path}` have no `claudeAiOauth` section; run `claude login` first")]
+    OAuthSectionMissing {
+        /// Where the store looked.
+        path: String,
+    },
+    /// The token expired and there is no refresh token to renew it.
+    #[error(
+        "the access token has expired and the credentials hold no refresh token; run `claude login` to sign in again"
+    )]
+    RefreshTokenMissing,
+    /// The token endpoint could not be reached, timed out, or answered 5xx, 429 or an unusable body.
+    #[error("token refresh failed: {message}")]
+    RefreshHttp {
+        /// What failed; never holds a token.
+        message: String,
+    },
+    /// The token endpoint rejected the refresh token (`invalid_grant`): a new login is needed.
+    #[error("{message}")]
+    RefreshRejected {
+        /// What the endpoint said, scrubbed, and what to do.
+        message: String,
+    },
+    /// The token endpoint refused the request for another reason (a 4xx other than 429).
+    #[error("{message}")]
+    RefreshRefused {
+        /// What the endpoint said, scrubbed.
+        message: String,
+    },
+    /// The credential file is not valid JSON (raised by typed [`crate::CredentialStore`] loads).
+    #[error("the credentials at `{path}` are not valid JSON ({})", describe_json_error(source))]
+    InvalidStorage {
+        /// Where the store looked.
+        path: String,
+        /// The parser's error. Its own message may quote file content: print it deliberately.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The credential document is unusable: not UTF-8, too large, or a known field has the wrong
+    /// type.
+    #[error("the credentials at `{path}` are unusable: {problem}")]
+    InvalidDocument {
+        /// Where the store looked.
+        path: String,
+        /// What is wrong, naming fields and positions, never values.
+        problem: String,
+    },
+    /// Reading or writing the credential storage failed.
+    #[error("could not access the credentials at `{path}`: {source}")]
+    Io {
+        /// The path involved.
+        path: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Neither `CLAUDE_CONFIG_DIR`, `HOME` nor `USERPROFILE` is set.
+    #[error(
+        "cannot locate the credentials: set CLAUDE_CONFIG_DIR or HOME, or give the path explicitly"
+    )]
+    HomeUnresolved,
+    /// The store does not accept writes.
+    #[error("the credential store `{store}` is read-only")]
+    ReadOnly {
+        /// Which store.
+        store: String,
+    },
+    /// The refresh lock stayed busy past the configured bound.
+    #[error("timed out after {}s waiting for the refresh lock `{lock}`", waited.as_secs())]
+    LockTimeout {
+        /// The lock that stayed busy.
+        lock: String,
+        /// How long this process waited.
+        waited: Duration,
+    },
+    /// The token endpoint URL is not one the sandbox may reach.
+    #[error("the token endpoint `{url}` is not allowed: {reason}")]
+    EndpointNotAllowed {
+        /// The configured URL.
+        url: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The sandboxed component failed to load or trapped.
+    #[error("the credential component failed: {message}")]
+    Sandbox {
+        /// What failed.
+        message: String,
+    },
+    /// A call into the component did not finish within its bound.
+    #[error("the credential component did not finish within {}s", after.as_secs())]
+    TimedOut {
+        /// The bound that passed.
+        after: Duration,
+    },
+}
+
+/// Convenience result alias.
+pub type ClaudeCodeAuthResult<T> = Result<T, ClaudeCodeAuthError>;
+
+/// Where a JSON error is and of which kind, without the parser's message (which can quote the
+/// offending value, and the value can be a token).
+fn describe_json_error(error: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match error.classify() {
+        Category::Syntax => "syntax error",
+        Category::Eof => "unexpected end of input",
+        Category::Data => "a field has the wrong type",
+        Category::Io => "read error",
+    };
+    format!("{what} at line {}, column {}", error.line(), error.column())
+}
+
+impl ClaudeCodeAuthError {
+    /// The entelix reaction this error calls for.
+    pub fn to_auth_error(&self) -> AuthError {
+        let message = self.to_string();
+        match self {
+            Self::CredentialsMissing { .. }
+            | Self::OAuthSectionMissing { .. }
+            | Self::HomeUnresolved => AuthError::missing_from(message),
+            Self::RefreshTokenMissing | Self::RefreshRejected { .. } => {
+                AuthError::expired_with(message)
+            }
+            Self::RefreshHttp { .. } | Self::LockTimeout { .. } | Self::TimedOut { .. } => {
+                AuthError::source_unreachable(message)
+            }
+            Self::RefreshRefused { .. }
+            | Self::InvalidStorage { .. }
+            | Self::InvalidDocument { .. }
+            | Self::Io { .. }
+            | Self::ReadOnly { .. }
+            | Self::EndpointNotAllowed { .. }
+            | Self::Sandbox { .. } => AuthError::refused(message),
+        }
+    }
+}
+
+impl From<ClaudeCodeAuthError> for entelix_core::Error {
+    fn from(err: ClaudeCodeAuthError) -> Self {
+        Self::Auth(err.to_auth_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_maps_to_its_reaction() {
+        let io = || std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let json = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+        let cases: Vec<(ClaudeCodeAuthError, &str)> = vec![
+            (ClaudeCodeAuthError::CredentialsMissing { path: "p".into() }, "missing"),
+            (ClaudeCodeAuthError::OAuthSectionMissing { path: "p".into() }, "missing"),
+            (ClaudeCodeAuthError::HomeUnresolved, "missing"),
+            (ClaudeCodeAuthError::RefreshTokenMissing, "expired"),
+            (ClaudeCodeAuthError::RefreshRejected { message: "m".into() }, "expired"),
+            (ClaudeCodeAuthError::RefreshHttp { message: "m".into() }, "unreachable"),
+            (ClaudeCodeAuthError::LockTimeout { lock: "l".into(), waited: Duration::from_secs(1) }, "unreachable"),
+            (ClaudeCodeAuthError::TimedOut { after: Duration::from_secs(1) }, "unreachable"),
+            (ClaudeCodeAuthError::RefreshRefused { message: "m".into() }, "refused"),
+            (ClaudeCodeAuthError::InvalidStorage { path: "p".into(), source: json }, "refused"),
+            (ClaudeCodeAuthError::InvalidDocument { path: "p".into(), problem: "x".into() }, "refused"),
+            (ClaudeCodeAuthError::Io { path: "p".into(), source: io() }, "refused"),
+            (ClaudeCodeAuthError::ReadOnly { store: "s".into() }, "refused"),
+            (ClaudeCodeAuthError::EndpointNotAllowed { url: "u".into(), reason: "r".into() }, "refused"),
+            (ClaudeCodeAuthError::Sandbox { message: "m".into() }, "refused"),
+        ];
+        for (error, want) in cases {
+            let got = match error.to_auth_error() {
+                AuthError::Missing { .. } => "missing",
+                AuthError::Expired { .. } => "expired",
+                AuthError::Refused { .. } => "refused",
+                AuthError::SourceUnreachable { .. } => "unreachable",
+                _ => "other",
+            };
+            assert_eq!(got, want, "{error}");
+        }
+    }
+
+    #[test]
+    fn json_errors_do_not_quote_content() {
+        let secret = "sk-ant-oat01-SECRET";
+        let source = serde_json::from_str::<Vec<u8>>(&format!("\"{secret}\"")).unwrap_err();
+        assert!(source.to_string().contains(secret), "serde quotes the value");
+        let error = ClaudeCodeAuthError::InvalidStorage { path: "p".into(), source };
+        let shown = error.to_string();
+        assert!(!shown.contains(secret), "{shown}");
+        assert!(shown.contains("wrong type at line 1, column"), "{shown}");
+    }
+
+    #[test]
+    fn login_hint_is_given_where_a_login_helps() {
+        for error in [
+            ClaudeCodeAuthError::CredentialsMissing { path: "p".into() },
+            ClaudeCodeAuthError::OAuthSectionMissing { path: "p".into() },
+            ClaudeCodeAuthError::RefreshTokenMissing,
+        ] {
+            assert!(error.to_string().contains("claude login"), "{error}");
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! # entelix-auth-claude-code
+//!
+//! Drive the entelix agent SDK with the Claude.ai subscription credential the `claude` CLI
+//! already keeps (`~/.claude/.credentials.json`, or under `$CLAUDE_CONFIG_DIR`), instead of an
+//! API key. The access token is refreshed with the OAuth2 `refresh_token` grant before it expires
+//! and written back, so the CLI and this crate share one state.
+//!
+//! The refresh logic runs in a sandboxed WebAssembly component (`wasm32-wasip2`, built from
+//! `guest/` and embedded in this crate): it can reach the credential store and the token endpoint
+//! through its imports and nothing else. This crate embeds it with wasmtime and implements
+//! `entelix_core::auth::CredentialProvider` by calling it.
+//!
+//! ```no_run
+//! use entelix_auth_claude_code::{
+//!     CLAUDE_CODE_BETA, ClaudeCodeOAuthProvider, FileCredentialStore, OAUTH_BETA,
+//! };
+//! use entelix_core::ir::{AnthropicExt, ProviderExtensions};
+//!
+//! # fn main() -> Result<(), entelix_auth_claude_code::ClaudeCodeAuthError> {
+//! let store = FileCredentialStore::with_path(FileCredentialStore::default_claude_path()?);
+//! let provider = ClaudeCodeOAuthProvider::new(store);
+//! // The provider supplies `Authorization`; requests also need both betas:
+//! let extensions = ProviderExtensions::default()
+//!     .with_anthropic(AnthropicExt::default().with_betas([CLAUDE_CODE_BETA, OAUTH_BETA]));
+//! # let _ = (provider, extensions);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Layout: [`ClaudeCodeOAuthProvider`] over a [`CredentialStore`] ([`FileCredentialStore`] by
+//! default, [`MemoryCredentialStore`], or your own), configured by [`ClaudeCodeOAuthConfig`].
+//! The `claude-code-auth` binary is a CLI over the same pieces; [`loopback`] holds the local
+//! token endpoint and API used by its `demo` command and by the tests.
+
+pub mod cli;
+mod config;
+mod credential;
+mod error;
+pub mod loopback;
+mod provider;
+mod sandbox;
+mod secret;
+mod store;
+
+pub use config::{
+    CLAUDE_CODE_BETA, CLAUDE_CODE_CLIENT_ID, ClaudeCodeOAuthConfig, DEFAULT_EXPIRY_SKEW,
+    DEFAULT_LOCK_TIMEOUT, DEFAULT_REFRESH_TIMEOUT, DEFAULT_TOKEN_URL, OAUTH_BETA, WallClock,
+};
+pub use credential::{CredentialFile, OAuthCredential};
+pub use error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
+pub use provider::{ClaudeCodeOAuthProvider, RefreshOutcome, RefreshReport, TokenStatus};
+pub use sandbox::COMPONENT_WASM;
+pub use secret::SecretToken;
+pub use store::{CredentialStore, FileCredentialStore, MemoryCredentialStore, RefreshLock};

@@ -1,0 +1,259 @@
+//! A loopback OAuth token endpoint that behaves like the real one: JSON only, the client id
+//! required, the `claude-cli/…` user agent blocked, the refresh token rotated on every grant, and
+//! a whole token family revoked when an already-spent refresh token comes back.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, RandomState};
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Value, json};
+
+use super::server::{Handler, LoopbackServer, Reply, Request, Response};
+use crate::config::CLAUDE_CODE_CLIENT_ID;
+
+/// Path the endpoint answers on, as the real service does.
+pub const TOKEN_PATH: &str = "/v1/oauth/token";
+
+/// Lifetime of issued access tokens unless configured otherwise (the service's is 8 hours).
+pub const DEFAULT_ACCESS_TTL: Duration = Duration::from_secs(8 * 60 * 60);
+
+/// Scopes granted to every token.
+pub const GRANTED_SCOPE: &str = "user:inference user:profile user:sessions:claude_code";
+
+/// A pair of tokens the endpoint issued.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Issued {
+    /// The access token.
+    pub access_token: String,
+    /// The refresh token.
+    pub refresh_token: String,
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Issued([redacted])")
+    }
+}
+
+/// The endpoint's running state.
+#[derive(Debug)]
+pub struct TokenEndpoint {
+    server: LoopbackServer,
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    client_id: String,
+    access_ttl: Duration,
+    /// Refresh token -> family index, for current and spent tokens alike.
+    refresh_tokens: HashMap<String, usize>,
+    families: Vec<Family>,
+    /// Access token -> (family, expiry).
+    access_tokens: HashMap<String, (usize, SystemTime)>,
+    grants_served: u64,
+    requests: Vec<Request>,
+    faults: VecDeque<Reply>,
+}
+
+#[derive(Debug, Default)]
+struct Family {
+    current_refresh: String,
+    spent: HashSet<String>,
+    revoked: bool,
+}
+
+impl TokenEndpoint {
+    /// Start an endpoint on a loopback port that expects the CLI's client id.
+    pub async fn start() -> io::Result<Self> {
+        Self::start_with(CLAUDE_CODE_CLIENT_ID, DEFAULT_ACCESS_TTL).await
+    }
+
+    /// Start an endpoint expecting `client_id` and issuing tokens that live `access_ttl`.
+    pub async fn start_with(client_id: &str, access_ttl: Duration) -> io::Result<Self> {
+        let state = Arc::new(Mutex::new(State {
+            client_id: client_id.to_owned(),
+            access_ttl,
+            ..State::default()
+        }));
+        let handler_state = state.clone();
+        let handler: Handler = Arc::new(move |request| lock(&handler_state).answer(request));
+        let server = LoopbackServer::start(handler).await?;
+        Ok(Self { server, state })
+    }
+
+    /// The endpoint URL (`http://127.0.0.1:<port>/v1/oauth/token`).
+    pub fn url(&self) -> String {
+        format!("{}{TOKEN_PATH}", self.server.base_url())
+    }
+
+    /// Open a new token family, as a login would, and return its first tokens.
+    pub fn login(&self) -> Issued {
+        lock(&self.state).open_family(None)
+    }
+
+    /// Open a new token family whose current refresh token is `refresh_token` (to serve a
+    /// credential file written beforehand).
+    pub fn accept_refresh_token(&self, refresh_token: &str) {
+        lock(&self.state).open_family(Some(refresh_token));
+    }
+
+    /// Answer the next request with `reply` instead of the normal behaviour (queued in order).
+    pub fn inject(&self, reply: Reply) {
+        lock(&self.state).faults.push_back(reply);
+    }
+
+    /// Refresh grants served successfully so far.
+    pub fn grants_served(&self) -> u64 {
+        lock(&self.state).grants_served
+    }
+
+    /// Token families revoked because a spent refresh token was reused.
+    pub fn revoked_families(&self) -> usize {
+        lock(&self.state).families.iter().filter(|f| f.revoked).count()
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Request> {
+        lock(&self.state).requests.clone()
+    }
+
+    /// Whether `token` is an access token this endpoint issued, unexpired and not revoked.
+    pub fn accepts_access_token(&self, token: &str) -> bool {
+        lock(&self.state).accepts(token)
+    }
+
+    /// A shared check of access tokens, for an API server that trusts this endpoint.
+    pub fn access_token_checker(&self) -> Arc<dyn Fn(&str) -> bool + Send + Sync> {
+        let state = self.state.clone();
+        Arc::new(move |token| lock(&state).accepts(token))
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A random-looking token with the service's prefixes.
+fn mint(kind: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let hasher = RandomState::new();
+    let (a, b) = (hasher.hash_one((n, 1)), hasher.hash_one((n, 2)));
+    format!("sk-ant-{kind}01-{a:016x}{b:016x}")
+}
+
+fn oauth_error(status: u16, code: &str, description: &str) -> Reply {
+    Reply::Respond(Response::json(
+        status,
+        &json!({"error": code, "error_description": description}),
+    ))
+}
+
+fn api_error(status: u16, kind: &str, message: &str) -> Reply {
+    Reply::Respond(Response::json(
+        status,
+        &json!({"type": "error", "error": {"type": kind, "message": message}}),
+    ))
+}
+
+impl State {
+    fn open_family(&mut self, refresh_token: Option<&str>) -> Issued {
+        let index = self.families.len();
+        let refresh = refresh_token.map_or_else(|| mint("ort"), str::to_owned);
+        self.families.push(Family {
+            current_refresh: refresh.clone(),
+            ..Family::default()
+        });
+        self.refresh_tokens.insert(refresh.clone(), index);
+        let access = self.issue_access(index);
+        Issued {
+            access_token: access,
+            refresh_token: refresh,
+        }
+    }
+
+    fn issue_access(&mut self, family: usize) -> String {
+        let access = mint("oat");
+        let expires = SystemTime::now() + self.access_ttl;
+        self.access_tokens.insert(access.clone(), (family, expires));
+        access
+    }
+
+    fn accepts(&self, token: &str) -> bool {
+        self.access_tokens.get(token).is_some_and(|(family, expires)| {
+            !self.families[*family].revoked && SystemTime::now() < *expires
+        })
+    }
+
+    fn answer(&mut self, request: &Request) -> Reply {
+        self.requests.push(request.clone());
+        if let Some(fault) = self.faults.pop_front() {
+            return fault;
+        }
+        if request.path.split('?').next() != Some(TOKEN_PATH) {
+            return api_error(404, "not_found_error", "Not found");
+        }
+        if request.method != "POST" {
+            return api_error(405, "invalid_request_error", "Method not allowed");
+        }
+        if request
+            .header("user-agent")
+            .is_some_and(|ua| ua.starts_with("claude-cli/"))
+        {
+            return api_error(403, "permission_error", "Request blocked");
+        }
+        if !request
+            .header("content-type")
+            .is_some_and(|ct| ct.starts_with("application/json"))
+        {
+            return api_error(400, "invalid_request_error", "Content-Type must be application/json");
+        }
+        let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&request.body) else {
+            return api_error(400, "invalid_request_error", "The request body is not valid JSON");
+        };
+        let text = |key: &str| body.get(key).and_then(Value::as_str);
+        if text("grant_type") != Some("refresh_token") {
+            return oauth_error(400, "unsupported_grant_type", "Only refresh_token is supported");
+        }
+        if text("client_id") != Some(self.client_id.as_str()) {
+            return oauth_error(401, "invalid_client", "Client authentication failed");
+        }
+        let Some(presented) = text("refresh_token") else {
+            return oauth_error(400, "invalid_request", "Missing refresh_token");
+        };
+        let Some(&index) = self.refresh_tokens.get(presented) else {
+            return oauth_error(400, "invalid_grant", "Refresh token not found or invalid");
+        };
+        let family = &mut self.families[index];
+        if family.revoked {
+            return oauth_error(400, "invalid_grant", "Refresh token has been revoked");
+        }
+        if family.current_refresh != presented {
+            // Reuse of a rotated token: somebody replayed it. Revoke everything issued from it.
+            family.revoked = true;
+            return oauth_error(400, "invalid_grant", "Refresh token reuse detected; the token family is revoked");
+        }
+        let rotated = mint("ort");
+        family.spent.insert(presented.to_owned());
+        family.current_refresh = rotated.clone();
+        self.refresh_tokens.insert(rotated.clone(), index);
+        let access = self.issue_access(index);
+        self.grants_served += 1;
+        Reply::Respond(Response::json(
+            200,
+            &json!({
+                "token_type": "Bearer",
+                "access_token": access,
+                "expires_in": self.access_ttl.as_secs(),
+                "refresh_token": rotated,
+                "scope": GRANTED_SCOPE,
+                "account": {"uuid": "00000000-0000-4000-8000-000000000001", "email_address": "demo@example.com"},
+                "organization": {"uuid": "00000000-0000-4000-8000-000000000002", "name": "Demo"},
+            }),
+        ))
+    }
+}

@@ -1,0 +1,129 @@
+//! The host side of one call: the WASI context, the HTTP policy, and the `credential-store`
+//! import implemented over a [`CredentialStore`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Mutex, OwnedMutexGuard};
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime::StoreLimits;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::error::ClaudeCodeAuthError;
+use crate::store::{CredentialStore, RefreshLock};
+
+use super::http_policy::HttpPolicy;
+use super::v0_1::entelix::claude_code_auth::credential_store::{self, StoreError};
+
+/// A refresh lock handed to the component: the in-process lock, then the store's
+/// cross-process lock. Dropping it (when the component drops the handle, or the call ends in any
+/// way) releases both.
+pub struct HeldLock {
+    _store: RefreshLock,
+    _local: OwnedMutexGuard<()>,
+}
+
+/// Everything a call's `Store` holds.
+pub(crate) struct HostState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) policy: HttpPolicy,
+    pub(crate) limits: StoreLimits,
+    pub(crate) store: Arc<dyn CredentialStore>,
+    /// One refresh at a time within this process.
+    pub(crate) local_lock: Arc<Mutex<()>>,
+    pub(crate) lock_timeout: Duration,
+    /// The typed error behind the last store operation, when it failed. The component only
+    /// sees a summary; the host returns this.
+    pub(crate) store_error: Option<ClaudeCodeAuthError>,
+}
+
+impl HostState {
+    /// Keep `error` for the host and give the component its summary.
+    fn record(&mut self, error: ClaudeCodeAuthError) -> StoreError {
+        let summary = error.to_string();
+        let wit = match &error {
+            ClaudeCodeAuthError::CredentialsMissing { .. } => StoreError::NotFound,
+            ClaudeCodeAuthError::InvalidStorage { .. }
+            | ClaudeCodeAuthError::InvalidDocument { .. } => StoreError::Corrupt(summary),
+            ClaudeCodeAuthError::ReadOnly { .. } => StoreError::ReadOnly(summary),
+            ClaudeCodeAuthError::LockTimeout { .. } => StoreError::LockTimeout(summary),
+            _ => StoreError::Unavailable(summary),
+        };
+        self.store_error = Some(error);
+        wit
+    }
+
+    async fn take_lock(&mut self) -> Result<HeldLock, ClaudeCodeAuthError> {
+        let started = tokio::time::Instant::now();
+        let timed_out = |waited| ClaudeCodeAuthError::LockTimeout {
+            lock: "in-process refresh lock".into(),
+            waited,
+        };
+        let local = tokio::time::timeout(self.lock_timeout, self.local_lock.clone().lock_owned())
+            .await
+            .map_err(|_| timed_out(self.lock_timeout))?;
+        let remaining = self.lock_timeout.saturating_sub(started.elapsed());
+        let store = self.store.lock_refresh(remaining).await?;
+        Ok(HeldLock {
+            _store: store,
+            _local: local,
+        })
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.policy,
+        }
+    }
+}
+
+impl credential_store::Host for HostState {
+    async fn load(&mut self) -> Result<String, StoreError> {
+        self.store_error = None;
+        match self.store.load_document().await {
+            Ok(Some(document)) => Ok(document),
+            Ok(None) => Err(StoreError::NotFound),
+            Err(error) => Err(self.record(error)),
+        }
+    }
+
+    async fn save(&mut self, document: String) -> Result<(), StoreError> {
+        self.store_error = None;
+        let result = self.store.save_document(&document).await;
+        result.map_err(|error| self.record(error))
+    }
+
+    async fn lock(&mut self) -> Result<Resource<HeldLock>, StoreError> {
+        self.store_error = None;
+        let held = match self.take_lock().await {
+            Ok(held) => held,
+            Err(error) => return Err(self.record(error)),
+        };
+        self.table
+            .push(held)
+            .map_err(|e| StoreError::Unavailable(format!("cannot hand out the lock: {e}")))
+    }
+}
+
+impl credential_store::HostRefreshLock for HostState {
+    async fn drop(&mut self, lock: Resource<HeldLock>) -> wasmtime::Result<()> {
+        self.table.delete(lock)?;
+        Ok(())
+    }
+}

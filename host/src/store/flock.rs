@@ -1,0 +1,73 @@
+//! The cross-process refresh lock of [`super::FileCredentialStore`]: an OS file lock (`flock`) on
+//! a file next to the credential file. The kernel releases it when the holder exits, however it
+//! exits, so a crash never leaves it held.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
+
+use super::atomic::create_private_dir;
+
+/// Longest pause between two tries.
+const MAX_PAUSE: Duration = Duration::from_millis(50);
+
+/// Lock `lock_path` exclusively, waiting at most `wait`. The returned file holds the lock until
+/// it is dropped. Blocking: call from a blocking thread.
+pub(crate) fn acquire(lock_path: &Path, wait: Duration) -> ClaudeCodeAuthResult<File> {
+    let io = |source| ClaudeCodeAuthError::Io {
+        path: lock_path.display().to_string(),
+        source,
+    };
+    if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        create_private_dir(dir).map_err(io)?;
+    }
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(lock_path).map_err(io)?;
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(TryLockError::WouldBlock) => {}
+            Err(TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let waited = started.elapsed();
+        if waited >= wait {
+            return Err(ClaudeCodeAuthError::LockTimeout {
+                lock: lock_path.display().to_string(),
+                waited,
+            });
+        }
+        thread::sleep(pause.min(wait - waited));
+        pause = (pause * 2).min(MAX_PAUSE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_lock_blocks_until_released_and_times_out_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".credentials.json.lock");
+        let held = acquire(&path, Duration::ZERO).unwrap();
+        let err = acquire(&path, Duration::from_millis(30)).unwrap_err();
+        assert!(
+            matches!(&err, ClaudeCodeAuthError::LockTimeout { waited, .. } if *waited >= Duration::from_millis(30)),
+            "{err}"
+        );
+        assert!(err.to_string().contains(".credentials.json.lock"));
+        drop(held);
+        acquire(&path, Duration::ZERO).unwrap();
+    }
+}

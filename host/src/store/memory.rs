@@ -1,0 +1,74 @@
+//! [`MemoryCredentialStore`]: a document held in memory, for tests and ephemeral use.
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::credential::CredentialFile;
+use crate::error::ClaudeCodeAuthResult;
+
+use super::{CredentialStore, parse_document, render_document};
+
+/// A credential document kept in memory as JSON text, so unknown fields survive as they would in
+/// a file. Share it between a provider and the code that inspects it with an `Arc`.
+#[derive(Debug, Default)]
+pub struct MemoryCredentialStore {
+    document: Mutex<Option<String>>,
+}
+
+impl MemoryCredentialStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A store holding `document` (JSON text, not validated until used).
+    #[must_use]
+    pub fn with_document(document: impl Into<String>) -> Self {
+        Self {
+            document: Mutex::new(Some(document.into())),
+        }
+    }
+
+    /// The document held now.
+    pub fn document(&self) -> Option<String> {
+        self.slot().clone()
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        // A panic while holding this lock cannot leave a half-written String behind.
+        self.document
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl CredentialStore for MemoryCredentialStore {
+    async fn load(&self) -> ClaudeCodeAuthResult<Option<CredentialFile>> {
+        match self.document() {
+            Some(text) => parse_document(&text, || self.location()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn save(&self, file: &CredentialFile) -> ClaudeCodeAuthResult<()> {
+        let text = render_document(file, || self.location())?;
+        *self.slot() = Some(text);
+        Ok(())
+    }
+
+    async fn load_document(&self) -> ClaudeCodeAuthResult<Option<String>> {
+        Ok(self.document())
+    }
+
+    async fn save_document(&self, document: &str) -> ClaudeCodeAuthResult<()> {
+        *self.slot() = Some(document.to_owned());
+        Ok(())
+    }
+
+    fn location(&self) -> String {
+        "memory".to_owned()
+    }
+}

@@ -1,0 +1,146 @@
+//! Where the credential document lives. Any [`CredentialStore`] backs the component's
+//! `credential-store` import.
+
+mod atomic;
+mod file;
+mod flock;
+mod memory;
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::credential::CredentialFile;
+use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
+
+pub use file::FileCredentialStore;
+pub use memory::MemoryCredentialStore;
+
+/// Async credential storage.
+///
+/// Implement [`load`](Self::load) and [`save`](Self::save); the document-level methods have
+/// defaults built on them. Stores that hold the raw JSON text (files, keychains) override
+/// [`load_document`](Self::load_document) and [`save_document`](Self::save_document) so unknown
+/// content survives byte for byte, and cross-process stores override
+/// [`lock_refresh`](Self::lock_refresh).
+#[async_trait]
+pub trait CredentialStore: Send + Sync + 'static {
+    /// The stored credential, or `None` when nothing is stored.
+    async fn load(&self) -> ClaudeCodeAuthResult<Option<CredentialFile>>;
+
+    /// Replace the stored credential. Read-only stores answer
+    /// [`ClaudeCodeAuthError::ReadOnly`].
+    async fn save(&self, file: &CredentialFile) -> ClaudeCodeAuthResult<()>;
+
+    /// The stored document as JSON text, or `None` when nothing is stored.
+    async fn load_document(&self) -> ClaudeCodeAuthResult<Option<String>> {
+        match self.load().await? {
+            Some(file) => render_document(&file, || self.location()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Replace the stored document with `document` (JSON text).
+    async fn save_document(&self, document: &str) -> ClaudeCodeAuthResult<()> {
+        let file = parse_document(document, || self.location())?;
+        self.save(&file).await
+    }
+
+    /// Take the lock that every process refreshing this credential honours, waiting at most
+    /// `wait`. The default takes none: the provider still lets only one refresh run at a time
+    /// within the process.
+    async fn lock_refresh(&self, wait: Duration) -> ClaudeCodeAuthResult<RefreshLock> {
+        let _ = wait;
+        Ok(RefreshLock::none())
+    }
+
+    /// Where the credential lives, for messages (a path, a keychain item).
+    fn location(&self) -> String {
+        "custom credential store".to_owned()
+    }
+}
+
+#[async_trait]
+impl<T: CredentialStore + ?Sized> CredentialStore for Arc<T> {
+    async fn load(&self) -> ClaudeCodeAuthResult<Option<CredentialFile>> {
+        (**self).load().await
+    }
+
+    async fn save(&self, file: &CredentialFile) -> ClaudeCodeAuthResult<()> {
+        (**self).save(file).await
+    }
+
+    async fn load_document(&self) -> ClaudeCodeAuthResult<Option<String>> {
+        (**self).load_document().await
+    }
+
+    async fn save_document(&self, document: &str) -> ClaudeCodeAuthResult<()> {
+        (**self).save_document(document).await
+    }
+
+    async fn lock_refresh(&self, wait: Duration) -> ClaudeCodeAuthResult<RefreshLock> {
+        (**self).lock_refresh(wait).await
+    }
+
+    fn location(&self) -> String {
+        (**self).location()
+    }
+}
+
+/// A held refresh lock; dropping it releases the lock.
+pub struct RefreshLock {
+    _guard: Option<Box<dyn Any + Send + Sync>>,
+}
+
+impl RefreshLock {
+    /// A lock that holds nothing (for stores without cross-process locking).
+    pub fn none() -> Self {
+        Self { _guard: None }
+    }
+
+    /// A lock released when `guard` is dropped.
+    pub fn new(guard: impl Any + Send + Sync) -> Self {
+        Self {
+            _guard: Some(Box::new(guard)),
+        }
+    }
+}
+
+impl fmt::Debug for RefreshLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self._guard.is_some() {
+            "RefreshLock(held)"
+        } else {
+            "RefreshLock(none)"
+        })
+    }
+}
+
+/// Parse a stored document; `location` names the store in the error.
+pub(crate) fn parse_document(
+    text: &str,
+    location: impl FnOnce() -> String,
+) -> ClaudeCodeAuthResult<CredentialFile> {
+    serde_json::from_str(text).map_err(|source| ClaudeCodeAuthError::InvalidStorage {
+        path: location(),
+        source,
+    })
+}
+
+/// Render a credential as document text; `location` names the store in the error.
+pub(crate) fn render_document(
+    file: &CredentialFile,
+    location: impl FnOnce() -> String,
+) -> ClaudeCodeAuthResult<String> {
+    serde_json::to_string(file).map_err(|e| ClaudeCodeAuthError::InvalidDocument {
+        path: location(),
+        problem: format!(
+            "cannot be written as JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ),
+    })
+}
