@@ -28,12 +28,13 @@ pub struct OAuthCredential {
     /// Expiry of the access token in Unix milliseconds. A missing value reads as 0 (expired).
     #[serde(rename = "expiresAt", default)]
     pub expires_at_ms: i64,
-    /// Subscription type (`pro`, `max`, `team`, ...), informational.
-    #[serde(rename = "subscriptionType", default, skip_serializing_if = "Option::is_none")]
-    pub subscription_type: Option<String>,
+    // Declared in the order the CLI writes them, so a typed round trip keeps the file's order.
     /// OAuth scopes granted to the token.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
+    /// Subscription type (`pro`, `max`, `team`, ...), informational.
+    #[serde(rename = "subscriptionType", default, skip_serializing_if = "Option::is_none")]
+    pub subscription_type: Option<String>,
     /// Every other field of the section, kept as it was.
     #[serde(flatten)]
     extra: Map<String, Value>,

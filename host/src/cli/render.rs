@@ -153,7 +153,7 @@ mod tests {
         let now = DateTime::from_timestamp(1_900_000_000, 0).unwrap();
         let ms = 1_900_000_000_000_i64;
         let cases = [
-            (status(Some(ms + 8 * 3_600_000 - 60_000), false, false), "valid until 2030-03-18 01:45:20 UTC (in 7h 59m)"),
+            (status(Some(ms + 8 * 3_600_000 - 60_000), false, false), "valid until 2030-03-18 01:45:40 UTC (in 7h 59m)"),
             (status(Some(ms + 120_000), false, true), "(in 2m), inside the refresh window; the next use refreshes it"),
             (status(Some(ms - 180_000), true, true), "(3m ago); the next use refreshes it"),
             (status(None, true, true), "expiry unknown; the next use refreshes it"),

@@ -1,0 +1,182 @@
+//! Shared pieces of the scenario tests: fixtures copied into temp dirs, the fixed clock, the
+//! loopback token endpoint primed for a fixture, and the CLI run as a real process.
+
+// Each test binary uses a different subset.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use entelix_auth_claude_code::ClaudeCodeOAuthConfig;
+use entelix_auth_claude_code::loopback::TokenEndpoint;
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// The test clock: 2030-03-17T17:46:40Z. Fixture expiries are relative to it.
+pub const NOW_MS: i64 = 1_900_000_000_000;
+
+/// [`NOW_MS`] as a `SystemTime`.
+pub fn now() -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(NOW_MS as u64)
+}
+
+/// A credential file in its own temp dir, copied from `tests/fixtures/<name>/`.
+pub struct Scenario {
+    _dir: TempDir,
+    /// The credential file.
+    pub path: PathBuf,
+}
+
+impl Scenario {
+    /// The fixture as is, for tests that show the component the fixed clock.
+    pub fn fixture(name: &str) -> Self {
+        let scenario = Self::empty();
+        std::fs::copy(fixture_path(name), &scenario.path).expect("copy fixture");
+        set_private(&scenario.path);
+        scenario
+    }
+
+    /// The fixture with every `expiresAt` moved so it lies as far from the real clock as it lay
+    /// from [`NOW_MS`]: for processes, which see the real clock.
+    pub fn fixture_now(name: &str) -> Self {
+        let scenario = Self::empty();
+        let mut doc: Value =
+            serde_json::from_slice(&std::fs::read(fixture_path(name)).unwrap()).unwrap();
+        let shift = real_now_ms() - NOW_MS;
+        shift_expiries(&mut doc, shift);
+        std::fs::write(&scenario.path, doc.to_string()).unwrap();
+        set_private(&scenario.path);
+        scenario
+    }
+
+    /// A temp dir with no credential file in it yet.
+    pub fn empty() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(".credentials.json");
+        Self { _dir: dir, path }
+    }
+
+    /// The directory holding the credential file.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap()
+    }
+
+    /// The file's bytes.
+    pub fn bytes(&self) -> Vec<u8> {
+        std::fs::read(&self.path).expect("read credential file")
+    }
+
+    /// The file as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes()).expect("credential file is JSON")
+    }
+
+    /// `claudeAiOauth.<field>` as a string.
+    pub fn oauth(&self, field: &str) -> String {
+        self.json()["claudeAiOauth"][field]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Permission bits of the file.
+    pub fn mode(&self) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(&self.path).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// A token endpoint that accepts this scenario's refresh token.
+    pub async fn endpoint(&self) -> TokenEndpoint {
+        let endpoint = TokenEndpoint::start().await.expect("start token endpoint");
+        if self.path.exists() {
+            let refresh = self.oauth("refreshToken");
+            if !refresh.is_empty() {
+                endpoint.accept_refresh_token(&refresh);
+            }
+        }
+        endpoint
+    }
+}
+
+/// `tests/fixtures/<name>/.credentials.json`.
+pub fn fixture_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
+        .join(".credentials.json")
+}
+
+/// The configuration tests use: the endpoint's URL and the fixed clock.
+pub fn config(endpoint: &TokenEndpoint) -> ClaudeCodeOAuthConfig {
+    ClaudeCodeOAuthConfig::new()
+        .with_token_url(endpoint.url())
+        .with_clock(now)
+}
+
+/// Everything but the token fields of `doc`, for "every other key survived" checks.
+pub fn without_token_fields(mut doc: Value) -> Value {
+    let oauth = doc["claudeAiOauth"].as_object_mut().expect("oauth section");
+    for field in ["accessToken", "refreshToken", "expiresAt", "scopes"] {
+        oauth.remove(field);
+    }
+    doc
+}
+
+fn shift_expiries(value: &mut Value, shift: i64) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                match child {
+                    Value::Number(n) if key == "expiresAt" => {
+                        *child = Value::from(n.as_i64().unwrap() + shift);
+                    }
+                    other => shift_expiries(other, shift),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| shift_expiries(i, shift)),
+        _ => {}
+    }
+}
+
+fn set_private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// The real clock in Unix milliseconds.
+pub fn real_now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// The `claude-code-auth` binary, with no credential location inherited from the machine.
+pub fn cli_command(home: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_claude-code-auth"));
+    command
+        .env_remove("CLAUDE_CONFIG_DIR")
+        .env("HOME", home)
+        .env_remove("USERPROFILE");
+    command
+}
+
+/// Run the CLI with `args` (on a blocking thread, so a loopback server in this process keeps
+/// serving) and return its output.
+pub async fn cli(home: &Path, args: &[&str]) -> Output {
+    let mut command = cli_command(home);
+    command.args(args);
+    tokio::task::spawn_blocking(move || command.output().expect("run claude-code-auth"))
+        .await
+        .unwrap()
+}
+
+/// Stdout and stderr as text.
+pub fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
