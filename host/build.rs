@@ -14,9 +14,16 @@ const PUBLISHED: &str = "claude_code_auth.wasm";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest_dir.parent().expect("host/ sits in the workspace root");
+    let root = manifest_dir
+        .parent()
+        .expect("host/ sits in the workspace root");
     let guest = root.join("guest");
-    for watched in [guest.join("src"), guest.join("Cargo.toml"), root.join("wit"), root.join("Cargo.lock")] {
+    for watched in [
+        guest.join("src"),
+        guest.join("Cargo.toml"),
+        root.join("wit"),
+        root.join("Cargo.lock"),
+    ] {
         println!("cargo::rerun-if-changed={}", watched.display());
     }
 
@@ -40,13 +47,22 @@ fn main() {
         // Cargo reads build-script stdout as directives: keep the child's output on stderr.
         .stdout(Stdio::from(std::io::stderr()));
     // Flags meant for the host build must not leak into the wasm build.
-    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "RUSTC_WORKSPACE_WRAPPER"] {
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
         build.env_remove(var);
     }
     match build.status() {
         Ok(status) if status.success() => {}
         Ok(status) => {
-            println!("cargo::error=building the guest component failed ({status}); the compiler output is above");
+            println!(
+                "cargo::error=building the guest component failed ({status}); the compiler output is above"
+            );
             return;
         }
         Err(e) => {
@@ -62,7 +78,10 @@ fn main() {
     if std::fs::create_dir_all(&published_dir).is_ok() {
         copy(&built, &published_dir.join(PUBLISHED));
     }
-    println!("cargo::rustc-env=CLAUDE_CODE_AUTH_COMPONENT={}", embedded.display());
+    println!(
+        "cargo::rustc-env=CLAUDE_CODE_AUTH_COMPONENT={}",
+        embedded.display()
+    );
 }
 
 fn target_installed() -> bool {

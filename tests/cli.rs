@@ -1,6 +1,9 @@
 //! The `claude-code-auth` binary as a user runs it: real processes, real files, the real clock,
 //! the loopback token endpoint.
 
+// Tests panic to report failure.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use entelix_auth_claude_code::cli::{EXIT_EXPIRED, EXIT_MISSING};
@@ -10,12 +13,18 @@ use support::{Scenario, cli, text};
 
 /// Both tokens of the file, which no command but `token` and `header` may print.
 fn tokens(scenario: &Scenario) -> [String; 2] {
-    [scenario.oauth("accessToken"), scenario.oauth("refreshToken")]
+    [
+        scenario.oauth("accessToken"),
+        scenario.oauth("refreshToken"),
+    ]
 }
 
 fn assert_no_token(output: &str, tokens: &[String]) {
     for token in tokens.iter().filter(|t| !t.is_empty()) {
-        assert!(!output.contains(token.as_str()), "a token was printed:\n{output}");
+        assert!(
+            !output.contains(token.as_str()),
+            "a token was printed:\n{output}"
+        );
     }
 }
 
@@ -27,7 +36,10 @@ async fn demo_runs_with_no_account_and_prints_no_token() {
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("served 1 refresh grant"), "{stdout}");
     assert!(stdout.contains("mode 0600"), "{stdout}");
-    assert!(!stdout.contains("sk-ant-") && !stderr.contains("sk-ant-"), "{stdout}");
+    assert!(
+        !stdout.contains("sk-ant-") && !stderr.contains("sk-ant-"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test]
@@ -37,14 +49,26 @@ async fn status_describes_the_credential_without_the_token() {
     let output = cli(scenario.dir(), &["status", "--credentials", path]).await;
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stderr}");
-    assert!(stdout.contains("valid until") && stdout.contains("(in 59m)"), "{stdout}");
-    assert!(stdout.contains("subscription:  max") && stdout.contains("user:inference user:profile"), "{stdout}");
+    assert!(
+        stdout.contains("valid until") && stdout.contains("(in 59m)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("subscription:  max") && stdout.contains("user:inference user:profile"),
+        "{stdout}"
+    );
     assert_no_token(&stdout, &tokens(&scenario));
 
     let output = cli(scenario.dir(), &["status", "--json", "--credentials", path]).await;
     let json: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(json["expiresAt"], scenario.json()["claudeAiOauth"]["expiresAt"]);
-    assert_eq!((json["expired"].as_bool(), json["hasRefreshToken"].as_bool()), (Some(false), Some(true)));
+    assert_eq!(
+        json["expiresAt"],
+        scenario.json()["claudeAiOauth"]["expiresAt"]
+    );
+    assert_eq!(
+        (json["expired"].as_bool(), json["hasRefreshToken"].as_bool()),
+        (Some(false), Some(true))
+    );
     assert_eq!(json["location"], path);
     assert_no_token(&text(&output).0, &tokens(&scenario));
 }
@@ -54,11 +78,18 @@ async fn status_finds_the_file_through_claude_config_dir() {
     let scenario = Scenario::fixture_now("fresh");
     let home = tempfile::tempdir().unwrap();
     let mut command = support::cli_command(home.path());
-    command.env("CLAUDE_CONFIG_DIR", scenario.dir()).arg("status");
-    let output = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
+    command
+        .env("CLAUDE_CONFIG_DIR", scenario.dir())
+        .arg("status");
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stderr}");
-    assert!(stdout.contains(&scenario.path.display().to_string()), "{stdout}");
+    assert!(
+        stdout.contains(&scenario.path.display().to_string()),
+        "{stdout}"
+    );
 }
 
 #[tokio::test]
@@ -66,7 +97,17 @@ async fn token_refreshes_an_expired_credential_and_prints_only_the_token() {
     let scenario = Scenario::fixture_now("expired");
     let endpoint = scenario.endpoint().await;
     let path = scenario.path.to_str().unwrap();
-    let output = cli(scenario.dir(), &["token", "--credentials", path, "--token-url", &endpoint.url()]).await;
+    let output = cli(
+        scenario.dir(),
+        &[
+            "token",
+            "--credentials",
+            path,
+            "--token-url",
+            &endpoint.url(),
+        ],
+    )
+    .await;
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stderr}");
     assert_eq!(stdout, format!("{}\n", scenario.oauth("accessToken")));
@@ -74,8 +115,21 @@ async fn token_refreshes_an_expired_credential_and_prints_only_the_token() {
     assert!(endpoint.accepts_access_token(stdout.trim()));
     assert_eq!(endpoint.grants_served(), 1);
 
-    let output = cli(scenario.dir(), &["header", "--credentials", path, "--token-url", &endpoint.url()]).await;
-    assert_eq!(text(&output).0, format!("Authorization: Bearer {}\n", scenario.oauth("accessToken")));
+    let output = cli(
+        scenario.dir(),
+        &[
+            "header",
+            "--credentials",
+            path,
+            "--token-url",
+            &endpoint.url(),
+        ],
+    )
+    .await;
+    assert_eq!(
+        text(&output).0,
+        format!("Authorization: Bearer {}\n", scenario.oauth("accessToken"))
+    );
     assert_eq!(endpoint.grants_served(), 1, "the fresh token is reused");
 }
 
@@ -85,15 +139,36 @@ async fn refresh_only_when_needed_unless_forced() {
     let endpoint = scenario.endpoint().await;
     let path = scenario.path.to_str().unwrap();
     let url = endpoint.url();
-    let output = cli(scenario.dir(), &["refresh", "--credentials", path, "--token-url", &url]).await;
+    let output = cli(
+        scenario.dir(),
+        &["refresh", "--credentials", path, "--token-url", &url],
+    )
+    .await;
     let (stdout, _) = text(&output);
-    assert!(output.status.success() && stdout.starts_with("still fresh"), "{stdout}");
+    assert!(
+        output.status.success() && stdout.starts_with("still fresh"),
+        "{stdout}"
+    );
     assert_eq!(endpoint.grants_served(), 0);
 
     let before = tokens(&scenario);
-    let output = cli(scenario.dir(), &["refresh", "--force", "--credentials", path, "--token-url", &url]).await;
+    let output = cli(
+        scenario.dir(),
+        &[
+            "refresh",
+            "--force",
+            "--credentials",
+            path,
+            "--token-url",
+            &url,
+        ],
+    )
+    .await;
     let (stdout, stderr) = text(&output);
-    assert!(output.status.success() && stdout.starts_with("refreshed"), "{stdout}{stderr}");
+    assert!(
+        output.status.success() && stdout.starts_with("refreshed"),
+        "{stdout}{stderr}"
+    );
     assert_eq!(endpoint.grants_served(), 1);
     assert_no_token(&stdout, &before);
     assert_no_token(&stdout, &tokens(&scenario));
@@ -108,16 +183,36 @@ async fn errors_are_one_line_on_stderr_with_a_meaningful_exit_code() {
     assert_eq!(output.status.code(), Some(i32::from(EXIT_MISSING)));
     assert!(stdout.is_empty());
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with("error: ") && stderr.contains("claude login"), "{stderr}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("claude login"),
+        "{stderr}"
+    );
 
     let scenario = Scenario::fixture_now("expired");
     let stranger = TokenEndpoint::start().await.unwrap();
     let path = scenario.path.to_str().unwrap();
     let before = scenario.bytes();
-    let output = cli(scenario.dir(), &["token", "--credentials", path, "--token-url", &stranger.url()]).await;
+    let output = cli(
+        scenario.dir(),
+        &[
+            "token",
+            "--credentials",
+            path,
+            "--token-url",
+            &stranger.url(),
+        ],
+    )
+    .await;
     let (stdout, stderr) = text(&output);
-    assert_eq!(output.status.code(), Some(i32::from(EXIT_EXPIRED)), "{stderr}");
-    assert!(stdout.is_empty() && stderr.contains("invalid_grant") && stderr.contains("claude login"), "{stderr}");
+    assert_eq!(
+        output.status.code(),
+        Some(i32::from(EXIT_EXPIRED)),
+        "{stderr}"
+    );
+    assert!(
+        stdout.is_empty() && stderr.contains("invalid_grant") && stderr.contains("claude login"),
+        "{stderr}"
+    );
     assert_no_token(&stderr, &tokens(&scenario));
     assert_eq!(scenario.bytes(), before);
 }

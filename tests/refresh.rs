@@ -1,6 +1,9 @@
 //! Scenarios of the provider over real files and the loopback token endpoint, with the fixed
 //! test clock: the happy paths, and every failure leaving the file byte-identical.
 
+// Tests panic to report failure.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::sync::Arc;
@@ -26,7 +29,10 @@ async fn fresh_token_is_used_without_any_request() {
     let scenario = Scenario::fixture("fresh");
     let endpoint = scenario.endpoint().await;
     let before = scenario.bytes();
-    let creds = provider(&scenario, config(&endpoint)).resolve().await.unwrap();
+    let creds = provider(&scenario, config(&endpoint))
+        .resolve()
+        .await
+        .unwrap();
     assert_eq!(creds.header_name, http::header::AUTHORIZATION);
     assert_eq!(
         creds.header_value.expose_secret(),
@@ -41,17 +47,33 @@ async fn expired_token_is_refreshed_and_written_back_with_every_other_key() {
     let scenario = Scenario::fixture("expired");
     let endpoint = scenario.endpoint().await;
     let before = scenario.json();
-    let creds = provider(&scenario, config(&endpoint)).resolve().await.unwrap();
+    let creds = provider(&scenario, config(&endpoint))
+        .resolve()
+        .await
+        .unwrap();
 
     let after = scenario.json();
     let access = scenario.oauth("accessToken");
-    assert_eq!(creds.header_value.expose_secret(), format!("Bearer {access}"));
-    assert!(endpoint.accepts_access_token(&access), "the endpoint issued the stored token");
-    assert_ne!(scenario.oauth("refreshToken"), before["claudeAiOauth"]["refreshToken"]);
+    assert_eq!(
+        creds.header_value.expose_secret(),
+        format!("Bearer {access}")
+    );
+    assert!(
+        endpoint.accepts_access_token(&access),
+        "the endpoint issued the stored token"
+    );
+    assert_ne!(
+        scenario.oauth("refreshToken"),
+        before["claudeAiOauth"]["refreshToken"]
+    );
     assert_eq!(after["claudeAiOauth"]["expiresAt"], NOW_MS + EIGHT_HOURS_MS);
     assert_eq!(
         after["claudeAiOauth"]["scopes"],
-        json!(["user:inference", "user:profile", "user:sessions:claude_code"])
+        json!([
+            "user:inference",
+            "user:profile",
+            "user:sessions:claude_code"
+        ])
     );
     assert_eq!(without_token_fields(after), without_token_fields(before));
     assert_eq!(scenario.mode(), 0o600);
@@ -61,9 +83,16 @@ async fn expired_token_is_refreshed_and_written_back_with_every_other_key() {
     let requests = endpoint.requests();
     assert_eq!(requests.len(), 1);
     let request = &requests[0];
-    assert_eq!((request.method.as_str(), request.path.as_str()), ("POST", "/v1/oauth/token"));
+    assert_eq!(
+        (request.method.as_str(), request.path.as_str()),
+        ("POST", "/v1/oauth/token")
+    );
     assert_eq!(request.header("content-type"), Some("application/json"));
-    assert!(request.header("user-agent").is_none_or(|ua| !ua.starts_with("claude-cli/")));
+    assert!(
+        request
+            .header("user-agent")
+            .is_none_or(|ua| !ua.starts_with("claude-cli/"))
+    );
     let body: Value = serde_json::from_slice(&request.body).unwrap();
     assert_eq!(
         body,
@@ -79,7 +108,10 @@ async fn expired_token_is_refreshed_and_written_back_with_every_other_key() {
 async fn a_token_inside_the_skew_window_is_refreshed_first() {
     let scenario = Scenario::fixture("within-skew");
     let endpoint = scenario.endpoint().await;
-    provider(&scenario, config(&endpoint)).resolve().await.unwrap();
+    provider(&scenario, config(&endpoint))
+        .resolve()
+        .await
+        .unwrap();
     assert_eq!(endpoint.grants_served(), 1);
 
     // With a skew shorter than the two minutes left, the same token is used as it is.
@@ -97,7 +129,10 @@ async fn the_next_resolve_uses_the_stored_token() {
     let provider = provider(&scenario, config(&endpoint));
     let first = provider.resolve().await.unwrap();
     let second = provider.resolve().await.unwrap();
-    assert_eq!(first.header_value.expose_secret(), second.header_value.expose_secret());
+    assert_eq!(
+        first.header_value.expose_secret(),
+        second.header_value.expose_secret()
+    );
     assert_eq!(endpoint.grants_served(), 1);
 }
 
@@ -106,11 +141,19 @@ async fn concurrent_resolves_share_one_refresh() {
     let scenario = Scenario::fixture("expired");
     let endpoint = scenario.endpoint().await;
     // Two providers on the same file, eight tasks each: one grant in all.
-    let providers = [provider(&scenario, config(&endpoint)), provider(&scenario, config(&endpoint))];
+    let providers = [
+        provider(&scenario, config(&endpoint)),
+        provider(&scenario, config(&endpoint)),
+    ];
     let tasks: Vec<_> = (0..16)
         .map(|i| {
             let provider = providers[i % 2].clone();
-            tokio::spawn(async move { provider.resolve().await.map(|c| c.header_value.expose_secret().to_owned()) })
+            tokio::spawn(async move {
+                provider
+                    .resolve()
+                    .await
+                    .map(|c| c.header_value.expose_secret().to_owned())
+            })
         })
         .collect();
     let mut headers = Vec::new();
@@ -118,7 +161,10 @@ async fn concurrent_resolves_share_one_refresh() {
         headers.push(task.await.unwrap().unwrap());
     }
     headers.dedup();
-    assert_eq!(headers, [format!("Bearer {}", scenario.oauth("accessToken"))]);
+    assert_eq!(
+        headers,
+        [format!("Bearer {}", scenario.oauth("accessToken"))]
+    );
     assert_eq!(endpoint.grants_served(), 1);
     assert_eq!(endpoint.revoked_families(), 0);
 }
@@ -128,11 +174,17 @@ async fn status_reports_without_refreshing_or_revealing() {
     let scenario = Scenario::fixture("within-skew");
     let endpoint = scenario.endpoint().await;
     let before = scenario.bytes();
-    let status = provider(&scenario, config(&endpoint)).status().await.unwrap();
+    let status = provider(&scenario, config(&endpoint))
+        .status()
+        .await
+        .unwrap();
     assert_eq!(status.expires_at_ms, Some(NOW_MS + 120_000));
     assert!(!status.expired && status.needs_refresh && status.has_refresh_token);
     assert_eq!(status.subscription_type.as_deref(), Some("max"));
-    assert_eq!(status.rate_limit_tier.as_deref(), Some("default_claude_max_20x"));
+    assert_eq!(
+        status.rate_limit_tier.as_deref(),
+        Some("default_claude_max_20x")
+    );
     assert_eq!(status.scopes, ["user:inference", "user:profile"]);
     assert!(!format!("{status:?}").contains("sk-ant"));
     assert!(endpoint.requests().is_empty());
@@ -159,7 +211,11 @@ async fn failing(scenario: &Scenario, config: ClaudeCodeOAuthConfig) -> ClaudeCo
     let before = std::fs::read(&scenario.path).ok();
     let provider = provider(scenario, config);
     let error = provider.header_value().await.unwrap_err();
-    assert_eq!(std::fs::read(&scenario.path).ok(), before, "the file changed after: {error}");
+    assert_eq!(
+        std::fs::read(&scenario.path).ok(),
+        before,
+        "the file changed after: {error}"
+    );
     assert!(!error.to_string().contains("sk-ant"), "{error}");
     error
 }
@@ -179,7 +235,10 @@ async fn no_file_is_missing_and_creates_nothing() {
     let scenario = Scenario::empty();
     let endpoint = scenario.endpoint().await;
     let error = failing(&scenario, config(&endpoint)).await;
-    assert!(matches!(&error, ClaudeCodeAuthError::CredentialsMissing { path } if path == &scenario.path.display().to_string()), "{error}");
+    assert!(
+        matches!(&error, ClaudeCodeAuthError::CredentialsMissing { path } if path == &scenario.path.display().to_string()),
+        "{error}"
+    );
     assert!(error.to_string().contains("claude login"));
     assert_eq!(reaction(error), "missing");
     assert_eq!(std::fs::read_dir(scenario.dir()).unwrap().count(), 0);
@@ -190,7 +249,10 @@ async fn no_oauth_section_is_missing() {
     let scenario = Scenario::fixture("no-oauth-section");
     let endpoint = scenario.endpoint().await;
     let error = failing(&scenario, config(&endpoint)).await;
-    assert!(matches!(error, ClaudeCodeAuthError::OAuthSectionMissing { .. }), "{error}");
+    assert!(
+        matches!(error, ClaudeCodeAuthError::OAuthSectionMissing { .. }),
+        "{error}"
+    );
     assert_eq!(reaction(error), "missing");
     assert!(endpoint.requests().is_empty());
 }
@@ -200,7 +262,10 @@ async fn no_refresh_token_is_expired_and_sends_nothing() {
     let scenario = Scenario::fixture("no-refresh-token");
     let endpoint = scenario.endpoint().await;
     let error = failing(&scenario, config(&endpoint)).await;
-    assert!(matches!(error, ClaudeCodeAuthError::RefreshTokenMissing), "{error}");
+    assert!(
+        matches!(error, ClaudeCodeAuthError::RefreshTokenMissing),
+        "{error}"
+    );
     assert!(error.to_string().contains("claude login"));
     assert_eq!(reaction(error), "expired");
     assert!(endpoint.requests().is_empty());
@@ -210,13 +275,25 @@ async fn no_refresh_token_is_expired_and_sends_nothing() {
 async fn invalid_grant_is_expired_with_a_login_hint() {
     let scenario = Scenario::fixture("expired");
     // An endpoint that never issued this refresh token.
-    let endpoint = entelix_auth_claude_code::loopback::TokenEndpoint::start().await.unwrap();
+    let endpoint = entelix_auth_claude_code::loopback::TokenEndpoint::start()
+        .await
+        .unwrap();
     let error = failing(&scenario, config(&endpoint)).await;
-    assert!(matches!(error, ClaudeCodeAuthError::RefreshRejected { .. }), "{error}");
+    assert!(
+        matches!(error, ClaudeCodeAuthError::RefreshRejected { .. }),
+        "{error}"
+    );
     let message = error.to_string();
-    assert!(message.contains("invalid_grant") && message.contains("claude login"), "{message}");
+    assert!(
+        message.contains("invalid_grant") && message.contains("claude login"),
+        "{message}"
+    );
     assert_eq!(reaction(error), "expired");
-    assert_eq!(endpoint.requests().len(), 1, "a rejected grant is not retried");
+    assert_eq!(
+        endpoint.requests().len(),
+        1,
+        "a rejected grant is not retried"
+    );
 }
 
 #[tokio::test]
@@ -224,10 +301,17 @@ async fn server_errors_are_retried_then_unreachable() {
     let scenario = Scenario::fixture("expired");
     let endpoint = scenario.endpoint().await;
     for _ in 0..4 {
-        endpoint.inject(Reply::Respond(Response::raw(500, "text/plain", "upstream exploded")));
+        endpoint.inject(Reply::Respond(Response::raw(
+            500,
+            "text/plain",
+            "upstream exploded",
+        )));
     }
     let error = failing(&scenario, config(&endpoint)).await;
-    assert!(matches!(error, ClaudeCodeAuthError::RefreshHttp { .. }), "{error}");
+    assert!(
+        matches!(error, ClaudeCodeAuthError::RefreshHttp { .. }),
+        "{error}"
+    );
     assert!(error.to_string().contains("HTTP 500"), "{error}");
     assert_eq!(reaction(error), "unreachable");
     assert_eq!(endpoint.requests().len(), 4);
@@ -239,15 +323,25 @@ async fn a_transient_failure_then_success_refreshes() {
     let scenario = Scenario::fixture("expired");
     let endpoint = scenario.endpoint().await;
     endpoint.inject(Reply::Respond(Response::raw(503, "text/plain", "busy")));
-    provider(&scenario, config(&endpoint)).resolve().await.unwrap();
-    assert_eq!((endpoint.requests().len(), endpoint.grants_served()), (2, 1));
+    provider(&scenario, config(&endpoint))
+        .resolve()
+        .await
+        .unwrap();
+    assert_eq!(
+        (endpoint.requests().len(), endpoint.grants_served()),
+        (2, 1)
+    );
 }
 
 #[tokio::test]
 async fn a_malformed_answer_is_unreachable() {
     let scenario = Scenario::fixture("expired");
     let endpoint = scenario.endpoint().await;
-    endpoint.inject(Reply::Respond(Response::raw(200, "text/html", "<html>Sign in</html>")));
+    endpoint.inject(Reply::Respond(Response::raw(
+        200,
+        "text/html",
+        "<html>Sign in</html>",
+    )));
     let error = failing(&scenario, config(&endpoint)).await;
     assert!(error.to_string().contains("not JSON"), "{error}");
     assert_eq!(reaction(error), "unreachable");
@@ -262,7 +356,12 @@ async fn a_nested_error_from_the_endpoint_is_refused() {
         &json!({"type": "error", "error": {"type": "invalid_request_error", "message": "Invalid request format"}}),
     )));
     let error = failing(&scenario, config(&endpoint)).await;
-    assert!(error.to_string().contains("invalid_request_error: Invalid request format"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("invalid_request_error: Invalid request format"),
+        "{error}"
+    );
     assert_eq!(reaction(error), "refused");
 }
 
@@ -281,7 +380,10 @@ async fn a_wrongly_typed_document_is_refused() {
     let endpoint = scenario.endpoint().await;
     let error = failing(&scenario, config(&endpoint)).await;
     let message = error.to_string();
-    assert!(message.contains("`claudeAiOauth.scopes`") && message.contains("a list of strings"), "{message}");
+    assert!(
+        message.contains("`claudeAiOauth.scopes`") && message.contains("a list of strings"),
+        "{message}"
+    );
     assert_eq!(reaction(error), "refused");
     assert!(endpoint.requests().is_empty());
 }
@@ -290,8 +392,15 @@ async fn a_wrongly_typed_document_is_refused() {
 async fn an_endpoint_off_the_allow_list_is_refused_before_any_call() {
     let scenario = Scenario::fixture("expired");
     let endpoint = scenario.endpoint().await;
-    let error = failing(&scenario, config(&endpoint).with_token_url("http://example.com/v1/oauth/token")).await;
-    assert!(matches!(error, ClaudeCodeAuthError::EndpointNotAllowed { .. }), "{error}");
+    let error = failing(
+        &scenario,
+        config(&endpoint).with_token_url("http://example.com/v1/oauth/token"),
+    )
+    .await;
+    assert!(
+        matches!(error, ClaudeCodeAuthError::EndpointNotAllowed { .. }),
+        "{error}"
+    );
     assert_eq!(reaction(error), "refused");
 }
 
@@ -299,7 +408,9 @@ async fn an_endpoint_off_the_allow_list_is_refused_before_any_call() {
 async fn a_typed_store_keeps_unknown_fields_too() {
     let fixture = std::fs::read_to_string(support::fixture_path("expired")).unwrap();
     let store = Arc::new(MemoryCredentialStore::with_document(fixture.trim()));
-    let scenario_endpoint = entelix_auth_claude_code::loopback::TokenEndpoint::start().await.unwrap();
+    let scenario_endpoint = entelix_auth_claude_code::loopback::TokenEndpoint::start()
+        .await
+        .unwrap();
     scenario_endpoint.accept_refresh_token("sk-ant-ort01-fixture-expired-refresh");
     let provider = ClaudeCodeOAuthProvider::with_config(store.clone(), config(&scenario_endpoint));
     provider.resolve().await.unwrap();

@@ -35,7 +35,10 @@ impl fmt::Debug for Grant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Grant")
             .field("access_token", &"[redacted]")
-            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
             .field("expires_in_s", &self.expires_in_s)
             .field("scopes", &self.scopes)
             .field("token_type", &self.token_type)
@@ -261,16 +264,34 @@ mod tests {
             ("<html>Welcome</html>", "not JSON"),
             ("[]", "must be a JSON object, found an array"),
             (r#"{"expires_in":60}"#, "no `access_token`"),
-            (r#"{"access_token":"","expires_in":60}"#, "no `access_token`"),
-            (r#"{"access_token":7,"expires_in":60}"#, "`access_token` must be a string"),
+            (
+                r#"{"access_token":"","expires_in":60}"#,
+                "no `access_token`",
+            ),
+            (
+                r#"{"access_token":7,"expires_in":60}"#,
+                "`access_token` must be a string",
+            ),
             (r#"{"access_token":"at"}"#, "no `expires_in`"),
             (r#"{"access_token":"at","expires_in":0}"#, "found 0"),
             (r#"{"access_token":"at","expires_in":-5}"#, "found -5"),
-            (r#"{"access_token":"at","expires_in":31536001}"#, "found 31536001"),
+            (
+                r#"{"access_token":"at","expires_in":31536001}"#,
+                "found 31536001",
+            ),
             (r#"{"access_token":"at","expires_in":1.5}"#, "found 1.5"),
-            (r#"{"access_token":"at","expires_in":"3600"}"#, "must be a number, found a string"),
-            (r#"{"access_token":"at","expires_in":60,"refresh_token":{}}"#, "`refresh_token` must be a string"),
-            (r#"{"access_token":"at","expires_in":60,"token_type":"mac"}"#, "must be Bearer"),
+            (
+                r#"{"access_token":"at","expires_in":"3600"}"#,
+                "must be a number, found a string",
+            ),
+            (
+                r#"{"access_token":"at","expires_in":60,"refresh_token":{}}"#,
+                "`refresh_token` must be a string",
+            ),
+            (
+                r#"{"access_token":"at","expires_in":60,"token_type":"mac"}"#,
+                "must be Bearer",
+            ),
         ];
         for (body, want) in cases {
             match interpret(&answer(200, body)) {
@@ -295,7 +316,9 @@ mod tests {
             (
                 400,
                 r#"{"type":"error","error":{"type":"invalid_grant","message":"revoked"}}"#,
-                Rejection::GrantRejected { detail: "HTTP 400 invalid_grant: revoked".into() },
+                Rejection::GrantRejected {
+                    detail: "HTTP 400 invalid_grant: revoked".into(),
+                },
             ),
             (
                 400,
@@ -308,24 +331,57 @@ mod tests {
             (
                 401,
                 r#"{"error":"invalid_client"}"#,
-                Rejection::Refused { status: 401, detail: "HTTP 401 invalid_client".into() },
+                Rejection::Refused {
+                    status: 401,
+                    detail: "HTTP 401 invalid_client".into(),
+                },
             ),
-            (404, "Not Found", Rejection::Refused { status: 404, detail: "HTTP 404".into() }),
+            (
+                404,
+                "Not Found",
+                Rejection::Refused {
+                    status: 404,
+                    detail: "HTTP 404".into(),
+                },
+            ),
             (
                 200,
                 r#"{"error":"invalid_grant"}"#,
-                Rejection::GrantRejected { detail: "HTTP 200 invalid_grant".into() },
+                Rejection::GrantRejected {
+                    detail: "HTTP 200 invalid_grant".into(),
+                },
             ),
-            (500, "oops", Rejection::Unavailable { status: 500, retry_after: None }),
-            (503, "", Rejection::Unavailable { status: 503, retry_after: None }),
+            (
+                500,
+                "oops",
+                Rejection::Unavailable {
+                    status: 500,
+                    retry_after: None,
+                },
+            ),
+            (
+                503,
+                "",
+                Rejection::Unavailable {
+                    status: 503,
+                    retry_after: None,
+                },
+            ),
             (
                 302,
                 "",
-                Rejection::Refused { status: 302, detail: "unexpected HTTP status 302".into() },
+                Rejection::Refused {
+                    status: 302,
+                    detail: "unexpected HTTP status 302".into(),
+                },
             ),
         ];
         for (status, body, want) in cases {
-            assert_eq!(&interpret(&answer(*status, body)).unwrap_err(), want, "{status} {body}");
+            assert_eq!(
+                &interpret(&answer(*status, body)).unwrap_err(),
+                want,
+                "{status} {body}"
+            );
         }
     }
 
@@ -335,12 +391,18 @@ mod tests {
         a.retry_after = Some(" 7 ".into());
         assert_eq!(
             interpret(&a).unwrap_err(),
-            Rejection::Unavailable { status: 429, retry_after: Some(Duration::from_secs(7)) }
+            Rejection::Unavailable {
+                status: 429,
+                retry_after: Some(Duration::from_secs(7))
+            }
         );
         a.retry_after = Some("Wed, 21 Oct 2015 07:28:00 GMT".into());
         assert_eq!(
             interpret(&a).unwrap_err(),
-            Rejection::Unavailable { status: 429, retry_after: None }
+            Rejection::Unavailable {
+                status: 429,
+                retry_after: None
+            }
         );
     }
 
@@ -356,7 +418,11 @@ mod tests {
 
     #[test]
     fn grant_debug_is_redacted() {
-        let g = interpret(&answer(200, r#"{"access_token":"AT-SECRET","refresh_token":"RT-SECRET","expires_in":60}"#)).unwrap();
+        let g = interpret(&answer(
+            200,
+            r#"{"access_token":"AT-SECRET","refresh_token":"RT-SECRET","expires_in":60}"#,
+        ))
+        .unwrap();
         let shown = format!("{g:?}");
         assert!(!shown.contains("SECRET"), "{shown}");
     }

@@ -80,7 +80,10 @@ impl fmt::Debug for OAuthView {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OAuthView")
             .field("access_token", &"[redacted]")
-            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
             .field("expiry", &self.expiry)
             .field("scopes", &self.scopes)
             .field("subscription_type", &self.subscription_type)
@@ -193,7 +196,11 @@ impl Document {
                 })
                 .collect::<Result<_, _>>()?,
             Some(other) => {
-                return Err(wrong_type("claudeAiOauth.scopes", "a list of strings", other));
+                return Err(wrong_type(
+                    "claudeAiOauth.scopes",
+                    "a list of strings",
+                    other,
+                ));
             }
         };
         // Informational fields: tolerated whatever their shape, so a format change in the CLI
@@ -246,7 +253,9 @@ fn expiry_of(n: &Number) -> Expiry {
     match n.as_f64() {
         // Integral floats (`1.7e12`) are how some writers spell integers.
         #[allow(clippy::cast_possible_truncation, clippy::float_cmp)]
-        Some(f) if f.is_finite() && f.trunc() == f && (0.0..=MAX_EXPIRES_AT_MS as f64).contains(&f) => {
+        Some(f)
+            if f.is_finite() && f.trunc() == f && (0.0..=MAX_EXPIRES_AT_MS as f64).contains(&f) =>
+        {
             Expiry::At(f as i64)
         }
         _ => Expiry::Unrepresentable,
@@ -370,7 +379,10 @@ mod tests {
         assert_eq!(view.expiry, Expiry::At(1_700_000_000_000));
         assert_eq!(view.scopes, ["user:inference", "user:profile"]);
         assert_eq!(view.subscription_type.as_deref(), Some("max"));
-        assert_eq!(view.rate_limit_tier.as_deref(), Some("default_claude_max_20x"));
+        assert_eq!(
+            view.rate_limit_tier.as_deref(),
+            Some("default_claude_max_20x")
+        );
     }
 
     #[test]
@@ -441,7 +453,11 @@ mod tests {
         for (expiry, now, skew, expired, refresh) in cases {
             let view = at(expiry);
             assert_eq!(view.expired(now), expired, "{expiry:?} now {now}");
-            assert_eq!(view.needs_refresh(now, skew), refresh, "{expiry:?} now {now} skew {skew}");
+            assert_eq!(
+                view.needs_refresh(now, skew),
+                refresh,
+                "{expiry:?} now {now} skew {skew}"
+            );
         }
     }
 
@@ -449,14 +465,24 @@ mod tests {
     fn bad_documents_are_typed_errors_without_values() {
         let secret = "sk-ant-oat01-SECRETSECRET";
         let cases: Vec<(String, DocumentError)> = vec![
-            (String::new(), DocumentError::Syntax("EOF while parsing a value at line 1 column 0".into())),
+            (
+                String::new(),
+                DocumentError::Syntax("EOF while parsing a value at line 1 column 0".into()),
+            ),
             ("[1,2]".into(), DocumentError::NotAnObject("an array")),
             ("\"text\"".into(), DocumentError::NotAnObject("a string")),
             ("{}".into(), DocumentError::NoOAuthSection),
-            (r#"{"claudeAiOauth":null}"#.into(), DocumentError::NoOAuthSection),
+            (
+                r#"{"claudeAiOauth":null}"#.into(),
+                DocumentError::NoOAuthSection,
+            ),
             (
                 r#"{"claudeAiOauth":[]}"#.into(),
-                DocumentError::WrongType { field: "claudeAiOauth", expected: "an object", found: "an array" },
+                DocumentError::WrongType {
+                    field: "claudeAiOauth",
+                    expected: "an object",
+                    found: "an array",
+                },
             ),
             (
                 r#"{"claudeAiOauth":{"refreshToken":"r"}}"#.into(),
@@ -468,11 +494,19 @@ mod tests {
             ),
             (
                 r#"{"claudeAiOauth":{"accessToken":42}}"#.into(),
-                DocumentError::WrongType { field: "claudeAiOauth.accessToken", expected: "a string", found: "a number" },
+                DocumentError::WrongType {
+                    field: "claudeAiOauth.accessToken",
+                    expected: "a string",
+                    found: "a number",
+                },
             ),
             (
                 format!(r#"{{"claudeAiOauth":{{"accessToken":"a","refreshToken":["{secret}"]}}}}"#),
-                DocumentError::WrongType { field: "claudeAiOauth.refreshToken", expected: "a string", found: "an array" },
+                DocumentError::WrongType {
+                    field: "claudeAiOauth.refreshToken",
+                    expected: "a string",
+                    found: "an array",
+                },
             ),
             (
                 format!(r#"{{"claudeAiOauth":{{"accessToken":"a","expiresAt":"{secret}"}}}}"#),
@@ -484,11 +518,19 @@ mod tests {
             ),
             (
                 r#"{"claudeAiOauth":{"accessToken":"a","scopes":"user:inference"}}"#.into(),
-                DocumentError::WrongType { field: "claudeAiOauth.scopes", expected: "a list of strings", found: "a string" },
+                DocumentError::WrongType {
+                    field: "claudeAiOauth.scopes",
+                    expected: "a list of strings",
+                    found: "a string",
+                },
             ),
             (
                 r#"{"claudeAiOauth":{"accessToken":"a","scopes":[1]}}"#.into(),
-                DocumentError::WrongType { field: "claudeAiOauth.scopes", expected: "a list of strings", found: "a number" },
+                DocumentError::WrongType {
+                    field: "claudeAiOauth.scopes",
+                    expected: "a list of strings",
+                    found: "a number",
+                },
             ),
         ];
         for (text, want) in cases {
@@ -506,7 +548,10 @@ mod tests {
             r#"{"x":[{"k":1,"k":2}]}"#,
         ] {
             let err = Document::parse(text).unwrap_err();
-            assert!(matches!(&err, DocumentError::Syntax(m) if m.contains("duplicate key")), "{text}: {err}");
+            assert!(
+                matches!(&err, DocumentError::Syntax(m) if m.contains("duplicate key")),
+                "{text}: {err}"
+            );
         }
     }
 
@@ -514,7 +559,10 @@ mod tests {
     fn hostile_nesting_fails_cleanly() {
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         let err = Document::parse(&deep).unwrap_err();
-        assert!(matches!(&err, DocumentError::Syntax(m) if m.contains("recursion limit")), "{err}");
+        assert!(
+            matches!(&err, DocumentError::Syntax(m) if m.contains("recursion limit")),
+            "{err}"
+        );
     }
 
     #[test]
@@ -535,7 +583,10 @@ mod tests {
     fn debug_shows_keys_only() {
         let doc = Document::parse(FULL).unwrap();
         let shown = format!("{doc:?} {:?}", doc.oauth().unwrap());
-        assert!(!shown.contains("at-1") && !shown.contains("rt-1") && !shown.contains("other"), "{shown}");
+        assert!(
+            !shown.contains("at-1") && !shown.contains("rt-1") && !shown.contains("other"),
+            "{shown}"
+        );
         assert!(shown.contains("mcpOAuth"));
     }
 }

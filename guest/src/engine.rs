@@ -124,11 +124,18 @@ impl<S: Store, H: Http, C: Clock> Refresher<S, H, C> {
         }
     }
 
-    fn refresh(&mut self, mode: Mode, seen: &OAuthView) -> Result<(OAuthView, Outcome), AuthFailure> {
+    fn refresh(
+        &mut self,
+        mode: Mode,
+        seen: &OAuthView,
+    ) -> Result<(OAuthView, Outcome), AuthFailure> {
         if seen.refresh_token.is_none() {
             return Err(refresh_token_missing());
         }
-        let _lock = self.store.lock().map_err(|e| store_failure(&e, "take the refresh lock"))?;
+        let _lock = self
+            .store
+            .lock()
+            .map_err(|e| store_failure(&e, "take the refresh lock"))?;
 
         // Whoever held the lock before us may have refreshed already.
         let (doc, current) = self.load()?;
@@ -192,23 +199,27 @@ impl<S: Store, H: Http, C: Clock> Refresher<S, H, C> {
                     human(budget)
                 )));
             }
-            let (why, asked_wait) = match self.http.post_json(&self.settings.token_url, &body, remaining) {
-                Ok(answer) => match interpret(&answer) {
-                    Ok(grant) => return Ok(grant),
-                    Err(Rejection::Unavailable {
-                        status,
-                        retry_after,
-                    }) => (format!("HTTP {status}"), retry_after),
-                    Err(rejection) => return Err(final_rejection(rejection)),
-                },
-                Err(HttpFailure::TooLarge { limit }) => {
-                    return Err(AuthFailure::new(
-                        Cause::AnswerInvalid,
-                        format!("the token endpoint's answer is larger than {limit} bytes"),
-                    ));
-                }
-                Err(HttpFailure::Unreachable(why)) => (why, None),
-            };
+            let (why, asked_wait) =
+                match self
+                    .http
+                    .post_json(&self.settings.token_url, &body, remaining)
+                {
+                    Ok(answer) => match interpret(&answer) {
+                        Ok(grant) => return Ok(grant),
+                        Err(Rejection::Unavailable {
+                            status,
+                            retry_after,
+                        }) => (format!("HTTP {status}"), retry_after),
+                        Err(rejection) => return Err(final_rejection(rejection)),
+                    },
+                    Err(HttpFailure::TooLarge { limit }) => {
+                        return Err(AuthFailure::new(
+                            Cause::AnswerInvalid,
+                            format!("the token endpoint's answer is larger than {limit} bytes"),
+                        ));
+                    }
+                    Err(HttpFailure::Unreachable(why)) => (why, None),
+                };
             if attempt >= MAX_ATTEMPTS {
                 return Err(unavailable(format!(
                     "the token endpoint is unavailable ({why}) after {attempt} attempts"
@@ -332,7 +343,7 @@ fn store_failure(error: &StoreError, doing: &str) -> AuthFailure {
 pub fn human(d: Duration) -> String {
     if d.as_millis() < 1000 {
         format!("{}ms", d.as_millis())
-    } else if d.as_secs() < 120 || d.as_secs() % 60 != 0 {
+    } else if d.as_secs() < 120 || !d.as_secs().is_multiple_of(60) {
         format!("{}s", d.as_secs())
     } else {
         format!("{}m", d.as_secs() / 60)

@@ -9,6 +9,9 @@
 //! - [`answer`] interprets the token endpoint's answer.
 //! - [`engine`] decides when to refresh, takes the lock, retries, and writes back.
 
+// Unit tests panic to report failure.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod answer;
 pub mod document;
 pub mod engine;

@@ -54,9 +54,18 @@ mod tests {
     #[test]
     fn table() {
         let cases: &[(&str, &str)] = &[
-            ("Refresh token not found or invalid", "Refresh token not found or invalid"),
-            ("token sk-ant-ort01-abc was revoked", "token [redacted] was revoked"),
-            ("bad token a1b2c3d4e5f6g7h8i9 here", "bad token [redacted] here"),
+            (
+                "Refresh token not found or invalid",
+                "Refresh token not found or invalid",
+            ),
+            (
+                "token sk-ant-ort01-abc was revoked",
+                "token [redacted] was revoked",
+            ),
+            (
+                "bad token a1b2c3d4e5f6g7h8i9 here",
+                "bad token [redacted] here",
+            ),
             (
                 "see https://docs.anthropic.com/en/api/errors",
                 "see https://docs.anthropic.com/en/api/errors",

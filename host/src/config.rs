@@ -60,7 +60,10 @@ impl fmt::Debug for ClaudeCodeOAuthConfig {
             .field("refresh_timeout", &self.refresh_timeout)
             .field("expiry_skew", &self.expiry_skew)
             .field("lock_timeout", &self.lock_timeout)
-            .field("clock", &self.clock.as_ref().map_or("system", |_| "injected"))
+            .field(
+                "clock",
+                &self.clock.as_ref().map_or("system", |_| "injected"),
+            )
             .finish()
     }
 }
@@ -142,8 +145,14 @@ mod tests {
     #[test]
     fn defaults_match_the_cli() {
         let config = ClaudeCodeOAuthConfig::new();
-        assert_eq!(config.token_url, "https://platform.claude.com/v1/oauth/token");
-        assert_eq!(config.client_id.as_deref(), Some("9d1c250a-e61b-44d9-88ed-5944d1962f5e"));
+        assert_eq!(
+            config.token_url,
+            "https://platform.claude.com/v1/oauth/token"
+        );
+        assert_eq!(
+            config.client_id.as_deref(),
+            Some("9d1c250a-e61b-44d9-88ed-5944d1962f5e")
+        );
         assert_eq!(config.refresh_timeout, Duration::from_secs(30));
         assert_eq!(config.expiry_skew, Duration::from_secs(300));
     }

@@ -23,7 +23,11 @@ pub struct OAuthCredential {
     #[serde(rename = "accessToken")]
     pub access_token: SecretToken,
     /// Token for the `refresh_token` grant; `None` when the credential cannot renew itself.
-    #[serde(rename = "refreshToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "refreshToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub refresh_token: Option<SecretToken>,
     /// Expiry of the access token in Unix milliseconds. A missing value reads as 0 (expired).
     #[serde(rename = "expiresAt", default)]
@@ -33,7 +37,11 @@ pub struct OAuthCredential {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
     /// Subscription type (`pro`, `max`, `team`, ...), informational.
-    #[serde(rename = "subscriptionType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "subscriptionType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub subscription_type: Option<String>,
     /// Every other field of the section, kept as it was.
     #[serde(flatten)]
@@ -141,7 +149,11 @@ impl OAuthCredential {
 #[non_exhaustive]
 pub struct CredentialFile {
     /// The Claude.ai OAuth credential, if present.
-    #[serde(rename = "claudeAiOauth", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "claudeAiOauth",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub claude_ai_oauth: Option<OAuthCredential>,
     /// Every other top-level key (`mcpOAuth`, ...), kept as it was.
     #[serde(flatten)]
@@ -198,7 +210,10 @@ mod tests {
         let oauth = file.claude_ai_oauth.unwrap();
         assert_eq!(oauth.access_token, "sk-ant-oat01-a");
         assert_eq!(oauth.refresh_token.as_deref(), Some("sk-ant-ort01-r"));
-        assert_eq!(oauth.other_fields()["rateLimitTier"], "default_claude_max_20x");
+        assert_eq!(
+            oauth.other_fields()["rateLimitTier"],
+            "default_claude_max_20x"
+        );
     }
 
     #[test]
@@ -226,7 +241,11 @@ mod tests {
         ];
         for (expires_at_ms, want) in cases {
             let cred = OAuthCredential::new("a", expires_at_ms);
-            assert_eq!(cred.needs_refresh_at(now, skew), want, "expires {expires_at_ms}");
+            assert_eq!(
+                cred.needs_refresh_at(now, skew),
+                want,
+                "expires {expires_at_ms}"
+            );
         }
         assert!(!OAuthCredential::new("a", 253_402_300_799_000).needs_refresh());
     }

@@ -17,7 +17,9 @@ pub enum ClaudeCodeAuthError {
         path: String,
     },
     /// The credential file has no OAuth section.
-    #[error("the credentials at `{path}` have no `claudeAiOauth` section; run `claude login` first")]
+    #[error(
+        "the credentials at `{path}` have no `claudeAiOauth` section; run `claude login` first"
+    )]
     OAuthSectionMissing {
         /// Where the store looked.
         path: String,
@@ -46,7 +48,10 @@ pub enum ClaudeCodeAuthError {
         message: String,
     },
     /// The credential file is not valid JSON (raised by typed [`crate::CredentialStore`] loads).
-    #[error("the credentials at `{path}` are not valid JSON ({})", describe_json_error(source))]
+    #[error(
+        "the credentials at `{path}` are not valid JSON ({})",
+        describe_json_error(source)
+    )]
     InvalidStorage {
         /// Where the store looked.
         path: String,
@@ -169,21 +174,85 @@ mod tests {
         let io = || std::io::Error::from(std::io::ErrorKind::PermissionDenied);
         let json = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
         let cases: Vec<(ClaudeCodeAuthError, &str)> = vec![
-            (ClaudeCodeAuthError::CredentialsMissing { path: "p".into() }, "missing"),
-            (ClaudeCodeAuthError::OAuthSectionMissing { path: "p".into() }, "missing"),
+            (
+                ClaudeCodeAuthError::CredentialsMissing { path: "p".into() },
+                "missing",
+            ),
+            (
+                ClaudeCodeAuthError::OAuthSectionMissing { path: "p".into() },
+                "missing",
+            ),
             (ClaudeCodeAuthError::HomeUnresolved, "missing"),
             (ClaudeCodeAuthError::RefreshTokenMissing, "expired"),
-            (ClaudeCodeAuthError::RefreshRejected { message: "m".into() }, "expired"),
-            (ClaudeCodeAuthError::RefreshHttp { message: "m".into() }, "unreachable"),
-            (ClaudeCodeAuthError::LockTimeout { lock: "l".into(), waited: Duration::from_secs(1) }, "unreachable"),
-            (ClaudeCodeAuthError::TimedOut { after: Duration::from_secs(1) }, "unreachable"),
-            (ClaudeCodeAuthError::RefreshRefused { message: "m".into() }, "refused"),
-            (ClaudeCodeAuthError::InvalidStorage { path: "p".into(), source: json }, "refused"),
-            (ClaudeCodeAuthError::InvalidDocument { path: "p".into(), problem: "x".into() }, "refused"),
-            (ClaudeCodeAuthError::Io { path: "p".into(), source: io() }, "refused"),
-            (ClaudeCodeAuthError::ReadOnly { store: "s".into() }, "refused"),
-            (ClaudeCodeAuthError::EndpointNotAllowed { url: "u".into(), reason: "r".into() }, "refused"),
-            (ClaudeCodeAuthError::Sandbox { message: "m".into() }, "refused"),
+            (
+                ClaudeCodeAuthError::RefreshRejected {
+                    message: "m".into(),
+                },
+                "expired",
+            ),
+            (
+                ClaudeCodeAuthError::RefreshHttp {
+                    message: "m".into(),
+                },
+                "unreachable",
+            ),
+            (
+                ClaudeCodeAuthError::LockTimeout {
+                    lock: "l".into(),
+                    waited: Duration::from_secs(1),
+                },
+                "unreachable",
+            ),
+            (
+                ClaudeCodeAuthError::TimedOut {
+                    after: Duration::from_secs(1),
+                },
+                "unreachable",
+            ),
+            (
+                ClaudeCodeAuthError::RefreshRefused {
+                    message: "m".into(),
+                },
+                "refused",
+            ),
+            (
+                ClaudeCodeAuthError::InvalidStorage {
+                    path: "p".into(),
+                    source: json,
+                },
+                "refused",
+            ),
+            (
+                ClaudeCodeAuthError::InvalidDocument {
+                    path: "p".into(),
+                    problem: "x".into(),
+                },
+                "refused",
+            ),
+            (
+                ClaudeCodeAuthError::Io {
+                    path: "p".into(),
+                    source: io(),
+                },
+                "refused",
+            ),
+            (
+                ClaudeCodeAuthError::ReadOnly { store: "s".into() },
+                "refused",
+            ),
+            (
+                ClaudeCodeAuthError::EndpointNotAllowed {
+                    url: "u".into(),
+                    reason: "r".into(),
+                },
+                "refused",
+            ),
+            (
+                ClaudeCodeAuthError::Sandbox {
+                    message: "m".into(),
+                },
+                "refused",
+            ),
         ];
         for (error, want) in cases {
             let got = match error.to_auth_error() {
@@ -201,8 +270,14 @@ mod tests {
     fn json_errors_do_not_quote_content() {
         let secret = "sk-ant-oat01-SECRET";
         let source = serde_json::from_str::<Vec<u8>>(&format!("\"{secret}\"")).unwrap_err();
-        assert!(source.to_string().contains(secret), "serde quotes the value");
-        let error = ClaudeCodeAuthError::InvalidStorage { path: "p".into(), source };
+        assert!(
+            source.to_string().contains(secret),
+            "serde quotes the value"
+        );
+        let error = ClaudeCodeAuthError::InvalidStorage {
+            path: "p".into(),
+            source,
+        };
         let shown = error.to_string();
         assert!(!shown.contains(secret), "{shown}");
         assert!(shown.contains("wrong type at line 1, column"), "{shown}");

@@ -32,6 +32,9 @@
 //! The `claude-code-auth` binary is a CLI over the same pieces; [`loopback`] holds the local
 //! token endpoint and API used by its `demo` command and by the tests.
 
+// Unit tests panic to report failure.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod cli;
 mod config;
 mod credential;

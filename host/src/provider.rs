@@ -131,12 +131,19 @@ impl ClaudeCodeOAuthProvider {
         let sandbox = Sandbox::shared().await?;
         let header = sandbox
             .call(&self.ctx, |bindings, store, config| {
-                Box::pin(bindings.entelix_claude_code_auth_provider().call_resolve(store, config))
+                Box::pin(
+                    bindings
+                        .entelix_claude_code_auth_provider()
+                        .call_resolve(store, config),
+                )
             })
             .await?;
         if !header.name.eq_ignore_ascii_case("authorization") {
             return Err(ClaudeCodeAuthError::Sandbox {
-                message: format!("the component returned an unexpected header `{}`", header.name),
+                message: format!(
+                    "the component returned an unexpected header `{}`",
+                    header.name
+                ),
             });
         }
         Ok(SecretString::from(header.value))
@@ -147,7 +154,11 @@ impl ClaudeCodeOAuthProvider {
         let sandbox = Sandbox::shared().await?;
         sandbox
             .call(&self.ctx, |bindings, store, config| {
-                Box::pin(bindings.entelix_claude_code_auth_provider().call_status(store, config))
+                Box::pin(
+                    bindings
+                        .entelix_claude_code_auth_provider()
+                        .call_status(store, config),
+                )
             })
             .await
             .map(token_status)

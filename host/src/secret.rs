@@ -100,6 +100,9 @@ mod tests {
         assert!(token.starts_with("sk-ant"));
         assert_eq!(format!("{token:?}"), "[redacted]");
         assert_eq!(format!("{:?}", Some(token.clone())), "Some([redacted])");
-        assert_eq!(serde_json::to_string(&token).unwrap(), "\"sk-ant-oat01-abc\"");
+        assert_eq!(
+            serde_json::to_string(&token).unwrap(),
+            "\"sk-ant-oat01-abc\""
+        );
     }
 }

@@ -41,10 +41,19 @@ fn expired() -> String {
 
 #[test]
 fn fresh_token_needs_no_lock_and_no_request() {
-    let mut r = refresher(FakeStore::holding(&doc("at-1", Some("rt-1"), NOW + 60 * MINUTE)), FakeHttp::default());
+    let mut r = refresher(
+        FakeStore::holding(&doc("at-1", Some("rt-1"), NOW + 60 * MINUTE)),
+        FakeHttp::default(),
+    );
     let (view, outcome) = r.ensure(Mode::IfNeeded).unwrap();
-    assert_eq!((view.access_token.as_str(), outcome), ("at-1", Outcome::StillFresh));
-    assert_eq!((r.store.locks, r.http.requests.len(), r.store.saves.len()), (0, 0, 0));
+    assert_eq!(
+        (view.access_token.as_str(), outcome),
+        ("at-1", Outcome::StillFresh)
+    );
+    assert_eq!(
+        (r.store.locks, r.http.requests.len(), r.store.saves.len()),
+        (0, 0, 0)
+    );
 }
 
 #[test]
@@ -60,25 +69,53 @@ fn refresh_decision_by_expiry() {
     ];
     for (offset, mode, refreshed) in cases {
         let http = FakeHttp::default().answer(200, GRANT);
-        let mut r = refresher(FakeStore::holding(&doc("at-1", Some("rt-1"), NOW + offset)), http);
+        let mut r = refresher(
+            FakeStore::holding(&doc("at-1", Some("rt-1"), NOW + offset)),
+            http,
+        );
         let (view, outcome) = r.ensure(mode).unwrap();
-        let want = if refreshed { ("at-2", Outcome::Refreshed) } else { ("at-1", Outcome::StillFresh) };
-        assert_eq!((view.access_token.as_str(), outcome), want, "offset {offset} {mode:?}");
+        let want = if refreshed {
+            ("at-2", Outcome::Refreshed)
+        } else {
+            ("at-1", Outcome::StillFresh)
+        };
+        assert_eq!(
+            (view.access_token.as_str(), outcome),
+            want,
+            "offset {offset} {mode:?}"
+        );
     }
 }
 
 #[test]
 fn missing_or_unrepresentable_expiry_refreshes() {
-    for expires in ["", r#","expiresAt":null"#, r#","expiresAt":-1"#, r#","expiresAt":1e300"#] {
-        let text = format!(r#"{{"claudeAiOauth":{{"accessToken":"at-1","refreshToken":"rt-1"{expires}}}}}"#);
-        let mut r = refresher(FakeStore::holding(&text), FakeHttp::default().answer(200, GRANT));
-        assert_eq!(r.ensure(Mode::IfNeeded).unwrap().1, Outcome::Refreshed, "{expires}");
+    for expires in [
+        "",
+        r#","expiresAt":null"#,
+        r#","expiresAt":-1"#,
+        r#","expiresAt":1e300"#,
+    ] {
+        let text = format!(
+            r#"{{"claudeAiOauth":{{"accessToken":"at-1","refreshToken":"rt-1"{expires}}}}}"#
+        );
+        let mut r = refresher(
+            FakeStore::holding(&text),
+            FakeHttp::default().answer(200, GRANT),
+        );
+        assert_eq!(
+            r.ensure(Mode::IfNeeded).unwrap().1,
+            Outcome::Refreshed,
+            "{expires}"
+        );
     }
 }
 
 #[test]
 fn refresh_sends_the_grant_and_writes_back_everything() {
-    let mut r = refresher(FakeStore::holding(&expired()), FakeHttp::default().answer(200, GRANT));
+    let mut r = refresher(
+        FakeStore::holding(&expired()),
+        FakeHttp::default().answer(200, GRANT),
+    );
     let (view, outcome) = r.ensure(Mode::IfNeeded).unwrap();
     assert_eq!(outcome, Outcome::Refreshed);
     assert_eq!(view.refresh_token.as_deref(), Some("rt-2"));
@@ -86,7 +123,9 @@ fn refresh_sends_the_grant_and_writes_back_everything() {
     assert_eq!(url, URL);
     assert_eq!(
         body,
-        &format!(r#"{{"grant_type":"refresh_token","refresh_token":"rt-1","client_id":"{CLIENT}"}}"#)
+        &format!(
+            r#"{{"grant_type":"refresh_token","refresh_token":"rt-1","client_id":"{CLIENT}"}}"#
+        )
     );
     assert_eq!(*timeout, Duration::from_secs(30));
     assert_eq!(r.store.locks, 1);
@@ -101,10 +140,16 @@ fn refresh_sends_the_grant_and_writes_back_everything() {
 
 #[test]
 fn no_client_id_leaves_the_field_out() {
-    let mut r = refresher(FakeStore::holding(&expired()), FakeHttp::default().answer(200, GRANT));
+    let mut r = refresher(
+        FakeStore::holding(&expired()),
+        FakeHttp::default().answer(200, GRANT),
+    );
     r.settings.client_id = None;
     r.ensure(Mode::IfNeeded).unwrap();
-    assert_eq!(r.http.requests[0].1, r#"{"grant_type":"refresh_token","refresh_token":"rt-1"}"#);
+    assert_eq!(
+        r.http.requests[0].1,
+        r#"{"grant_type":"refresh_token","refresh_token":"rt-1"}"#
+    );
 }
 
 #[test]
@@ -114,14 +159,21 @@ fn another_process_refreshed_while_waiting_for_the_lock() {
         store.written_while_waiting = Some(doc("at-9", Some("rt-9"), NOW + 60 * MINUTE));
         let mut r = refresher(store, FakeHttp::default());
         let (view, outcome) = r.ensure(mode).unwrap();
-        assert_eq!((view.access_token.as_str(), outcome), ("at-9", Outcome::Adopted), "{mode:?}");
+        assert_eq!(
+            (view.access_token.as_str(), outcome),
+            ("at-9", Outcome::Adopted),
+            "{mode:?}"
+        );
         assert!(r.http.requests.is_empty() && r.store.saves.is_empty());
     }
 }
 
 #[test]
 fn expired_without_refresh_token_is_expired_and_sends_nothing() {
-    let mut r = refresher(FakeStore::holding(&doc("at-1", None, NOW - 1)), FakeHttp::default());
+    let mut r = refresher(
+        FakeStore::holding(&doc("at-1", None, NOW - 1)),
+        FakeHttp::default(),
+    );
     let err = r.ensure(Mode::IfNeeded).unwrap_err();
     assert_eq!(err.cause, Cause::RefreshTokenMissing);
     assert_eq!(err.kind(), crate::failure::Kind::Expired);
@@ -131,7 +183,10 @@ fn expired_without_refresh_token_is_expired_and_sends_nothing() {
 
 #[test]
 fn invalid_grant_is_expired_and_writes_nothing() {
-    let http = FakeHttp::default().answer(400, r#"{"error":"invalid_grant","error_description":"Refresh token not found or invalid"}"#);
+    let http = FakeHttp::default().answer(
+        400,
+        r#"{"error":"invalid_grant","error_description":"Refresh token not found or invalid"}"#,
+    );
     let mut r = refresher(FakeStore::holding(&expired()), http);
     let err = r.ensure(Mode::IfNeeded).unwrap_err();
     assert_eq!(err.cause, Cause::GrantRejected);
@@ -149,7 +204,10 @@ fn invalid_grant_after_a_sibling_rotated_adopts_the_siblings_token() {
         .while_store_becomes(&shared, &doc("at-9", Some("rt-9"), NOW + 60 * MINUTE));
     let mut r = refresher(store, http);
     let (view, outcome) = r.ensure(Mode::IfNeeded).unwrap();
-    assert_eq!((view.access_token.as_str(), outcome), ("at-9", Outcome::Adopted));
+    assert_eq!(
+        (view.access_token.as_str(), outcome),
+        ("at-9", Outcome::Adopted)
+    );
     assert!(r.store.saves.is_empty());
 }
 
@@ -158,10 +216,15 @@ fn a_credential_rotated_during_the_exchange_is_not_overwritten() {
     let store = FakeStore::holding(&expired());
     let shared = store.doc.clone();
     let theirs = doc("at-9", Some("rt-9"), NOW + 60 * MINUTE);
-    let http = FakeHttp::default().answer(200, GRANT).while_store_becomes(&shared, &theirs);
+    let http = FakeHttp::default()
+        .answer(200, GRANT)
+        .while_store_becomes(&shared, &theirs);
     let mut r = refresher(store, http);
     let (view, outcome) = r.ensure(Mode::IfNeeded).unwrap();
-    assert_eq!((view.access_token.as_str(), outcome), ("at-9", Outcome::Adopted));
+    assert_eq!(
+        (view.access_token.as_str(), outcome),
+        ("at-9", Outcome::Adopted)
+    );
     assert!(r.store.saves.is_empty());
     assert_eq!(shared.borrow().as_deref(), Some(theirs.as_str()));
 }
@@ -177,15 +240,23 @@ fn transient_failures_retry_with_backoff_then_succeed() {
     assert_eq!(r.http.requests.len(), 3);
     let sleeps = &r.clock.sleeps;
     assert_eq!(sleeps.len(), 2);
-    assert!(sleeps[0] >= BASE_BACKOFF && sleeps[0] < BASE_BACKOFF * 3 / 2, "{sleeps:?}");
-    assert!(sleeps[1] >= BASE_BACKOFF * 2 && sleeps[1] < BASE_BACKOFF * 3, "{sleeps:?}");
+    assert!(
+        sleeps[0] >= BASE_BACKOFF && sleeps[0] < BASE_BACKOFF * 3 / 2,
+        "{sleeps:?}"
+    );
+    assert!(
+        sleeps[1] >= BASE_BACKOFF * 2 && sleeps[1] < BASE_BACKOFF * 3,
+        "{sleeps:?}"
+    );
     // Each attempt gets only what is left of the budget.
     assert!(r.http.requests[2].2 < Duration::from_secs(30));
 }
 
 #[test]
 fn retry_after_is_honoured_within_the_budget() {
-    let http = FakeHttp::default().answer_retry_after(429, "2").answer(200, GRANT);
+    let http = FakeHttp::default()
+        .answer_retry_after(429, "2")
+        .answer(200, GRANT);
     let mut r = refresher(FakeStore::holding(&expired()), http);
     assert_eq!(r.ensure(Mode::IfNeeded).unwrap().1, Outcome::Refreshed);
     assert_eq!(r.clock.sleeps, [Duration::from_secs(2)]);
@@ -197,7 +268,11 @@ fn retry_after_beyond_the_budget_fails_at_once() {
     let mut r = refresher(FakeStore::holding(&expired()), http);
     let err = r.ensure(Mode::IfNeeded).unwrap_err();
     assert_eq!(err.cause, Cause::EndpointUnavailable);
-    assert!(err.message.contains("HTTP 429") && err.message.contains("refresh timeout"), "{}", err.message);
+    assert!(
+        err.message.contains("HTTP 429") && err.message.contains("refresh timeout"),
+        "{}",
+        err.message
+    );
     assert!(r.clock.sleeps.is_empty());
 }
 
@@ -211,7 +286,12 @@ fn attempts_are_bounded() {
     let err = r.ensure(Mode::IfNeeded).unwrap_err();
     assert_eq!(err.cause, Cause::EndpointUnavailable);
     assert_eq!(err.kind(), crate::failure::Kind::SourceUnreachable);
-    assert!(err.message.contains(&format!("after {MAX_ATTEMPTS} attempts")), "{}", err.message);
+    assert!(
+        err.message
+            .contains(&format!("after {MAX_ATTEMPTS} attempts")),
+        "{}",
+        err.message
+    );
     assert_eq!(r.http.requests.len() as u32, MAX_ATTEMPTS);
     assert!(r.store.saves.is_empty());
 }
@@ -226,7 +306,10 @@ fn a_still_valid_token_bridges_failures_that_may_pass() {
     }
     let mut r = refresher(FakeStore::holding(&in_skew), http);
     let (view, outcome) = r.ensure(Mode::IfNeeded).unwrap();
-    assert_eq!((view.access_token.as_str(), outcome), ("at-1", Outcome::Deferred));
+    assert_eq!(
+        (view.access_token.as_str(), outcome),
+        ("at-1", Outcome::Deferred)
+    );
 
     // A lock that cannot be taken is bridged the same way.
     let mut store = FakeStore::holding(&in_skew);
@@ -241,11 +324,17 @@ fn a_still_valid_token_bridges_failures_that_may_pass() {
     assert_eq!(r.ensure(Mode::Force).unwrap_err().cause, Cause::LockTimeout);
     let http = FakeHttp::default().answer(400, r#"{"error":"invalid_grant"}"#);
     let mut r = refresher(FakeStore::holding(&in_skew), http);
-    assert_eq!(r.ensure(Mode::IfNeeded).unwrap_err().cause, Cause::GrantRejected);
+    assert_eq!(
+        r.ensure(Mode::IfNeeded).unwrap_err().cause,
+        Cause::GrantRejected
+    );
     let mut store = FakeStore::holding(&expired());
     store.lock_error = Some(StoreError::LockTimeout("lock busy".into()));
     let mut r = refresher(store, FakeHttp::default());
-    assert_eq!(r.ensure(Mode::IfNeeded).unwrap_err().cause, Cause::LockTimeout);
+    assert_eq!(
+        r.ensure(Mode::IfNeeded).unwrap_err().cause,
+        Cause::LockTimeout
+    );
 }
 
 #[test]
@@ -254,17 +343,27 @@ fn answers_that_do_not_pass_are_not_retried() {
         (400, r#"{"error":"invalid_client"}"#, Cause::EndpointRefused),
         (404, "Not Found", Cause::EndpointRefused),
         (200, "<html>hi</html>", Cause::AnswerInvalid),
-        (200, r#"{"access_token":"x","expires_in":0}"#, Cause::AnswerInvalid),
+        (
+            200,
+            r#"{"access_token":"x","expires_in":0}"#,
+            Cause::AnswerInvalid,
+        ),
     ];
     for (status, body, cause) in cases {
-        let mut r = refresher(FakeStore::holding(&expired()), FakeHttp::default().answer(status, body));
+        let mut r = refresher(
+            FakeStore::holding(&expired()),
+            FakeHttp::default().answer(status, body),
+        );
         let err = r.ensure(Mode::IfNeeded).unwrap_err();
         assert_eq!(err.cause, cause, "{status} {body}");
         assert_eq!((r.http.requests.len(), r.store.saves.len()), (1, 0));
     }
     let http = FakeHttp::default().fail(HttpFailure::TooLarge { limit: 1 << 20 });
     let mut r = refresher(FakeStore::holding(&expired()), http);
-    assert_eq!(r.ensure(Mode::IfNeeded).unwrap_err().cause, Cause::AnswerInvalid);
+    assert_eq!(
+        r.ensure(Mode::IfNeeded).unwrap_err().cause,
+        Cause::AnswerInvalid
+    );
 }
 
 #[test]
@@ -273,13 +372,20 @@ fn store_problems_are_typed() {
         (None, Cause::CredentialsMissing),
         (Some("{}".into()), Cause::OAuthSectionMissing),
         (Some("not json".into()), Cause::DocumentInvalid),
-        (Some(r#"{"claudeAiOauth":{"accessToken":"a","scopes":"x"}}"#.into()), Cause::DocumentInvalid),
+        (
+            Some(r#"{"claudeAiOauth":{"accessToken":"a","scopes":"x"}}"#.into()),
+            Cause::DocumentInvalid,
+        ),
     ];
     for (content, cause) in cases {
         let store = FakeStore::default();
         *store.doc.borrow_mut() = content.clone();
         let mut r = refresher(store, FakeHttp::default());
-        assert_eq!(r.ensure(Mode::IfNeeded).unwrap_err().cause, cause, "{content:?}");
+        assert_eq!(
+            r.ensure(Mode::IfNeeded).unwrap_err().cause,
+            cause,
+            "{content:?}"
+        );
         assert_eq!(r.status().unwrap_err().cause, cause, "{content:?}");
     }
 }
@@ -296,7 +402,10 @@ fn a_failed_save_is_reported() {
 
 #[test]
 fn status_reports_without_tokens() {
-    let mut r = refresher(FakeStore::holding(&doc("at-1", Some("rt-1"), NOW + 2 * MINUTE)), FakeHttp::default());
+    let mut r = refresher(
+        FakeStore::holding(&doc("at-1", Some("rt-1"), NOW + 2 * MINUTE)),
+        FakeHttp::default(),
+    );
     let status = r.status().unwrap();
     assert_eq!(
         status,
@@ -315,7 +424,14 @@ fn status_reports_without_tokens() {
 
 #[test]
 fn human_durations() {
-    let cases = [(250, "250ms"), (1_000, "1s"), (30_000, "30s"), (90_000, "90s"), (120_000, "2m"), (150_000, "150s")];
+    let cases = [
+        (250, "250ms"),
+        (1_000, "1s"),
+        (30_000, "30s"),
+        (90_000, "90s"),
+        (120_000, "2m"),
+        (150_000, "150s"),
+    ];
     for (ms, want) in cases {
         assert_eq!(human(Duration::from_millis(ms)), want);
     }

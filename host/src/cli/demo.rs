@@ -49,7 +49,9 @@ fn mode(_: &Path) -> String {
 }
 
 pub(super) async fn run() -> Result<(), ClaudeCodeAuthError> {
-    print("claude-code-auth demo: a refresh end to end, on this machine only, no account needed\n")?;
+    print(
+        "claude-code-auth demo: a refresh end to end, on this machine only, no account needed\n",
+    )?;
 
     let endpoint = TokenEndpoint::start()
         .await
@@ -95,7 +97,9 @@ pub(super) async fn run() -> Result<(), ClaudeCodeAuthError> {
         .ok_or_else(|| broken("the header is not a bearer token"))?
         .to_owned();
     if endpoint.grants_served() != 1 || !endpoint.accepts_access_token(&token) {
-        return Err(broken("the endpoint did not issue the token the component returned"));
+        return Err(broken(
+            "the endpoint did not issue the token the component returned",
+        ));
     }
     print(&format!(
         "3. Resolved through the sandboxed component (wasm32-wasip2, wasmtime):\n   Authorization: Bearer {}\n   The endpoint served {} refresh grant; the old refresh token is now spent.\n",
@@ -107,14 +111,17 @@ pub(super) async fn run() -> Result<(), ClaudeCodeAuthError> {
         .load_document()
         .await?
         .ok_or_else(|| broken("the credential file disappeared"))?;
-    let after: Value = serde_json::from_str(&rewritten).map_err(|_| broken("the rewritten file is not JSON"))?;
+    let after: Value =
+        serde_json::from_str(&rewritten).map_err(|_| broken("the rewritten file is not JSON"))?;
     let oauth = &after["claudeAiOauth"];
     if oauth["accessToken"] != token.as_str()
         || oauth["refreshToken"] == login.refresh_token.as_str()
         || after["mcpOAuth"] != original["mcpOAuth"]
         || oauth["rateLimitTier"] != original["claudeAiOauth"]["rateLimitTier"]
     {
-        return Err(broken("the rewritten file does not hold the rotated tokens and every other key"));
+        return Err(broken(
+            "the rewritten file does not hold the rotated tokens and every other key",
+        ));
     }
     print(&format!(
         "4. The file was rewritten atomically (mode {}); tokens rotated, every other key kept:\n{}\n",
@@ -130,14 +137,17 @@ pub(super) async fn run() -> Result<(), ClaudeCodeAuthError> {
     print(&format!(
         "5. Resolved again: the fresh token was reused and nothing was sent (grants served: {}).\n   Status: valid until {}, subscription {}.\n",
         endpoint.grants_served(),
-        status
-            .expires_at()
-            .map_or_else(|| "?".into(), |at| at.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
+        status.expires_at().map_or_else(
+            || "?".into(),
+            |at| at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+        ),
         status.subscription_type.as_deref().unwrap_or("?")
     ))?;
 
     drop(dir);
-    print("Done; the temporary directory is removed. With a real login, try `claude-code-auth status`.")?;
+    print(
+        "Done; the temporary directory is removed. With a real login, try `claude-code-auth status`.",
+    )?;
     Ok(())
 }
 

@@ -113,7 +113,8 @@ pub async fn run(cli: Cli) -> Result<(), ClaudeCodeAuthError> {
     if let Some(url) = cli.token_url {
         config = config.with_token_url(url);
     }
-    let provider = ClaudeCodeOAuthProvider::with_config(FileCredentialStore::with_path(path), config);
+    let provider =
+        ClaudeCodeOAuthProvider::with_config(FileCredentialStore::with_path(path), config);
     let out = match cli.command {
         Command::Status { json: true } => {
             render::status_json(&provider.location(), &provider.status().await?)

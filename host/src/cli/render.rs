@@ -13,7 +13,11 @@ pub(super) fn status_text(location: &str, status: &TokenStatus) -> String {
         format!("access token:  {}", expiry_phrase(status, Utc::now())),
         format!(
             "refresh token: {}",
-            if status.has_refresh_token { "present" } else { "absent" }
+            if status.has_refresh_token {
+                "present"
+            } else {
+                "absent"
+            }
         ),
     ];
     if let Some(subscription) = &status.subscription_type {
@@ -83,7 +87,10 @@ fn expiry_phrase(status: &TokenStatus, now: DateTime<Utc>) -> String {
     if status.expired {
         format!("expired {when} ({} ago); {next}", span(now - at))
     } else if status.needs_refresh {
-        format!("expires {when} (in {}), inside the refresh window; {next}", span(at - now))
+        format!(
+            "expires {when} (in {}), inside the refresh window; {next}",
+            span(at - now)
+        )
     } else {
         format!("valid until {when} (in {})", span(at - now))
     }
@@ -153,11 +160,26 @@ mod tests {
         let now = DateTime::from_timestamp(1_900_000_000, 0).unwrap();
         let ms = 1_900_000_000_000_i64;
         let cases = [
-            (status(Some(ms + 8 * 3_600_000 - 60_000), false, false), "valid until 2030-03-18 01:45:40 UTC (in 7h 59m)"),
-            (status(Some(ms + 120_000), false, true), "(in 2m), inside the refresh window; the next use refreshes it"),
-            (status(Some(ms - 180_000), true, true), "(3m ago); the next use refreshes it"),
-            (status(None, true, true), "expiry unknown; the next use refreshes it"),
-            (status(Some(ms + 3 * 86_400_000), false, false), "(in 3d 0h)"),
+            (
+                status(Some(ms + 8 * 3_600_000 - 60_000), false, false),
+                "valid until 2030-03-18 01:45:40 UTC (in 7h 59m)",
+            ),
+            (
+                status(Some(ms + 120_000), false, true),
+                "(in 2m), inside the refresh window; the next use refreshes it",
+            ),
+            (
+                status(Some(ms - 180_000), true, true),
+                "(3m ago); the next use refreshes it",
+            ),
+            (
+                status(None, true, true),
+                "expiry unknown; the next use refreshes it",
+            ),
+            (
+                status(Some(ms + 3 * 86_400_000), false, false),
+                "(in 3d 0h)",
+            ),
         ];
         for (status, want) in cases {
             let got = expiry_phrase(&status, now);

@@ -49,7 +49,10 @@ impl MessagesApi {
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Request> {
-        self.seen.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -75,16 +78,35 @@ fn answer(request: &Request, accepts: &dyn Fn(&str) -> bool) -> Reply {
     }
     let betas = request.header("anthropic-beta").unwrap_or_default();
     if !betas.split(',').any(|b| b.trim() == OAUTH_BETA) {
-        return error(401, "authentication_error", "OAuth authentication is currently not supported.");
+        return error(
+            401,
+            "authentication_error",
+            "OAuth authentication is currently not supported.",
+        );
     }
     if request.header("anthropic-version").is_none() {
-        return error(400, "invalid_request_error", "anthropic-version: header is required");
+        return error(
+            400,
+            "invalid_request_error",
+            "anthropic-version: header is required",
+        );
     }
     let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&request.body) else {
-        return error(400, "invalid_request_error", "The request body is not valid JSON");
+        return error(
+            400,
+            "invalid_request_error",
+            "The request body is not valid JSON",
+        );
     };
-    let (Some(model), Some(Value::Array(_))) = (body.get("model").and_then(Value::as_str), body.get("messages")) else {
-        return error(400, "invalid_request_error", "model and messages are required");
+    let (Some(model), Some(Value::Array(_))) = (
+        body.get("model").and_then(Value::as_str),
+        body.get("messages"),
+    ) else {
+        return error(
+            400,
+            "invalid_request_error",
+            "model and messages are required",
+        );
     };
     Reply::Respond(Response::json(
         200,

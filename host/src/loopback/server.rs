@@ -44,7 +44,10 @@ impl fmt::Debug for Request {
         f.debug_struct("Request")
             .field("method", &self.method)
             .field("path", &self.path)
-            .field("headers", &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>())
+            .field(
+                "headers",
+                &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
             .field("body_bytes", &self.body.len())
             .finish()
     }
@@ -127,7 +130,9 @@ pub struct LoopbackServer {
 
 impl fmt::Debug for LoopbackServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LoopbackServer").field("addr", &self.addr).finish()
+        f.debug_struct("LoopbackServer")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -234,11 +239,18 @@ async fn read_request(stream: &mut BufReader<TcpStream>) -> io::Result<Option<Re
         .filter_map(|line| line.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
-    let find = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
     let body = if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         read_chunked(stream).await?
     } else {
-        let len: usize = find("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let len: usize = find("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         if len > MAX_BODY {
             return Err(io::Error::other("request body too large"));
         }
@@ -260,8 +272,8 @@ async fn read_chunked(stream: &mut BufReader<TcpStream>) -> io::Result<Vec<u8>> 
         let mut size_line = String::new();
         stream.read_line(&mut size_line).await?;
         let size_hex = size_line.trim().split(';').next().unwrap_or_default();
-        let size = usize::from_str_radix(size_hex, 16)
-            .map_err(|_| io::Error::other("bad chunk size"))?;
+        let size =
+            usize::from_str_radix(size_hex, 16).map_err(|_| io::Error::other("bad chunk size"))?;
         if size == 0 {
             // Trailers, up to the empty line.
             loop {
@@ -283,7 +295,11 @@ async fn read_chunked(stream: &mut BufReader<TcpStream>) -> io::Result<Vec<u8>> 
 }
 
 async fn write_response(stream: &mut TcpStream, response: &Response) -> io::Result<()> {
-    let mut head = format!("HTTP/1.1 {} {}\r\n", response.status, reason(response.status));
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\n",
+        response.status,
+        reason(response.status)
+    );
     for (name, value) in &response.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }

@@ -113,7 +113,11 @@ impl TokenEndpoint {
 
     /// Token families revoked because a spent refresh token was reused.
     pub fn revoked_families(&self) -> usize {
-        lock(&self.state).families.iter().filter(|f| f.revoked).count()
+        lock(&self.state)
+            .families
+            .iter()
+            .filter(|f| f.revoked)
+            .count()
     }
 
     /// Every request received so far.
@@ -184,9 +188,11 @@ impl State {
     }
 
     fn accepts(&self, token: &str) -> bool {
-        self.access_tokens.get(token).is_some_and(|(family, expires)| {
-            !self.families[*family].revoked && SystemTime::now() < *expires
-        })
+        self.access_tokens
+            .get(token)
+            .is_some_and(|(family, expires)| {
+                !self.families[*family].revoked && SystemTime::now() < *expires
+            })
     }
 
     fn answer(&mut self, request: &Request) -> Reply {
@@ -210,14 +216,26 @@ impl State {
             .header("content-type")
             .is_some_and(|ct| ct.starts_with("application/json"))
         {
-            return api_error(400, "invalid_request_error", "Content-Type must be application/json");
+            return api_error(
+                400,
+                "invalid_request_error",
+                "Content-Type must be application/json",
+            );
         }
         let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&request.body) else {
-            return api_error(400, "invalid_request_error", "The request body is not valid JSON");
+            return api_error(
+                400,
+                "invalid_request_error",
+                "The request body is not valid JSON",
+            );
         };
         let text = |key: &str| body.get(key).and_then(Value::as_str);
         if text("grant_type") != Some("refresh_token") {
-            return oauth_error(400, "unsupported_grant_type", "Only refresh_token is supported");
+            return oauth_error(
+                400,
+                "unsupported_grant_type",
+                "Only refresh_token is supported",
+            );
         }
         if text("client_id") != Some(self.client_id.as_str()) {
             return oauth_error(401, "invalid_client", "Client authentication failed");
@@ -235,7 +253,11 @@ impl State {
         if family.current_refresh != presented {
             // Reuse of a rotated token: somebody replayed it. Revoke everything issued from it.
             family.revoked = true;
-            return oauth_error(400, "invalid_grant", "Refresh token reuse detected; the token family is revoked");
+            return oauth_error(
+                400,
+                "invalid_grant",
+                "Refresh token reuse detected; the token family is revoked",
+            );
         }
         let rotated = mint("ort");
         family.spent.insert(presented.to_owned());

@@ -22,7 +22,9 @@ pub(crate) struct Origin {
 impl Origin {
     /// The origin of `url`, which must be `https`, or `http` to a loopback address.
     pub(crate) fn of(url: &str) -> Result<Self, String> {
-        let uri: Uri = url.parse().map_err(|_| "it is not a valid URL".to_owned())?;
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| "it is not a valid URL".to_owned())?;
         let scheme = uri.scheme().cloned().ok_or("it has no scheme")?;
         let host = uri
             .host()
@@ -39,7 +41,9 @@ impl Origin {
         match scheme.as_str() {
             "https" => {}
             "http" if is_loopback(&host) => {}
-            "http" => return Err("plain http is allowed only to a loopback address; use https".into()),
+            "http" => {
+                return Err("plain http is allowed only to a loopback address; use https".into());
+            }
             other => return Err(format!("the scheme `{other}` is not supported")),
         }
         Ok(Self { scheme, host, port })
@@ -96,7 +100,8 @@ impl WasiHttpHooks for HttpPolicy {
             ));
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
-        let cap = |guest: Option<Duration>| Some(guest.map_or(self.timeout, |g| g.min(self.timeout)));
+        let cap =
+            |guest: Option<Duration>| Some(guest.map_or(self.timeout, |g| g.min(self.timeout)));
         let options = options.unwrap_or_default();
         let options = RequestOptions {
             connect_timeout: cap(options.connect_timeout),
@@ -104,7 +109,8 @@ impl WasiHttpHooks for HttpPolicy {
             between_bytes_timeout: cap(options.between_bytes_timeout),
         };
         Box::new(async move {
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let (response, io) =
+                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
             Ok((
                 response.map(BodyExt::boxed_unsync),
                 Box::new(io) as Box<dyn Future<Output = HttpResult<()>> + Send>,
@@ -120,8 +126,16 @@ mod tests {
     #[test]
     fn origins() {
         let ok = [
-            ("https://platform.claude.com/v1/oauth/token", "platform.claude.com", 443),
-            ("https://PLATFORM.claude.com:8443/x", "platform.claude.com", 8443),
+            (
+                "https://platform.claude.com/v1/oauth/token",
+                "platform.claude.com",
+                443,
+            ),
+            (
+                "https://PLATFORM.claude.com:8443/x",
+                "platform.claude.com",
+                8443,
+            ),
             ("http://127.0.0.1:9/t", "127.0.0.1", 9),
             ("http://localhost/t", "localhost", 80),
             ("http://[::1]:7/t", "::1", 7),
@@ -146,11 +160,19 @@ mod tests {
     #[test]
     fn only_the_same_origin_is_admitted() {
         let origin = Origin::of("http://127.0.0.1:9/v1/oauth/token").unwrap();
-        let admitted = ["http://127.0.0.1:9/v1/oauth/token", "http://127.0.0.1:9/other?x=1"];
+        let admitted = [
+            "http://127.0.0.1:9/v1/oauth/token",
+            "http://127.0.0.1:9/other?x=1",
+        ];
         for uri in admitted {
             assert!(origin.admits(&uri.parse().unwrap()), "{uri}");
         }
-        let denied = ["http://127.0.0.1:10/v1/oauth/token", "https://127.0.0.1:9/", "http://localhost:9/", "http://example.com/"];
+        let denied = [
+            "http://127.0.0.1:10/v1/oauth/token",
+            "https://127.0.0.1:9/",
+            "http://localhost:9/",
+            "http://example.com/",
+        ];
         for uri in denied {
             assert!(!origin.admits(&uri.parse().unwrap()), "{uri}");
         }

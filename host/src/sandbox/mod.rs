@@ -89,7 +89,11 @@ impl Sandbox {
     pub(crate) async fn call<T>(
         &self,
         ctx: &CallContext,
-        export: impl for<'a> FnOnce(&'a ProviderHost, &'a mut Store<HostState>, &'a wit::Config) -> ExportCall<'a, T>,
+        export: impl for<'a> FnOnce(
+            &'a ProviderHost,
+            &'a mut Store<HostState>,
+            &'a wit::Config,
+        ) -> ExportCall<'a, T>,
     ) -> ClaudeCodeAuthResult<T> {
         let config = &ctx.config;
         let origin = Origin::of(&config.token_url).map_err(|reason| {

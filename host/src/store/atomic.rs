@@ -42,7 +42,9 @@ fn write_target(path: &Path) -> io::Result<PathBuf> {
             // A dangling link: create its target.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let link = fs::read_link(path)?;
-                Ok(path.parent().map_or(link.clone(), |parent| parent.join(&link)))
+                Ok(path
+                    .parent()
+                    .map_or(link.clone(), |parent| parent.join(&link)))
             }
             Err(e) => Err(e),
         },
@@ -136,7 +138,12 @@ mod tests {
         let link = dir.path().join("link.json");
         symlink("real.json", &link).unwrap();
         write_atomically(&link, b"new").unwrap();
-        assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
         assert_eq!(fs::read(&real).unwrap(), b"new");
 
         let dangling = dir.path().join("dangling.json");

@@ -154,13 +154,15 @@ impl FileCredentialStore {
                 ),
             });
         }
-        String::from_utf8(bytes).map(Some).map_err(|e| ClaudeCodeAuthError::InvalidDocument {
-            path: self.location(),
-            problem: format!(
-                "the file is not UTF-8 text (invalid byte at offset {})",
-                e.utf8_error().valid_up_to()
-            ),
-        })
+        String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|e| ClaudeCodeAuthError::InvalidDocument {
+                path: self.location(),
+                problem: format!(
+                    "the file is not UTF-8 text (invalid byte at offset {})",
+                    e.utf8_error().valid_up_to()
+                ),
+            })
     }
 }
 
@@ -189,15 +191,24 @@ mod tests {
 
         std::fs::write(&path, [b'{', 0xff, b'}']).unwrap();
         let err = store.load_document().await.unwrap_err();
-        assert!(matches!(&err, ClaudeCodeAuthError::InvalidDocument { problem, .. } if problem.contains("offset 1")), "{err}");
+        assert!(
+            matches!(&err, ClaudeCodeAuthError::InvalidDocument { problem, .. } if problem.contains("offset 1")),
+            "{err}"
+        );
 
         std::fs::write(&path, vec![b' '; (MAX_DOCUMENT_BYTES + 1) as usize]).unwrap();
         let err = store.load_document().await.unwrap_err();
-        assert!(matches!(&err, ClaudeCodeAuthError::InvalidDocument { problem, .. } if problem.contains("larger than 1024 KiB")), "{err}");
+        assert!(
+            matches!(&err, ClaudeCodeAuthError::InvalidDocument { problem, .. } if problem.contains("larger than 1024 KiB")),
+            "{err}"
+        );
 
         std::fs::write(&path, "{not json").unwrap();
         let err = store.load().await.unwrap_err();
-        assert!(matches!(err, ClaudeCodeAuthError::InvalidStorage { .. }), "{err}");
+        assert!(
+            matches!(err, ClaudeCodeAuthError::InvalidStorage { .. }),
+            "{err}"
+        );
 
         std::fs::remove_file(&path).unwrap();
         std::fs::create_dir(&path).unwrap();
@@ -207,20 +218,38 @@ mod tests {
 
     #[test]
     fn default_path_prefers_claude_config_dir() {
-        let cases: &[(&[(&str, &str)], Option<&str>)] = &[
-            (&[("CLAUDE_CONFIG_DIR", "/cfg"), ("HOME", "/home/u")], Some("/cfg/.credentials.json")),
-            (&[("CLAUDE_CONFIG_DIR", ""), ("HOME", "/home/u")], Some("/home/u/.claude/.credentials.json")),
-            (&[("USERPROFILE", "/win")], Some("/win/.claude/.credentials.json")),
-            (&[("HOME", ""), ("USERPROFILE", "/win")], Some("/win/.claude/.credentials.json")),
+        type Env<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(Env, Option<&str>)] = &[
+            (
+                &[("CLAUDE_CONFIG_DIR", "/cfg"), ("HOME", "/home/u")],
+                Some("/cfg/.credentials.json"),
+            ),
+            (
+                &[("CLAUDE_CONFIG_DIR", ""), ("HOME", "/home/u")],
+                Some("/home/u/.claude/.credentials.json"),
+            ),
+            (
+                &[("USERPROFILE", "/win")],
+                Some("/win/.claude/.credentials.json"),
+            ),
+            (
+                &[("HOME", ""), ("USERPROFILE", "/win")],
+                Some("/win/.claude/.credentials.json"),
+            ),
             (&[], None),
         ];
         for (vars, want) in cases {
             let got = claude_path_from(|name| {
-                vars.iter().find(|(k, _)| *k == name).map(|(_, v)| OsString::from(v))
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| OsString::from(v))
             });
             match want {
                 Some(want) => assert_eq!(got.unwrap(), PathBuf::from(want), "{vars:?}"),
-                None => assert!(matches!(got, Err(ClaudeCodeAuthError::HomeUnresolved)), "{vars:?}"),
+                None => assert!(
+                    matches!(got, Err(ClaudeCodeAuthError::HomeUnresolved)),
+                    "{vars:?}"
+                ),
             }
         }
     }
