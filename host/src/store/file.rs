@@ -19,7 +19,8 @@ pub const MAX_DOCUMENT_BYTES: u64 = 1 << 20;
 /// The credential file of the `claude` CLI (or any file of the same shape).
 ///
 /// Reads and writes run on tokio's blocking pool. Writes are atomic and leave the file `0600`.
-/// Refreshes are serialised across processes with an OS lock on `<file>.lock`.
+/// Refreshes are serialised across processes with an OS lock on `<file>.flock` (not `.lock`: that
+/// is the name `proper-lockfile`, which the `claude` CLI uses, gives its lock directories).
 #[derive(Debug, Clone)]
 pub struct FileCredentialStore {
     path: PathBuf,
@@ -42,7 +43,7 @@ impl FileCredentialStore {
     #[must_use]
     pub fn lock_path(&self) -> PathBuf {
         let mut name = self.path.file_name().unwrap_or_default().to_os_string();
-        name.push(".lock");
+        name.push(".flock");
         self.path.with_file_name(name)
     }
 

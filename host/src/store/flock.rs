@@ -59,14 +59,14 @@ mod tests {
     #[test]
     fn a_held_lock_blocks_until_released_and_times_out_cleanly() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(".credentials.json.lock");
+        let path = dir.path().join(".credentials.json.flock");
         let held = acquire(&path, Duration::ZERO).unwrap();
         let err = acquire(&path, Duration::from_millis(30)).unwrap_err();
         assert!(
             matches!(&err, ClaudeCodeAuthError::LockTimeout { waited, .. } if *waited >= Duration::from_millis(30)),
             "{err}"
         );
-        assert!(err.to_string().contains(".credentials.json.lock"));
+        assert!(err.to_string().contains(".credentials.json.flock"));
         drop(held);
         acquire(&path, Duration::ZERO).unwrap();
     }
