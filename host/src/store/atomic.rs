@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::liveness::process_alive;
+
 /// Replace `path` with `contents`: write a same-directory temporary file created `0600`, fsync it,
 /// rename it over the target, fsync the directory. A symlink is written through to its target
 /// and stays a symlink.
@@ -23,7 +25,36 @@ pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result?;
-    sync_dir(&dir)
+    sync_dir(&dir)?;
+    remove_orphaned_temps(&dir, &target);
+    Ok(())
+}
+
+/// Remove temporary files that writers of this target left when they died mid-write.
+fn remove_orphaned_temps(dir: &Path, target: &Path) {
+    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file_name
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_suffix(".tmp"))
+        else {
+            continue;
+        };
+        let writer = rest
+            .split('.')
+            .next()
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if writer.is_some_and(|pid| pid != std::process::id() && !process_alive(pid)) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn write_then_rename(tmp: &Path, target: &Path, contents: &[u8]) -> io::Result<()> {
@@ -128,6 +159,23 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(leftovers, [".credentials.json"]);
+    }
+
+    #[test]
+    fn temps_of_dead_writers_are_removed_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".credentials.json");
+        // Temp names are `.<file name>.<pid>.<n>.<nanos>.tmp`.
+        let dead = dir
+            .path()
+            .join(format!("..credentials.json.{}.0.1.tmp", u32::MAX - 7));
+        let live = dir.path().join("..credentials.json.1.0.1.tmp");
+        let other = dir.path().join(".other.json.4294967288.0.1.tmp");
+        for p in [&dead, &live, &other] {
+            fs::write(p, b"half").unwrap();
+        }
+        write_atomically(&path, b"whole").unwrap();
+        assert!(!dead.exists() && live.exists() && other.exists());
     }
 
     #[test]

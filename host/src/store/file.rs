@@ -4,13 +4,14 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
 use crate::credential::CredentialFile;
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
 
+use super::cli_lock::{self, HeldDirLocks, Journal};
 use super::{CredentialStore, RefreshLock, atomic, flock, parse_document, render_document};
 
 /// Largest credential file read. The CLI's is under 4 KiB; anything this large is not one.
@@ -19,8 +20,9 @@ pub const MAX_DOCUMENT_BYTES: u64 = 1 << 20;
 /// The credential file of the `claude` CLI (or any file of the same shape).
 ///
 /// Reads and writes run on tokio's blocking pool. Writes are atomic and leave the file `0600`.
-/// Refreshes are serialised across processes with an OS lock on `<file>.flock` (not `.lock`: that
-/// is the name `proper-lockfile`, which the `claude` CLI uses, gives its lock directories).
+/// Refreshes are serialised across our processes with an OS lock on `<file>.flock` (released by
+/// the kernel when a holder dies), and with the `claude` CLI through the lock directories it takes
+/// itself (`<dir>/.oauth_refresh.lock`, `<realpath(dir)>.lock`).
 #[derive(Debug, Clone)]
 pub struct FileCredentialStore {
     path: PathBuf,
@@ -119,7 +121,20 @@ impl CredentialStore for FileCredentialStore {
 
     async fn lock_refresh(&self, wait: Duration) -> ClaudeCodeAuthResult<RefreshLock> {
         let lock_path = self.lock_path();
-        blocking(move || flock::acquire(&lock_path, wait).map(RefreshLock::new)).await
+        let cli_locks = cli_lock::claude_cli_locks(&self.config_dir());
+        blocking(move || {
+            let started = Instant::now();
+            let mut file = flock::acquire(&lock_path, wait)?;
+            let mut journal = Journal(&mut file);
+            journal.recover_orphans();
+            let remaining = wait.saturating_sub(started.elapsed());
+            let dirs = cli_lock::acquire_all(&cli_locks, remaining, &mut journal)?;
+            Ok(RefreshLock::new(FileRefreshLock {
+                dirs,
+                journal: file,
+            }))
+        })
+        .await
     }
 
     fn location(&self) -> String {
@@ -127,7 +142,29 @@ impl CredentialStore for FileCredentialStore {
     }
 }
 
+/// Both halves of a held file refresh lock: the CLI's directories are removed first, then the
+/// OS lock goes with the file handle.
+struct FileRefreshLock {
+    dirs: HeldDirLocks,
+    journal: File,
+}
+
+impl Drop for FileRefreshLock {
+    fn drop(&mut self) {
+        self.dirs.release();
+        let _ = Journal(&mut self.journal).clear();
+    }
+}
+
 impl FileCredentialStore {
+    /// The directory holding the file: the `claude` config dir whose locks are honoured.
+    fn config_dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
     /// Read the file as text, refusing anything that cannot be a credential file.
     fn read(&self) -> ClaudeCodeAuthResult<Option<String>> {
         let file = match File::open(&self.path) {

@@ -2,8 +2,10 @@
 //! `credential-store` import.
 
 mod atomic;
+mod cli_lock;
 mod file;
 mod flock;
+mod liveness;
 mod memory;
 
 use std::any::Any;

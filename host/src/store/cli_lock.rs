@@ -1,0 +1,479 @@
+//! The `claude` CLI's own refresh locks, taken the way the CLI takes them, so our refresh and the
+//! CLI's never overlap.
+//!
+//! The CLI uses `proper-lockfile`: a lock is a directory created with `mkdir` (atomic), kept fresh
+//! by touching its mtime while held, removed on release, and considered abandoned ("stale") when
+//! its mtime is older than a bound. It takes two: `<config dir>/.oauth_refresh.lock` (stale after
+//! 60 s) and the legacy `<realpath(config dir)>.lock` (stale after 10 s).
+//!
+//! Differences from the CLI, on purpose: a lock whose mtime lies in the future beyond a small
+//! tolerance is stale (the CLI would wait on it forever), and both locks are taken all-or-nothing
+//! so a process that takes them in the other order can never deadlock with us. A crashed process
+//! of ours leaves a record (the [`Journal`]) that lets the next one remove its locks at once
+//! instead of waiting for them to go stale.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
+
+use super::liveness::process_alive;
+
+/// How often a held lock's mtime is refreshed (the CLI's interval).
+pub(crate) const TOUCH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A lock mtime this far in the future is treated as stale rather than waited on.
+pub(crate) const FUTURE_TOLERANCE: Duration = Duration::from_secs(10);
+
+/// Longest pause between two attempts.
+const MAX_PAUSE: Duration = Duration::from_millis(100);
+
+/// One lock directory and when it counts as abandoned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DirLock {
+    pub(crate) path: PathBuf,
+    pub(crate) stale_after: Duration,
+}
+
+/// The two locks the CLI takes for the credentials in `config_dir`.
+pub(crate) fn claude_cli_locks(config_dir: &Path) -> Vec<DirLock> {
+    let mut locks = vec![DirLock {
+        path: config_dir.join(".oauth_refresh.lock"),
+        stale_after: Duration::from_secs(60),
+    }];
+    // proper-lockfile resolves the locked path first; the lock sits beside the directory.
+    let real = std::fs::canonicalize(config_dir).unwrap_or_else(|_| config_dir.to_path_buf());
+    if let Some(name) = real.file_name() {
+        let mut legacy = name.to_os_string();
+        legacy.push(".lock");
+        locks.push(DirLock {
+            path: real.with_file_name(legacy),
+            stale_after: Duration::from_secs(10),
+        });
+    }
+    locks
+}
+
+/// What the current holder wrote down, so a successor can tell our orphans from live locks.
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+struct Record {
+    pid: u32,
+    locks: Vec<Identity>,
+}
+
+/// A lock directory as created: path plus device and inode, so a directory someone else created
+/// at the same path later is never mistaken for ours.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct Identity {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+/// The file our processes keep their [`Record`] in: the OS lock file, written only by the
+/// process holding the OS lock.
+pub(crate) struct Journal<'a>(pub(crate) &'a mut File);
+
+impl Journal<'_> {
+    fn read(&mut self) -> Option<Record> {
+        let mut text = String::new();
+        self.0.seek(SeekFrom::Start(0)).ok()?;
+        self.0.read_to_string(&mut text).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn write(&mut self, record: &Record) -> io::Result<()> {
+        let text = serde_json::to_vec(record).map_err(io::Error::other)?;
+        self.0.set_len(0)?;
+        self.0.seek(SeekFrom::Start(0))?;
+        self.0.write_all(&text)?;
+        self.0.sync_data()
+    }
+
+    /// Forget the record (the holder released its locks).
+    pub(crate) fn clear(&mut self) -> io::Result<()> {
+        self.0.set_len(0)
+    }
+
+    /// Remove the locks a dead process of ours left behind. Call with the OS lock held.
+    pub(crate) fn recover_orphans(&mut self) -> usize {
+        let Some(record) = self.read() else {
+            return 0;
+        };
+        if record.pid == std::process::id() || process_alive(record.pid) {
+            return 0;
+        }
+        let removed = record
+            .locks
+            .iter()
+            .filter(|lock| identity_of(&lock.path).as_ref() == Some(lock))
+            .filter(|lock| std::fs::remove_dir(&lock.path).is_ok())
+            .count();
+        let _ = self.clear();
+        if removed > 0 {
+            tracing::debug!(
+                removed,
+                pid = record.pid,
+                "removed refresh locks left by a dead process"
+            );
+        }
+        removed
+    }
+}
+
+/// Held lock directories, refreshed in the background and removed on drop.
+pub(crate) struct HeldDirLocks {
+    held: Vec<Identity>,
+    stop: Option<mpsc::Sender<()>>,
+    toucher: Option<thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for HeldDirLocks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeldDirLocks")
+            .field("held", &self.held)
+            .finish()
+    }
+}
+
+impl HeldDirLocks {
+    /// Stop touching and remove the directories that are still ours. Idempotent.
+    pub(crate) fn release(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(toucher) = self.toucher.take() {
+            let _ = toucher.join();
+        }
+        for lock in self.held.drain(..).rev() {
+            if identity_of(&lock.path).as_ref() == Some(&lock) {
+                let _ = std::fs::remove_dir(&lock.path);
+            }
+        }
+    }
+}
+
+impl Drop for HeldDirLocks {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// Take every lock in `locks`, all or nothing, waiting at most `wait`; note them in `journal`.
+/// Blocking: call from a blocking thread.
+pub(crate) fn acquire_all(
+    locks: &[DirLock],
+    wait: Duration,
+    journal: &mut Journal<'_>,
+) -> ClaudeCodeAuthResult<HeldDirLocks> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match try_all(locks) {
+            Ok(held) => {
+                let record = Record {
+                    pid: std::process::id(),
+                    locks: held.clone(),
+                };
+                if let Err(source) = journal.write(&record) {
+                    release_all(&held);
+                    return Err(ClaudeCodeAuthError::Io {
+                        path: "refresh lock journal".into(),
+                        source,
+                    });
+                }
+                let (stop, toucher) = start_toucher(held.iter().map(|l| l.path.clone()).collect());
+                return Ok(HeldDirLocks {
+                    held,
+                    stop: Some(stop),
+                    toucher: Some(toucher),
+                });
+            }
+            Err(Busy::Io(path, source)) => {
+                return Err(ClaudeCodeAuthError::Io {
+                    path: path.display().to_string(),
+                    source,
+                });
+            }
+            Err(Busy::Held(path)) => {
+                let waited = started.elapsed();
+                if waited >= wait {
+                    return Err(ClaudeCodeAuthError::LockTimeout {
+                        lock: path.display().to_string(),
+                        waited,
+                    });
+                }
+                thread::sleep(pause.min(wait - waited));
+                pause = (pause * 2).min(MAX_PAUSE);
+            }
+        }
+    }
+}
+
+enum Busy {
+    /// Someone holds this lock and it is not stale.
+    Held(PathBuf),
+    /// The lock cannot be taken for another reason (no permission, no such directory...).
+    Io(PathBuf, io::Error),
+}
+
+fn try_all(locks: &[DirLock]) -> Result<Vec<Identity>, Busy> {
+    let mut held = Vec::with_capacity(locks.len());
+    for lock in locks {
+        match try_one(lock) {
+            Ok(Some(identity)) => held.push(identity),
+            Ok(None) => {}
+            Err(busy) => {
+                release_all(&held);
+                return Err(busy);
+            }
+        }
+    }
+    Ok(held)
+}
+
+/// Take `lock`; `None` when it cannot exist at all (its parent is missing or not writable):
+/// then no CLI can hold it either, and there is nothing to coordinate.
+fn try_one(lock: &DirLock) -> Result<Option<Identity>, Busy> {
+    // One steal at most per attempt: if the lock is taken again right after, someone is alive.
+    for _ in 0..2 {
+        match std::fs::create_dir(&lock.path) {
+            Ok(()) => {
+                return identity_of(&lock.path).map(Some).ok_or_else(|| {
+                    Busy::Io(lock.path.clone(), io::Error::other("the lock vanished"))
+                });
+            }
+            Err(e) if cannot_exist(&e) => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                if !is_stale(&lock.path, lock.stale_after) {
+                    return Err(Busy::Held(lock.path.clone()));
+                }
+                tracing::debug!(lock = %lock.path.display(), "taking over a stale refresh lock");
+                match std::fs::remove_dir(&lock.path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Busy::Io(lock.path.clone(), e)),
+                }
+            }
+            Err(e) => return Err(Busy::Io(lock.path.clone(), e)),
+        }
+    }
+    Err(Busy::Held(lock.path.clone()))
+}
+
+fn cannot_exist(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::PermissionDenied
+            | io::ErrorKind::ReadOnlyFilesystem
+            | io::ErrorKind::NotFound
+    )
+}
+
+fn release_all(held: &[Identity]) {
+    for lock in held.iter().rev() {
+        let _ = std::fs::remove_dir(&lock.path);
+    }
+}
+
+/// Abandoned: not touched for `stale_after`, or touched "in the future" beyond the tolerance.
+fn is_stale(path: &Path, stale_after: Duration) -> bool {
+    let Ok(modified) = std::fs::metadata(path).and_then(|m| m.modified()) else {
+        // Gone meanwhile: the next mkdir decides.
+        return false;
+    };
+    let now = SystemTime::now();
+    match now.duration_since(modified) {
+        Ok(age) => age > stale_after,
+        Err(ahead) => ahead.duration() > FUTURE_TOLERANCE,
+    }
+}
+
+fn start_toucher(paths: Vec<PathBuf>) -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
+    let (stop, stopped) = mpsc::channel::<()>();
+    let toucher = thread::spawn(move || {
+        while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(TOUCH_INTERVAL) {
+            for path in &paths {
+                let _ = File::open(path).and_then(|dir| dir.set_modified(SystemTime::now()));
+            }
+        }
+    });
+    (stop, toucher)
+}
+
+#[cfg(unix)]
+fn identity_of(path: &Path) -> Option<Identity> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    meta.is_dir().then(|| Identity {
+        path: path.to_path_buf(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+    })
+}
+
+#[cfg(not(unix))]
+fn identity_of(path: &Path) -> Option<Identity> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .filter(std::fs::Metadata::is_dir)
+        .map(|_| Identity {
+            path: path.to_path_buf(),
+            dev: 0,
+            ino: 0,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal_file(dir: &Path) -> File {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join("journal"))
+            .unwrap()
+    }
+
+    fn set_mtime(path: &Path, at: SystemTime) {
+        File::open(path).unwrap().set_modified(at).unwrap();
+    }
+
+    #[test]
+    fn the_cli_locks_sit_where_the_cli_puts_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join(".claude");
+        std::fs::create_dir(&config).unwrap();
+        let locks = claude_cli_locks(&config);
+        let real = std::fs::canonicalize(&config).unwrap();
+        assert_eq!(locks[0].path, config.join(".oauth_refresh.lock"));
+        assert_eq!(locks[0].stale_after, Duration::from_secs(60));
+        assert_eq!(locks[1].path, real.with_file_name(".claude.lock"));
+        assert_eq!(locks[1].stale_after, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn taken_all_or_nothing_and_removed_on_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let locks = claude_cli_locks(dir.path());
+        let mut file = journal_file(dir.path());
+        let mut held = acquire_all(&locks, Duration::ZERO, &mut Journal(&mut file)).unwrap();
+        assert!(locks.iter().all(|l| l.path.is_dir()));
+        // A second taker finds them held and gives up at its bound, naming the lock.
+        let mut other = journal_file(dir.path());
+        let err =
+            acquire_all(&locks, Duration::from_millis(50), &mut Journal(&mut other)).unwrap_err();
+        assert!(err.to_string().contains(".oauth_refresh.lock"), "{err}");
+        held.release();
+        assert!(locks.iter().all(|l| !l.path.exists()));
+
+        // The second lock held by someone else: the first is not kept while waiting.
+        std::fs::create_dir(&locks[1].path).unwrap();
+        let err =
+            acquire_all(&locks, Duration::from_millis(50), &mut Journal(&mut file)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&locks[1].path.display().to_string()),
+            "{err}"
+        );
+        assert!(!locks[0].path.exists());
+        std::fs::remove_dir(&locks[1].path).unwrap();
+    }
+
+    #[test]
+    fn stale_and_future_locks_are_taken_over_fresh_ones_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = DirLock {
+            path: dir.path().join(".oauth_refresh.lock"),
+            stale_after: Duration::from_secs(60),
+        };
+        let now = SystemTime::now();
+        let cases = [
+            (now - Duration::from_secs(61), true),
+            (now - Duration::from_secs(30), false),
+            (now + Duration::from_secs(5), false),
+            (now + Duration::from_secs(3600), true),
+        ];
+        for (mtime, taken) in cases {
+            std::fs::create_dir(&lock.path).unwrap();
+            set_mtime(&lock.path, mtime);
+            let mut file = journal_file(dir.path());
+            let got = acquire_all(
+                std::slice::from_ref(&lock),
+                Duration::ZERO,
+                &mut Journal(&mut file),
+            );
+            assert_eq!(got.is_ok(), taken, "mtime {mtime:?}");
+            drop(got);
+            let _ = std::fs::remove_dir(&lock.path);
+        }
+    }
+
+    #[test]
+    fn a_dead_holders_locks_are_recovered_a_live_holders_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let locks = claude_cli_locks(dir.path());
+        let mut file = journal_file(dir.path());
+        let held = acquire_all(&locks, Duration::ZERO, &mut Journal(&mut file)).unwrap();
+        // Pretend the holder crashed: forget the guard, rewrite the record with a dead pid.
+        let identities = held.held.clone();
+        std::mem::forget(held);
+        let dead = Record {
+            pid: u32::MAX - 7,
+            locks: identities.clone(),
+        };
+        Journal(&mut file).write(&dead).unwrap();
+        // A live pid (ours is excluded, so use init) keeps them.
+        Journal(&mut file)
+            .write(&Record {
+                pid: 1,
+                locks: identities,
+            })
+            .unwrap();
+        assert_eq!(Journal(&mut file).recover_orphans(), 0);
+        Journal(&mut file).write(&dead).unwrap();
+        assert_eq!(Journal(&mut file).recover_orphans(), 2);
+        assert!(locks.iter().all(|l| !l.path.exists()));
+        assert_eq!(Journal(&mut file).read(), None);
+    }
+
+    #[test]
+    fn a_directory_recreated_by_someone_else_is_not_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let locks = claude_cli_locks(dir.path());
+        let mut file = journal_file(dir.path());
+        let mut held = acquire_all(&locks[..1], Duration::ZERO, &mut Journal(&mut file)).unwrap();
+        // Someone steals and re-creates it (a new inode): our release must leave it alone.
+        std::fs::remove_dir(&locks[0].path).unwrap();
+        let keep_inode_busy = dir.path().join("placeholder");
+        std::fs::create_dir(&keep_inode_busy).unwrap();
+        std::fs::create_dir(&locks[0].path).unwrap();
+        held.release();
+        assert!(locks[0].path.is_dir());
+    }
+
+    #[test]
+    fn held_locks_are_touched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l");
+        std::fs::create_dir(&path).unwrap();
+        set_mtime(&path, SystemTime::now() - Duration::from_secs(100));
+        let (stop, toucher) = start_toucher(vec![path.clone()]);
+        thread::sleep(TOUCH_INTERVAL + Duration::from_millis(300));
+        drop(stop);
+        toucher.join().unwrap();
+        let age = SystemTime::now()
+            .duration_since(std::fs::metadata(&path).unwrap().modified().unwrap())
+            .unwrap();
+        assert!(age < Duration::from_secs(2), "age {age:?}");
+    }
+}
