@@ -57,6 +57,8 @@ struct State {
     grants_served: u64,
     requests: Vec<Request>,
     faults: VecDeque<Reply>,
+    /// Upper bound of a random delay before each normal answer.
+    latency: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -104,6 +106,11 @@ impl TokenEndpoint {
     /// Answer the next request with `reply` instead of the normal behaviour (queued in order).
     pub fn inject(&self, reply: Reply) {
         lock(&self.state).faults.push_back(reply);
+    }
+
+    /// Delay every normal answer by a random time up to `max` (a slow network).
+    pub fn set_latency(&self, max: Duration) {
+        lock(&self.state).latency = max;
     }
 
     /// Refresh grants served successfully so far.
@@ -200,6 +207,17 @@ impl State {
         if let Some(fault) = self.faults.pop_front() {
             return fault;
         }
+        match self.decide(request) {
+            Reply::Respond(response) if !self.latency.is_zero() => {
+                let nanos = RandomState::new().hash_one(self.requests.len())
+                    % u64::try_from(self.latency.as_nanos()).unwrap_or(u64::MAX);
+                Reply::Delay(Duration::from_nanos(nanos), response)
+            }
+            other => other,
+        }
+    }
+
+    fn decide(&mut self, request: &Request) -> Reply {
         if request.path.split('?').next() != Some(TOKEN_PATH) {
             return api_error(404, "not_found_error", "Not found");
         }

@@ -1,0 +1,95 @@
+//! Files the process may not read, directories it may not write: the CLI, run as an unprivileged
+//! user (through `setpriv` when the tests run as root, since root ignores permissions), answers
+//! one typed line and touches nothing.
+
+// Tests panic to report failure.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use entelix_auth_claude_code::cli::EXIT_REFUSED;
+use support::{Scenario, text};
+
+/// `nobody` on Debian-like systems.
+const UNPRIVILEGED: u32 = 65534;
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        == Some("0")
+}
+
+/// The CLI as a user whom permissions apply to.
+fn unprivileged_cli(home: &Path, args: &[&str]) -> Command {
+    let cli = env!("CARGO_BIN_EXE_claude-code-auth");
+    let mut command = if running_as_root() {
+        let mut c = Command::new("setpriv");
+        c.arg(format!("--reuid={UNPRIVILEGED}"))
+            .arg(format!("--regid={UNPRIVILEGED}"))
+            .arg("--clear-groups")
+            .arg(cli);
+        c
+    } else {
+        Command::new(cli)
+    };
+    command.args(args).env("HOME", home).env_remove("CLAUDE_CONFIG_DIR");
+    command
+}
+
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn snapshot(path: &Path) -> (Vec<u8>, u32) {
+    let meta = std::fs::metadata(path).unwrap();
+    (std::fs::read(path).unwrap(), meta.permissions().mode())
+}
+
+async fn run(mut command: Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap()
+}
+
+#[tokio::test]
+async fn an_unreadable_file_is_refused_and_untouched() {
+    let scenario = Scenario::fixture_now("expired");
+    // Others may enter the directory but not read the 0600 file (or, unprivileged, a 0000 one).
+    chmod(scenario.dir(), 0o711);
+    if !running_as_root() {
+        chmod(&scenario.path, 0o000);
+    }
+    let before = snapshot(&scenario.path);
+    let path = scenario.path.to_str().unwrap();
+    let output = run(unprivileged_cli(scenario.dir(), &["token", "--credentials", path])).await;
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(i32::from(EXIT_REFUSED)), "{stderr}");
+    assert!(stdout.is_empty());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("Permission denied") && stderr.contains(path), "{stderr}");
+    assert_eq!(snapshot(&scenario.path), before);
+}
+
+#[tokio::test]
+async fn a_directory_without_write_permission_refuses_before_spending_the_refresh_token() {
+    let scenario = Scenario::fixture_now("expired");
+    let endpoint = scenario.endpoint().await;
+    // Readable by the unprivileged user, in a directory it cannot write.
+    chmod(&scenario.path, 0o644);
+    chmod(scenario.dir(), 0o555);
+    let before = snapshot(&scenario.path);
+    let path = scenario.path.to_str().unwrap();
+    let url = endpoint.url();
+    let output = run(unprivileged_cli(scenario.dir(), &["token", "--credentials", path, "--token-url", &url])).await;
+    chmod(scenario.dir(), 0o700);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(i32::from(EXIT_REFUSED)), "{stderr}");
+    assert!(stdout.is_empty() && stderr.contains("Permission denied"), "{stderr}");
+    assert_eq!(snapshot(&scenario.path), before);
+    assert!(endpoint.requests().is_empty(), "no refresh token may be spent that cannot be saved");
+}
