@@ -31,7 +31,9 @@ fn expired(patch: &str) -> Vec<u8> {
 }
 
 fn doc(text: &str) -> Vec<u8> {
-    text.replace("ACCESS", ACCESS).replace("REFRESH", REFRESH).into_bytes()
+    text.replace("ACCESS", ACCESS)
+        .replace("REFRESH", REFRESH)
+        .into_bytes()
 }
 
 enum FileSetup {
@@ -59,8 +61,18 @@ struct Case {
     want: (&'static str, &'static str, &'static str),
 }
 
-fn case(name: &'static str, file: FileSetup, endpoint: Endpoint, want: (&'static str, &'static str, &'static str)) -> Case {
-    Case { name, file, endpoint, want }
+fn case(
+    name: &'static str,
+    file: FileSetup,
+    endpoint: Endpoint,
+    want: (&'static str, &'static str, &'static str),
+) -> Case {
+    Case {
+        name,
+        file,
+        endpoint,
+        want,
+    }
 }
 
 fn json_reply(status: u16, body: serde_json::Value) -> Reply {
@@ -74,7 +86,14 @@ fn times(n: usize, reply: &Reply) -> Vec<Reply> {
 fn file_cases() -> Vec<Case> {
     use Endpoint::Stranger;
     use FileSetup::{Absent, Bytes, DanglingSymlink, Directory, SymlinkLoop};
-    let invalid = |name, bytes, says| case(name, Bytes(bytes), Stranger, ("InvalidDocument", "refused", says));
+    let invalid = |name, bytes, says| {
+        case(
+            name,
+            Bytes(bytes),
+            Stranger,
+            ("InvalidDocument", "refused", says),
+        )
+    };
     let mut deep = "[".repeat(100_000).into_bytes();
     deep.extend("]".repeat(100_000).bytes());
     let mut nul_in_string = expired("");
@@ -85,71 +104,332 @@ fn file_cases() -> Vec<Case> {
         invalid("empty file", Vec::new(), "EOF while parsing"),
         invalid("not JSON", b"claudeAiOauth=yes".to_vec(), "expected value"),
         invalid("a JSON array", b"[1,2,3]".to_vec(), "found an array"),
-        invalid("a JSON string", b"\"sk-ant-oat01-SECRET\"".to_vec(), "found a string"),
+        invalid(
+            "a JSON string",
+            b"\"sk-ant-oat01-SECRET\"".to_vec(),
+            "found a string",
+        ),
         invalid("JSON null", b"null".to_vec(), "found null"),
         invalid("a number", b"42".to_vec(), "found a number"),
-        invalid("trailing garbage", [expired(""), b"}x".to_vec()].concat(), "trailing characters"),
-        invalid("a byte-order mark", [b"\xef\xbb\xbf".to_vec(), expired("")].concat(), "expected value"),
-        invalid("expiresAt as a string", doc(r#"{"claudeAiOauth":{"accessToken":"ACCESS","refreshToken":"REFRESH","expiresAt":"REFRESH"}}"#), "`claudeAiOauth.expiresAt` in the credential document must be a number"),
-        invalid("scopes as a string", expired(r#","scopes":"user:inference user:profile""#), "`claudeAiOauth.scopes` in the credential document must be a list of strings, found a string"),
-        invalid("scopes holding numbers", expired(r#","scopes":[1,2]"#), "must be a list of strings, found a number"),
-        invalid("no accessToken", doc(r#"{"claudeAiOauth":{"refreshToken":"REFRESH","expiresAt":1}}"#), "`claudeAiOauth.accessToken` is missing"),
-        invalid("an empty accessToken", doc(r#"{"claudeAiOauth":{"accessToken":"","refreshToken":"REFRESH","expiresAt":1}}"#), "`claudeAiOauth.accessToken` is missing"),
-        invalid("accessToken as a number", doc(r#"{"claudeAiOauth":{"accessToken":7,"refreshToken":"REFRESH"}}"#), "`claudeAiOauth.accessToken` in the credential document must be a string"),
-        invalid("refreshToken as an object", doc(r#"{"claudeAiOauth":{"accessToken":"ACCESS","refreshToken":{"t":"REFRESH"},"expiresAt":1}}"#), "`claudeAiOauth.refreshToken` in the credential document must be a string"),
-        invalid("the section as an array", doc(r#"{"claudeAiOauth":["ACCESS"]}"#), "`claudeAiOauth` in the credential document must be an object"),
-        invalid("the section as a string", doc(r#"{"claudeAiOauth":"ACCESS"}"#), "must be an object, found a string"),
+        invalid(
+            "trailing garbage",
+            [expired(""), b"}x".to_vec()].concat(),
+            "trailing characters",
+        ),
+        invalid(
+            "a byte-order mark",
+            [b"\xef\xbb\xbf".to_vec(), expired("")].concat(),
+            "expected value",
+        ),
+        invalid(
+            "expiresAt as a string",
+            doc(
+                r#"{"claudeAiOauth":{"accessToken":"ACCESS","refreshToken":"REFRESH","expiresAt":"REFRESH"}}"#,
+            ),
+            "`claudeAiOauth.expiresAt` in the credential document must be a number",
+        ),
+        invalid(
+            "scopes as a string",
+            expired(r#","scopes":"user:inference user:profile""#),
+            "`claudeAiOauth.scopes` in the credential document must be a list of strings, found a string",
+        ),
+        invalid(
+            "scopes holding numbers",
+            expired(r#","scopes":[1,2]"#),
+            "must be a list of strings, found a number",
+        ),
+        invalid(
+            "no accessToken",
+            doc(r#"{"claudeAiOauth":{"refreshToken":"REFRESH","expiresAt":1}}"#),
+            "`claudeAiOauth.accessToken` is missing",
+        ),
+        invalid(
+            "an empty accessToken",
+            doc(r#"{"claudeAiOauth":{"accessToken":"","refreshToken":"REFRESH","expiresAt":1}}"#),
+            "`claudeAiOauth.accessToken` is missing",
+        ),
+        invalid(
+            "accessToken as a number",
+            doc(r#"{"claudeAiOauth":{"accessToken":7,"refreshToken":"REFRESH"}}"#),
+            "`claudeAiOauth.accessToken` in the credential document must be a string",
+        ),
+        invalid(
+            "refreshToken as an object",
+            doc(
+                r#"{"claudeAiOauth":{"accessToken":"ACCESS","refreshToken":{"t":"REFRESH"},"expiresAt":1}}"#,
+            ),
+            "`claudeAiOauth.refreshToken` in the credential document must be a string",
+        ),
+        invalid(
+            "the section as an array",
+            doc(r#"{"claudeAiOauth":["ACCESS"]}"#),
+            "`claudeAiOauth` in the credential document must be an object",
+        ),
+        invalid(
+            "the section as a string",
+            doc(r#"{"claudeAiOauth":"ACCESS"}"#),
+            "must be an object, found a string",
+        ),
         invalid("a raw NUL byte", nul_in_string, "control character"),
         invalid("a file of NUL bytes", vec![0; 4096], "expected value"),
         invalid("invalid UTF-8", bad_utf8, "not UTF-8 text"),
-        invalid("a 10 MiB file", vec![b' '; 10 << 20], "larger than 1024 KiB"),
+        invalid(
+            "a 10 MiB file",
+            vec![b' '; 10 << 20],
+            "larger than 1024 KiB",
+        ),
         invalid("100 000-deep nesting", deep, "recursion limit"),
-        invalid("duplicate top-level keys", [expired("")[..expired("").len() - 1].to_vec(), br#","claudeAiOauth":{}}"#.to_vec()].concat(), "duplicate key `claudeAiOauth`"),
-        invalid("duplicate keys in the section", expired(&format!(r#","accessToken":"{ACCESS}""#)), "duplicate key `accessToken`"),
-        case("no file", Absent, Stranger, ("CredentialsMissing", "missing", "claude login")),
-        case("a dangling symlink", DanglingSymlink, Stranger, ("CredentialsMissing", "missing", "claude login")),
-        case("a directory where the file should be", Directory, Stranger, ("Io", "refused", "directory")),
-        case("a symlink loop", SymlinkLoop, Stranger, ("Io", "refused", "symbolic links")),
-        case("no OAuth section", Bytes(doc(r#"{"mcpOAuth":{"s":{"accessToken":"ACCESS"}}}"#)), Stranger, ("OAuthSectionMissing", "missing", "claude login")),
-        case("a null OAuth section", Bytes(doc(r#"{"claudeAiOauth":null}"#)), Stranger, ("OAuthSectionMissing", "missing", "claudeAiOauth")),
-        case("expired without a refresh token", Bytes(doc(&format!(r#"{{"claudeAiOauth":{{"accessToken":"ACCESS","expiresAt":{}}}}}"#, NOW_MS - 1))), Stranger, ("RefreshTokenMissing", "expired", "claude login")),
-        case("a negative expiresAt (refresh refused)", Bytes(doc(r#"{"claudeAiOauth":{"accessToken":"ACCESS","refreshToken":"REFRESH","expiresAt":-5}}"#)), Stranger, ("RefreshRejected", "expired", "invalid_grant")),
-        case("an enormous expiresAt (refresh refused)", Bytes(doc(r#"{"claudeAiOauth":{"accessToken":"ACCESS","refreshToken":"REFRESH","expiresAt":1e300}}"#)), Stranger, ("RefreshRejected", "expired", "invalid_grant")),
+        invalid(
+            "duplicate top-level keys",
+            [
+                expired("")[..expired("").len() - 1].to_vec(),
+                br#","claudeAiOauth":{}}"#.to_vec(),
+            ]
+            .concat(),
+            "duplicate key `claudeAiOauth`",
+        ),
+        invalid(
+            "duplicate keys in the section",
+            expired(&format!(r#","accessToken":"{ACCESS}""#)),
+            "duplicate key `accessToken`",
+        ),
+        case(
+            "no file",
+            Absent,
+            Stranger,
+            ("CredentialsMissing", "missing", "claude login"),
+        ),
+        case(
+            "a dangling symlink",
+            DanglingSymlink,
+            Stranger,
+            ("CredentialsMissing", "missing", "claude login"),
+        ),
+        case(
+            "a directory where the file should be",
+            Directory,
+            Stranger,
+            ("Io", "refused", "directory"),
+        ),
+        case(
+            "a symlink loop",
+            SymlinkLoop,
+            Stranger,
+            ("Io", "refused", "symbolic links"),
+        ),
+        case(
+            "no OAuth section",
+            Bytes(doc(r#"{"mcpOAuth":{"s":{"accessToken":"ACCESS"}}}"#)),
+            Stranger,
+            ("OAuthSectionMissing", "missing", "claude login"),
+        ),
+        case(
+            "a null OAuth section",
+            Bytes(doc(r#"{"claudeAiOauth":null}"#)),
+            Stranger,
+            ("OAuthSectionMissing", "missing", "claudeAiOauth"),
+        ),
+        case(
+            "expired without a refresh token",
+            Bytes(doc(&format!(
+                r#"{{"claudeAiOauth":{{"accessToken":"ACCESS","expiresAt":{}}}}}"#,
+                NOW_MS - 1
+            ))),
+            Stranger,
+            ("RefreshTokenMissing", "expired", "claude login"),
+        ),
+        case(
+            "a negative expiresAt (refresh refused)",
+            Bytes(doc(
+                r#"{"claudeAiOauth":{"accessToken":"ACCESS","refreshToken":"REFRESH","expiresAt":-5}}"#,
+            )),
+            Stranger,
+            ("RefreshRejected", "expired", "invalid_grant"),
+        ),
+        case(
+            "an enormous expiresAt (refresh refused)",
+            Bytes(doc(
+                r#"{"claudeAiOauth":{"accessToken":"ACCESS","refreshToken":"REFRESH","expiresAt":1e300}}"#,
+            )),
+            Stranger,
+            ("RefreshRejected", "expired", "invalid_grant"),
+        ),
     ]
 }
 
 fn endpoint_cases() -> Vec<Case> {
     use Endpoint::{ClosedPort, Knows};
     let file = || FileSetup::Bytes(expired(""));
-    let unusable = |name, replies, says| case(name, file(), Knows(replies), ("RefreshHttp", "unreachable", says));
+    let unusable = |name, replies, says| {
+        case(
+            name,
+            file(),
+            Knows(replies),
+            ("RefreshHttp", "unreachable", says),
+        )
+    };
     let answer = |body: serde_json::Value| vec![json_reply(200, body)];
     let reset = Reply::ResetAfter(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 200\r\n\r\n{\"access_tok".to_vec());
     vec![
-        unusable("HTML with 200", vec![Reply::Respond(Response::raw(200, "text/html", "<html><body>Sign in</body></html>"))], "not JSON"),
-        unusable("an empty body", vec![Reply::Respond(Response::raw(200, "application/json", ""))], "empty body"),
-        unusable("a JSON array body", answer(json!([ACCESS])), "must be a JSON object, found an array"),
-        unusable("a 20 MiB body", vec![Reply::Endless { bytes: 20 << 20 }], "larger than 1048576 bytes"),
-        unusable("a body that stalls past the timeout", vec![Reply::StallBody { status: 200, announced: 500, sent: 20, stall: Duration::from_secs(30) }], "refresh timeout"),
-        unusable("no answer before the timeout", vec![Reply::Delay(Duration::from_secs(30), Response::json(200, &json!({})))], "refresh timeout"),
-        unusable("no access_token", answer(json!({"refresh_token": REFRESH, "expires_in": 3600})), "no `access_token`"),
-        unusable("access_token as a number", answer(json!({"access_token": 5, "expires_in": 3600})), "`access_token` must be a string"),
-        unusable("refresh_token as a list", answer(json!({"access_token": ACCESS, "refresh_token": [REFRESH], "expires_in": 3600})), "`refresh_token` must be a string"),
-        unusable("expires_in missing", answer(json!({"access_token": ACCESS})), "no `expires_in`"),
-        unusable("expires_in zero", answer(json!({"access_token": ACCESS, "expires_in": 0})), "found 0"),
-        unusable("expires_in negative", answer(json!({"access_token": ACCESS, "expires_in": -3600})), "found -3600"),
-        unusable("expires_in huge", answer(json!({"access_token": ACCESS, "expires_in": 9_999_999_999_u64})), "found 9999999999"),
-        unusable("expires_in a string", answer(json!({"access_token": ACCESS, "expires_in": "3600"})), "must be a number, found a string"),
-        unusable("a token type that is not Bearer", answer(json!({"access_token": ACCESS, "expires_in": 60, "token_type": "mac"})), "must be Bearer"),
-        case("flat invalid_grant", file(), Knows(vec![json_reply(400, json!({"error": "invalid_grant", "error_description": format!("token {REFRESH} revoked")}))]), ("RefreshRejected", "expired", "invalid_grant")),
-        case("nested invalid_request_error", file(), Knows(vec![json_reply(400, json!({"type": "error", "error": {"type": "invalid_request_error", "message": "Invalid request format"}}))]), ("RefreshRefused", "refused", "invalid_request_error: Invalid request format")),
-        case("401 invalid_client", file(), Knows(vec![json_reply(401, json!({"error": "invalid_client"}))]), ("RefreshRefused", "refused", "HTTP 401 invalid_client")),
-        case("404", file(), Knows(vec![Reply::Respond(Response::raw(404, "text/html", "<h1>Not Found</h1>"))]), ("RefreshRefused", "refused", "HTTP 404")),
-        unusable("429 asking for more than the timeout", vec![Reply::Respond(Response::raw(429, "application/json", "{}").with_header("retry-after", "120"))], "HTTP 429"),
-        unusable("429 four times", times(4, &Reply::Respond(Response::raw(429, "application/json", "{}").with_header("retry-after", "0"))), "after 4 attempts"),
+        unusable(
+            "HTML with 200",
+            vec![Reply::Respond(Response::raw(
+                200,
+                "text/html",
+                "<html><body>Sign in</body></html>",
+            ))],
+            "not JSON",
+        ),
+        unusable(
+            "an empty body",
+            vec![Reply::Respond(Response::raw(200, "application/json", ""))],
+            "empty body",
+        ),
+        unusable(
+            "a JSON array body",
+            answer(json!([ACCESS])),
+            "must be a JSON object, found an array",
+        ),
+        unusable(
+            "a 20 MiB body",
+            vec![Reply::Endless { bytes: 20 << 20 }],
+            "larger than 1048576 bytes",
+        ),
+        unusable(
+            "a body that stalls past the timeout",
+            vec![Reply::StallBody {
+                status: 200,
+                announced: 500,
+                sent: 20,
+                stall: Duration::from_secs(30),
+            }],
+            "refresh timeout",
+        ),
+        unusable(
+            "no answer before the timeout",
+            vec![Reply::Delay(
+                Duration::from_secs(30),
+                Response::json(200, &json!({})),
+            )],
+            "refresh timeout",
+        ),
+        unusable(
+            "no access_token",
+            answer(json!({"refresh_token": REFRESH, "expires_in": 3600})),
+            "no `access_token`",
+        ),
+        unusable(
+            "access_token as a number",
+            answer(json!({"access_token": 5, "expires_in": 3600})),
+            "`access_token` must be a string",
+        ),
+        unusable(
+            "refresh_token as a list",
+            answer(json!({"access_token": ACCESS, "refresh_token": [REFRESH], "expires_in": 3600})),
+            "`refresh_token` must be a string",
+        ),
+        unusable(
+            "expires_in missing",
+            answer(json!({"access_token": ACCESS})),
+            "no `expires_in`",
+        ),
+        unusable(
+            "expires_in zero",
+            answer(json!({"access_token": ACCESS, "expires_in": 0})),
+            "found 0",
+        ),
+        unusable(
+            "expires_in negative",
+            answer(json!({"access_token": ACCESS, "expires_in": -3600})),
+            "found -3600",
+        ),
+        unusable(
+            "expires_in huge",
+            answer(json!({"access_token": ACCESS, "expires_in": 9_999_999_999_u64})),
+            "found 9999999999",
+        ),
+        unusable(
+            "expires_in a string",
+            answer(json!({"access_token": ACCESS, "expires_in": "3600"})),
+            "must be a number, found a string",
+        ),
+        unusable(
+            "a token type that is not Bearer",
+            answer(json!({"access_token": ACCESS, "expires_in": 60, "token_type": "mac"})),
+            "must be Bearer",
+        ),
+        case(
+            "flat invalid_grant",
+            file(),
+            Knows(vec![json_reply(
+                400,
+                json!({"error": "invalid_grant", "error_description": format!("token {REFRESH} revoked")}),
+            )]),
+            ("RefreshRejected", "expired", "invalid_grant"),
+        ),
+        case(
+            "nested invalid_request_error",
+            file(),
+            Knows(vec![json_reply(
+                400,
+                json!({"type": "error", "error": {"type": "invalid_request_error", "message": "Invalid request format"}}),
+            )]),
+            (
+                "RefreshRefused",
+                "refused",
+                "invalid_request_error: Invalid request format",
+            ),
+        ),
+        case(
+            "401 invalid_client",
+            file(),
+            Knows(vec![json_reply(401, json!({"error": "invalid_client"}))]),
+            ("RefreshRefused", "refused", "HTTP 401 invalid_client"),
+        ),
+        case(
+            "404",
+            file(),
+            Knows(vec![Reply::Respond(Response::raw(
+                404,
+                "text/html",
+                "<h1>Not Found</h1>",
+            ))]),
+            ("RefreshRefused", "refused", "HTTP 404"),
+        ),
+        unusable(
+            "429 asking for more than the timeout",
+            vec![Reply::Respond(
+                Response::raw(429, "application/json", "{}").with_header("retry-after", "120"),
+            )],
+            "HTTP 429",
+        ),
+        unusable(
+            "429 four times",
+            times(
+                4,
+                &Reply::Respond(
+                    Response::raw(429, "application/json", "{}").with_header("retry-after", "0"),
+                ),
+            ),
+            "after 4 attempts",
+        ),
         // Backoff (0.25 s, 0.5 s, 1 s, plus jitter) meets the 2 s budget before a fourth attempt.
-        unusable("500 every time", times(4, &Reply::Respond(Response::raw(500, "text/plain", "oops"))), "unavailable (HTTP 500)"),
-        unusable("a reset in the middle of the answer", times(4, &reset), "unavailable"),
-        case("connection refused", file(), ClosedPort, ("RefreshHttp", "unreachable", "unavailable")),
+        unusable(
+            "500 every time",
+            times(4, &Reply::Respond(Response::raw(500, "text/plain", "oops"))),
+            "unavailable (HTTP 500)",
+        ),
+        unusable(
+            "a reset in the middle of the answer",
+            times(4, &reset),
+            "unavailable",
+        ),
+        case(
+            "connection refused",
+            file(),
+            ClosedPort,
+            ("RefreshHttp", "unreachable", "unavailable"),
+        ),
     ]
 }
 
@@ -184,7 +464,11 @@ fn snapshot(path: &Path) -> Option<(String, Vec<u8>, u32)> {
     let mode = meta.permissions().mode();
     if meta.file_type().is_symlink() {
         let target = std::fs::read_link(path).unwrap();
-        return Some(("link".into(), target.into_os_string().into_encoded_bytes(), mode));
+        return Some((
+            "link".into(),
+            target.into_os_string().into_encoded_bytes(),
+            mode,
+        ));
     }
     if meta.is_dir() {
         return Some(("dir".into(), Vec::new(), mode));
@@ -218,7 +502,8 @@ async fn run(case: Case) -> Result<(), String> {
     }
     let before = snapshot(path);
     let started = Instant::now();
-    let provider = ClaudeCodeOAuthProvider::with_config(FileCredentialStore::with_path(path), config);
+    let provider =
+        ClaudeCodeOAuthProvider::with_config(FileCredentialStore::with_path(path), config);
     let result = tokio::time::timeout(Duration::from_secs(20), provider.header_value()).await;
     let elapsed = started.elapsed();
     let error = match result {
@@ -233,7 +518,10 @@ async fn run(case: Case) -> Result<(), String> {
         problems.push(format!("variant {} (want {want_variant})", variant(&error)));
     }
     if reaction(&error) != want_reaction {
-        problems.push(format!("reaction {} (want {want_reaction})", reaction(&error)));
+        problems.push(format!(
+            "reaction {} (want {want_reaction})",
+            reaction(&error)
+        ));
     }
     if !message.contains(says) {
         problems.push(format!("message lacks {says:?}"));
@@ -274,5 +562,10 @@ async fn every_hostile_input_is_a_typed_error_that_loses_nothing() {
             Err(panic) => failures.push(format!("{name}: panicked: {panic}")),
         }
     }
-    assert!(failures.is_empty(), "{} of {count} cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {count} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

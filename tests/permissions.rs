@@ -39,7 +39,10 @@ fn unprivileged_cli(home: &Path, args: &[&str]) -> Command {
     } else {
         Command::new(cli)
     };
-    command.args(args).env("HOME", home).env_remove("CLAUDE_CONFIG_DIR");
+    command
+        .args(args)
+        .env("HOME", home)
+        .env_remove("CLAUDE_CONFIG_DIR");
     command
 }
 
@@ -53,7 +56,9 @@ fn snapshot(path: &Path) -> (Vec<u8>, u32) {
 }
 
 async fn run(mut command: Command) -> std::process::Output {
-    tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap()
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -66,12 +71,23 @@ async fn an_unreadable_file_is_refused_and_untouched() {
     }
     let before = snapshot(&scenario.path);
     let path = scenario.path.to_str().unwrap();
-    let output = run(unprivileged_cli(scenario.dir(), &["token", "--credentials", path])).await;
+    let output = run(unprivileged_cli(
+        scenario.dir(),
+        &["token", "--credentials", path],
+    ))
+    .await;
     let (stdout, stderr) = text(&output);
-    assert_eq!(output.status.code(), Some(i32::from(EXIT_REFUSED)), "{stderr}");
+    assert_eq!(
+        output.status.code(),
+        Some(i32::from(EXIT_REFUSED)),
+        "{stderr}"
+    );
     assert!(stdout.is_empty());
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("Permission denied") && stderr.contains(path), "{stderr}");
+    assert!(
+        stderr.contains("Permission denied") && stderr.contains(path),
+        "{stderr}"
+    );
     assert_eq!(snapshot(&scenario.path), before);
 }
 
@@ -85,11 +101,25 @@ async fn a_directory_without_write_permission_refuses_before_spending_the_refres
     let before = snapshot(&scenario.path);
     let path = scenario.path.to_str().unwrap();
     let url = endpoint.url();
-    let output = run(unprivileged_cli(scenario.dir(), &["token", "--credentials", path, "--token-url", &url])).await;
+    let output = run(unprivileged_cli(
+        scenario.dir(),
+        &["token", "--credentials", path, "--token-url", &url],
+    ))
+    .await;
     chmod(scenario.dir(), 0o700);
     let (stdout, stderr) = text(&output);
-    assert_eq!(output.status.code(), Some(i32::from(EXIT_REFUSED)), "{stderr}");
-    assert!(stdout.is_empty() && stderr.contains("Permission denied"), "{stderr}");
+    assert_eq!(
+        output.status.code(),
+        Some(i32::from(EXIT_REFUSED)),
+        "{stderr}"
+    );
+    assert!(
+        stdout.is_empty() && stderr.contains("Permission denied"),
+        "{stderr}"
+    );
     assert_eq!(snapshot(&scenario.path), before);
-    assert!(endpoint.requests().is_empty(), "no refresh token may be spent that cannot be saved");
+    assert!(
+        endpoint.requests().is_empty(),
+        "no refresh token may be spent that cannot be saved"
+    );
 }

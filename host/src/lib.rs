@@ -52,6 +52,6 @@ pub use config::{
 pub use credential::{CredentialFile, OAuthCredential};
 pub use error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
 pub use provider::{ClaudeCodeOAuthProvider, RefreshOutcome, RefreshReport, TokenStatus};
-pub use sandbox::COMPONENT_WASM;
+pub use sandbox::{CACHE_DIR_ENV, COMPONENT_WASM};
 pub use secret::SecretToken;
 pub use store::{CredentialStore, FileCredentialStore, MemoryCredentialStore, RefreshLock};

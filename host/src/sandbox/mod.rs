@@ -1,6 +1,7 @@
 //! The wasmtime embedding: the component is compiled once per process; every call gets a fresh
 //! store and instance, so nothing a call does (or a trap) can leak into the next.
 
+mod cache;
 mod http_policy;
 mod state;
 mod v0_1;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use tokio::sync::{Mutex, OnceCell};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreLimitsBuilder};
 use wasmtime_wasi::{HostWallClock, WasiCtx};
 use wasmtime_wasi_http::WasiHttpCtx;
@@ -21,6 +22,7 @@ use crate::config::{ClaudeCodeOAuthConfig, WallClock};
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
 use crate::store::CredentialStore;
 
+pub use cache::CACHE_DIR_ENV;
 use http_policy::{HttpPolicy, Origin};
 use state::HostState;
 pub(crate) use v0_1::exports::entelix::claude_code_auth::provider as wit;
@@ -70,8 +72,8 @@ impl Sandbox {
 
     fn compile() -> ClaudeCodeAuthResult<Self> {
         let engine = Engine::new(&Config::new()).map_err(|e| sandbox_error("configuring", &e))?;
-        let component =
-            Component::new(&engine, COMPONENT_WASM).map_err(|e| sandbox_error("compiling", &e))?;
+        let component = cache::load_or_compile(&engine, COMPONENT_WASM)
+            .map_err(|e| sandbox_error("compiling", &e))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))

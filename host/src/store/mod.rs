@@ -1,7 +1,7 @@
 //! Where the credential document lives. Any [`CredentialStore`] backs the component's
 //! `credential-store` import.
 
-mod atomic;
+pub(crate) mod atomic;
 mod cli_lock;
 mod file;
 mod flock;
