@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::io;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -57,8 +58,8 @@ struct State {
     grants_served: u64,
     requests: Vec<Request>,
     faults: VecDeque<Reply>,
-    /// Upper bound of a random delay before each normal answer.
-    latency: Duration,
+    /// Range of the random delay before each normal answer.
+    latency: Range<Duration>,
 }
 
 #[derive(Debug, Default)]
@@ -108,9 +109,9 @@ impl TokenEndpoint {
         lock(&self.state).faults.push_back(reply);
     }
 
-    /// Delay every normal answer by a random time up to `max` (a slow network).
-    pub fn set_latency(&self, max: Duration) {
-        lock(&self.state).latency = max;
+    /// Delay every normal answer by a random time in `range` (a slow network or service).
+    pub fn set_latency(&self, range: Range<Duration>) {
+        lock(&self.state).latency = range;
     }
 
     /// Refresh grants served successfully so far.
@@ -208,10 +209,11 @@ impl State {
             return fault;
         }
         match self.decide(request) {
-            Reply::Respond(response) if !self.latency.is_zero() => {
+            Reply::Respond(response) if !self.latency.is_empty() => {
+                let spread = self.latency.end - self.latency.start;
                 let nanos = RandomState::new().hash_one(self.requests.len())
-                    % u64::try_from(self.latency.as_nanos()).unwrap_or(u64::MAX);
-                Reply::Delay(Duration::from_nanos(nanos), response)
+                    % u64::try_from(spread.as_nanos()).unwrap_or(u64::MAX);
+                Reply::Delay(self.latency.start + Duration::from_nanos(nanos), response)
             }
             other => other,
         }

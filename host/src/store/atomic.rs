@@ -31,7 +31,7 @@ pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
 }
 
 /// Remove temporary files that writers of this target left when they died mid-write.
-fn remove_orphaned_temps(dir: &Path, target: &Path) {
+pub(crate) fn remove_orphaned_temps(dir: &Path, target: &Path) {
     let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return;
     };

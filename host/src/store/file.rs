@@ -121,12 +121,16 @@ impl CredentialStore for FileCredentialStore {
 
     async fn lock_refresh(&self, wait: Duration) -> ClaudeCodeAuthResult<RefreshLock> {
         let lock_path = self.lock_path();
-        let cli_locks = cli_lock::claude_cli_locks(&self.config_dir());
+        let config_dir = self.config_dir();
+        let cli_locks = cli_lock::claude_cli_locks(&config_dir);
+        let path = self.path.clone();
         blocking(move || {
             let started = Instant::now();
             let mut file = flock::acquire(&lock_path, wait)?;
+            // Whoever held the lock before is gone: clear up after it if it died holding it.
             let mut journal = Journal(&mut file);
             journal.recover_orphans();
+            atomic::remove_orphaned_temps(&config_dir, &path);
             let remaining = wait.saturating_sub(started.elapsed());
             let dirs = cli_lock::acquire_all(&cli_locks, remaining, &mut journal)?;
             Ok(RefreshLock::new(FileRefreshLock {

@@ -1,0 +1,389 @@
+//! Many processes, crashes and the `claude` CLI's own locks, with real processes against the
+//! loopback token endpoint, which rotates refresh tokens and revokes a family on reuse.
+
+// Tests panic to report failure.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::hash::{BuildHasher, RandomState};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use entelix_auth_claude_code::loopback::TokenEndpoint;
+use entelix_auth_claude_code::{ClaudeCodeAuthError, ClaudeCodeOAuthProvider, FileCredentialStore};
+use serde_json::Value;
+use support::{Scenario, cli, cli_command, text, without_token_fields};
+
+/// A random duration below `max`.
+fn random_below(max: Duration) -> Duration {
+    let nanos = RandomState::new().hash_one(Instant::now()) % max.as_nanos() as u64;
+    Duration::from_nanos(nanos)
+}
+
+/// An expired credential of a fresh login at `endpoint`, with the fixture's other keys.
+fn expired_login(endpoint: &TokenEndpoint) -> Scenario {
+    let scenario = Scenario::fixture_now("expired");
+    let login = endpoint.login();
+    let mut doc = scenario.json();
+    doc["claudeAiOauth"]["accessToken"] = login.access_token.into();
+    doc["claudeAiOauth"]["refreshToken"] = login.refresh_token.into();
+    std::fs::write(&scenario.path, doc.to_string()).unwrap();
+    scenario
+}
+
+fn spawn_token(scenario: &Scenario, url: &str) -> Child {
+    cli_command(scenario.dir())
+        .args([
+            "token",
+            "--credentials",
+            scenario.path.to_str().unwrap(),
+            "--token-url",
+            url,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The two lock directories the `claude` CLI uses for credentials in `dir`.
+fn cli_lock_dirs(dir: &Path) -> [PathBuf; 2] {
+    let real = std::fs::canonicalize(dir).unwrap();
+    let mut legacy = real.file_name().unwrap().to_os_string();
+    legacy.push(".lock");
+    [dir.join(".oauth_refresh.lock"), real.with_file_name(legacy)]
+}
+
+fn leftovers(dir: &Path) -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    found.extend(
+        cli_lock_dirs(dir)
+            .iter()
+            .filter(|p| p.exists())
+            .map(|p| p.display().to_string()),
+    );
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_processes_spends_exactly_one_refresh_grant() {
+    const PROCESSES: usize = 12;
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    // A slow answer keeps the first refresher inside the lock while the others arrive.
+    endpoint.set_latency(Duration::from_millis(300)..Duration::from_millis(400));
+    let scenario = expired_login(&endpoint);
+    let before = scenario.json();
+    let url = endpoint.url();
+    let children: Vec<Child> = (0..PROCESSES)
+        .map(|_| spawn_token(&scenario, &url))
+        .collect();
+    let outputs = tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+
+    let stored = scenario.oauth("accessToken");
+    for output in &outputs {
+        let (stdout, stderr) = text(output);
+        assert!(output.status.success(), "a process failed: {stderr}");
+        assert_eq!(
+            stdout.trim(),
+            stored,
+            "every process prints the stored token"
+        );
+    }
+    assert_eq!(endpoint.grants_served(), 1, "exactly one refresh grant");
+    assert_eq!(endpoint.requests().len(), 1, "nobody else even asked");
+    assert_eq!(endpoint.revoked_families(), 0, "nobody was logged out");
+    assert!(endpoint.accepts_access_token(&stored));
+    assert_eq!(
+        without_token_fields(scenario.json()),
+        without_token_fields(before)
+    );
+    assert_eq!(scenario.mode(), 0o600);
+    assert!(
+        leftovers(scenario.dir()).is_empty(),
+        "{:?}",
+        leftovers(scenario.dir())
+    );
+    eprintln!(
+        "storm: {PROCESSES} processes, {} grant served, 0 families revoked",
+        endpoint.grants_served()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_moments_never_corrupts_never_blocks() {
+    const ROUNDS: usize = 50;
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    endpoint.set_latency(Duration::ZERO..Duration::from_millis(30));
+    let url = endpoint.url();
+    let (mut finished, mut before_grant, mut between_grant_and_write, mut after_write) =
+        (0, 0, 0, 0);
+    let mut slowest_next = Duration::ZERO;
+    for round in 0..ROUNDS {
+        let scenario = expired_login(&endpoint);
+        let original = scenario.json();
+        let (old_access, old_refresh) = (
+            scenario.oauth("accessToken"),
+            scenario.oauth("refreshToken"),
+        );
+        let grants = endpoint.grants_served();
+        let requests = endpoint.requests().len();
+
+        // Kill at a random moment: in even rounds from the start (loading, locking, sending),
+        // in odd rounds once the request reached the endpoint (waiting for the answer, parsing,
+        // writing, exiting).
+        let mut child = spawn_token(&scenario, &url);
+        let started = Instant::now();
+        if round % 2 == 1 {
+            while endpoint.requests().len() == requests && child.try_wait().unwrap().is_none() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "round {round}: no request"
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        tokio::time::sleep(random_below(Duration::from_millis(35))).await;
+        let exited_by_itself = child.try_wait().unwrap().is_some();
+        let _ = child.kill();
+        child.wait().unwrap();
+
+        // Whatever the moment, the file parses, stays private, and keeps every other key.
+        let after = scenario.json();
+        assert_eq!(scenario.mode(), 0o600, "round {round}");
+        assert_eq!(
+            without_token_fields(after.clone()),
+            without_token_fields(original.clone()),
+            "round {round}"
+        );
+        let (access, refresh) = (
+            scenario.oauth("accessToken"),
+            scenario.oauth("refreshToken"),
+        );
+        let rewritten = access != old_access;
+        assert_eq!(
+            rewritten,
+            refresh != old_refresh,
+            "round {round}: tokens written as a pair"
+        );
+        let granted = endpoint.grants_served() > grants;
+        match (exited_by_itself, granted, rewritten) {
+            (true, _, _) => finished += 1,
+            (false, false, _) => before_grant += 1,
+            (false, true, false) => between_grant_and_write += 1,
+            (false, true, true) => after_write += 1,
+        }
+
+        // The next process is not blocked by what the dead one held, and cleans up after it.
+        let started = Instant::now();
+        let output = cli(
+            scenario.dir(),
+            &[
+                "token",
+                "--credentials",
+                scenario.path.to_str().unwrap(),
+                "--token-url",
+                &url,
+            ],
+        )
+        .await;
+        let took = started.elapsed();
+        slowest_next = slowest_next.max(took);
+        assert!(
+            took < Duration::from_secs(10),
+            "round {round}: the next process took {took:?}"
+        );
+        let (stdout, stderr) = text(&output);
+        if granted && !rewritten {
+            // The dead process spent the refresh token and its answer died with it: the service
+            // sees the old token again and revokes the family. Nothing on our side can save it.
+            assert!(
+                !output.status.success() && stderr.contains("invalid_grant"),
+                "round {round}: {stderr}"
+            );
+        } else {
+            assert!(output.status.success(), "round {round}: {stderr}");
+            assert_eq!(stdout.trim(), scenario.oauth("accessToken"));
+        }
+        // A dead holder's lock directories and half-written files go with the next refresh
+        // (until then they only wait out their stale window).
+        let output = cli(
+            scenario.dir(),
+            &[
+                "refresh",
+                "--force",
+                "--credentials",
+                scenario.path.to_str().unwrap(),
+                "--token-url",
+                &url,
+            ],
+        )
+        .await;
+        assert!(
+            output.status.success() || granted && !rewritten,
+            "round {round}: {}",
+            text(&output).1
+        );
+        assert!(
+            leftovers(scenario.dir()).is_empty(),
+            "round {round}: {:?}",
+            leftovers(scenario.dir())
+        );
+    }
+    eprintln!(
+        "crash: {ROUNDS} rounds; killed before the grant {before_grant}, between grant and write \
+         {between_grant_and_write}, after the write {after_write}; finished first {finished}; \
+         slowest next process {slowest_next:?}"
+    );
+    assert!(
+        before_grant + between_grant_and_write + after_write >= ROUNDS / 2,
+        "most rounds must kill"
+    );
+}
+
+/// Hold `lock` from another process for `hold`, the way the CLI does (mkdir, then rmdir).
+fn hold_from_another_process(lock: &Path, hold: Duration) -> Child {
+    let script = format!(
+        "mkdir '{0}' && sleep {1} && rmdir '{0}'",
+        lock.display(),
+        hold.as_secs_f64()
+    );
+    let child = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !lock.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the holder never took {}",
+            lock.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+}
+
+#[tokio::test]
+async fn a_lock_held_by_the_claude_cli_makes_us_wait_then_proceed() {
+    for which in 0..2 {
+        let endpoint = TokenEndpoint::start().await.unwrap();
+        let scenario = expired_login(&endpoint);
+        let lock = cli_lock_dirs(scenario.dir())[which].clone();
+        let hold = Duration::from_millis(1500);
+        let mut holder = hold_from_another_process(&lock, hold);
+        let started = Instant::now();
+        let output = cli(
+            scenario.dir(),
+            &[
+                "token",
+                "--credentials",
+                scenario.path.to_str().unwrap(),
+                "--token-url",
+                &endpoint.url(),
+            ],
+        )
+        .await;
+        let waited = started.elapsed();
+        holder.wait().unwrap();
+        assert!(output.status.success(), "{}", text(&output).1);
+        assert!(
+            waited >= hold - Duration::from_millis(200),
+            "{} did not make us wait ({waited:?})",
+            lock.display()
+        );
+        assert_eq!(endpoint.grants_served(), 1);
+        assert!(leftovers(scenario.dir()).is_empty());
+    }
+}
+
+fn set_mtime(path: &Path, at: SystemTime) {
+    std::fs::File::open(path).unwrap().set_modified(at).unwrap();
+}
+
+#[tokio::test]
+async fn stale_and_future_dated_locks_are_taken_over_at_once() {
+    let now = SystemTime::now();
+    // (which lock, its mtime)
+    let cases = [
+        (0, now - Duration::from_secs(61)),
+        (1, now - Duration::from_secs(11)),
+        (0, now + Duration::from_secs(3600)),
+        (1, now + Duration::from_secs(86_400)),
+    ];
+    for (which, mtime) in cases {
+        let endpoint = TokenEndpoint::start().await.unwrap();
+        let scenario = expired_login(&endpoint);
+        let lock = cli_lock_dirs(scenario.dir())[which].clone();
+        std::fs::create_dir(&lock).unwrap();
+        set_mtime(&lock, mtime);
+        let started = Instant::now();
+        let output = cli(
+            scenario.dir(),
+            &[
+                "token",
+                "--credentials",
+                scenario.path.to_str().unwrap(),
+                "--token-url",
+                &endpoint.url(),
+            ],
+        )
+        .await;
+        assert!(output.status.success(), "{}", text(&output).1);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{} mtime {mtime:?}",
+            lock.display()
+        );
+        assert!(!lock.exists());
+    }
+}
+
+#[tokio::test]
+async fn a_lock_that_is_never_released_fails_clearly_or_bridges_with_a_valid_token() {
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    let scenario = expired_login(&endpoint);
+    let lock = cli_lock_dirs(scenario.dir())[0].clone();
+    let mut holder = hold_from_another_process(&lock, Duration::from_secs(4));
+    let before = scenario.bytes();
+    let config = entelix_auth_claude_code::ClaudeCodeOAuthConfig::new()
+        .with_token_url(endpoint.url())
+        .with_lock_timeout(Duration::from_millis(800));
+    let provider = ClaudeCodeOAuthProvider::with_config(
+        FileCredentialStore::with_path(&scenario.path),
+        config.clone(),
+    );
+    let error = provider.header_value().await.unwrap_err();
+    assert!(
+        matches!(&error, ClaudeCodeAuthError::LockTimeout { lock: named, .. } if named.ends_with(".oauth_refresh.lock")),
+        "{error}"
+    );
+    assert!(error.to_string().contains(".oauth_refresh.lock"), "{error}");
+    assert_eq!(scenario.bytes(), before);
+    assert!(endpoint.requests().is_empty());
+
+    // A token that expires within the skew but has not expired is used while the lock is busy.
+    let mut doc: Value = serde_json::from_slice(&before).unwrap();
+    let soon = support::real_now_ms() + 120_000;
+    doc["claudeAiOauth"]["expiresAt"] = soon.into();
+    std::fs::write(&scenario.path, doc.to_string()).unwrap();
+    let report = provider.refresh(false).await.unwrap();
+    assert_eq!(
+        report.outcome,
+        entelix_auth_claude_code::RefreshOutcome::Deferred
+    );
+    assert_eq!(report.status.expires_at_ms, Some(soon));
+    holder.wait().unwrap();
+}
