@@ -425,3 +425,121 @@ async fn a_typed_store_keeps_unknown_fields_too() {
     assert_eq!(oauth.expires_at_ms, NOW_MS + EIGHT_HOURS_MS);
     assert!(oauth.other_fields().contains_key("refreshTokenExpiresAt"));
 }
+
+#[tokio::test]
+async fn a_symlinked_credential_file_is_refreshed_through_the_link() {
+    let scenario = Scenario::fixture("expired");
+    let endpoint = scenario.endpoint().await;
+    let link = scenario.dir().join("linked.json");
+    std::os::unix::fs::symlink(".credentials.json", &link).unwrap();
+    let provider = ClaudeCodeOAuthProvider::with_config(
+        FileCredentialStore::with_path(&link),
+        config(&endpoint),
+    );
+    provider.resolve().await.unwrap();
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(endpoint.accepts_access_token(&scenario.oauth("accessToken")));
+    assert_eq!(scenario.mode(), 0o600);
+}
+
+#[tokio::test]
+async fn an_unrepresentable_expiry_is_refreshed_and_repaired() {
+    for expires in ["-1", "1e300", "null"] {
+        let scenario = Scenario::fixture("expired");
+        let mut doc = scenario.json();
+        doc["claudeAiOauth"]["expiresAt"] = serde_json::from_str(expires).unwrap();
+        std::fs::write(&scenario.path, doc.to_string()).unwrap();
+        let endpoint = scenario.endpoint().await;
+        provider(&scenario, config(&endpoint))
+            .resolve()
+            .await
+            .unwrap();
+        assert_eq!(
+            scenario.json()["claudeAiOauth"]["expiresAt"],
+            NOW_MS + EIGHT_HOURS_MS,
+            "{expires}"
+        );
+    }
+}
+
+/// A file store that counts how often the cross-process lock is taken.
+struct CountingLocks {
+    inner: FileCredentialStore,
+    locks: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl CredentialStore for CountingLocks {
+    async fn load(&self) -> entelix_auth_claude_code::ClaudeCodeAuthResult<Option<CredentialFile>> {
+        self.inner.load().await
+    }
+
+    async fn save(
+        &self,
+        file: &CredentialFile,
+    ) -> entelix_auth_claude_code::ClaudeCodeAuthResult<()> {
+        self.inner.save(file).await
+    }
+
+    async fn load_document(
+        &self,
+    ) -> entelix_auth_claude_code::ClaudeCodeAuthResult<Option<String>> {
+        self.inner.load_document().await
+    }
+
+    async fn save_document(
+        &self,
+        document: &str,
+    ) -> entelix_auth_claude_code::ClaudeCodeAuthResult<()> {
+        self.inner.save_document(document).await
+    }
+
+    async fn lock_refresh(
+        &self,
+        wait: std::time::Duration,
+    ) -> entelix_auth_claude_code::ClaudeCodeAuthResult<entelix_auth_claude_code::RefreshLock> {
+        self.locks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.lock_refresh(wait).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_resolves_in_one_process_take_the_cross_process_lock_once() {
+    let scenario = Scenario::fixture("expired");
+    let endpoint = scenario.endpoint().await;
+    endpoint
+        .set_latency(std::time::Duration::from_millis(100)..std::time::Duration::from_millis(150));
+    let store = Arc::new(CountingLocks {
+        inner: FileCredentialStore::with_path(&scenario.path),
+        locks: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let provider = ClaudeCodeOAuthProvider::with_config(store.clone(), config(&endpoint));
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let provider = provider.clone();
+            tokio::spawn(async move {
+                provider
+                    .header_value()
+                    .await
+                    .map(|h| h.expose_secret().to_owned())
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(
+            task.await.unwrap().unwrap(),
+            format!("Bearer {}", scenario.oauth("accessToken"))
+        );
+    }
+    assert_eq!(endpoint.grants_served(), 1);
+    assert_eq!(
+        store.locks.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "no herd on the lock"
+    );
+}

@@ -579,6 +579,22 @@ mod tests {
         }
     }
 
+    /// Found by the `document` fuzz target: without correctly rounded float parsing, a long
+    /// number in an unknown field came back one unit in the last place off.
+    #[test]
+    fn unknown_numbers_survive_a_write_back() {
+        let text = r#"{"claudeAiOauth":{"accessToken":"a","refreshTokenExpiresAt":193000666666666666666666666666666666666666666666666666660000000,"x":0.1,"y":1e-300}}"#;
+        let doc = Document::parse(text).unwrap();
+        let written = doc.with_grant(&grant(), 0).unwrap();
+        let value = |t: &str, key: &str| {
+            serde_json::from_str::<Value>(t).unwrap()["claudeAiOauth"][key].clone()
+        };
+        for key in ["refreshTokenExpiresAt", "x", "y"] {
+            assert_eq!(value(text, key), value(&written, key), "{key}");
+        }
+        assert!(written.contains("1.9300066666666667e+62"), "{written}");
+    }
+
     #[test]
     fn debug_shows_keys_only() {
         let doc = Document::parse(FULL).unwrap();

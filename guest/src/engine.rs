@@ -12,6 +12,9 @@ use crate::ports::{Clock, Http, HttpFailure, Store, StoreError};
 
 /// Attempts per refresh exchange when the endpoint is unavailable (5xx, 429, unreachable).
 pub const MAX_ATTEMPTS: u32 = 4;
+/// How often `lock` may answer "a refresh finished while you waited" before it counts as a
+/// store failure.
+pub const MAX_LOCK_CONFLICTS: u32 = 3;
 /// Backoff before the second attempt; it doubles for each further attempt, plus up to 50 % jitter.
 pub const BASE_BACKOFF: Duration = Duration::from_millis(250);
 
@@ -132,16 +135,25 @@ impl<S: Store, H: Http, C: Clock> Refresher<S, H, C> {
         if seen.refresh_token.is_none() {
             return Err(refresh_token_missing());
         }
-        let _lock = self
-            .store
-            .lock()
-            .map_err(|e| store_failure(&e, "take the refresh lock"))?;
+        let mut conflicts = 0;
+        let _lock = loop {
+            match self.store.lock() {
+                Ok(lock) => break lock,
+                // A refresh finished while we waited: its result may be all we need.
+                Err(StoreError::Conflict(_)) if conflicts < MAX_LOCK_CONFLICTS => {
+                    conflicts += 1;
+                    let (_, current) = self.load()?;
+                    if self.satisfied_by(mode, seen, &current) {
+                        return Ok((current, Outcome::Adopted));
+                    }
+                }
+                Err(e) => return Err(store_failure(&e, "take the refresh lock")),
+            }
+        };
 
         // Whoever held the lock before us may have refreshed already.
         let (doc, current) = self.load()?;
-        let now = self.clock.now_ms();
-        let fresh = !current.needs_refresh(now, self.settings.skew_ms);
-        if fresh && (mode == Mode::IfNeeded || current.refresh_token != seen.refresh_token) {
+        if self.satisfied_by(mode, seen, &current) {
             return Ok((current, Outcome::Adopted));
         }
         let Some(spent) = current.refresh_token.clone() else {
@@ -174,6 +186,13 @@ impl<S: Store, H: Http, C: Clock> Refresher<S, H, C> {
             .and_then(|d| d.oauth())
             .map_err(|e| document_failure(&e))?;
         Ok((saved, Outcome::Refreshed))
+    }
+
+    /// Whether `current` answers a request made after seeing `seen`: it is fresh, and for a
+    /// forced refresh it was rotated since.
+    fn satisfied_by(&self, mode: Mode, seen: &OAuthView, current: &OAuthView) -> bool {
+        let fresh = !current.needs_refresh(self.clock.now_ms(), self.settings.skew_ms);
+        fresh && (mode == Mode::IfNeeded || current.refresh_token != seen.refresh_token)
     }
 
     /// The stored credential, when its refresh token is no longer `spent` and it is fresh.

@@ -19,8 +19,8 @@ pub struct FakeStore {
     pub saves: Vec<String>,
     /// Locks taken.
     pub locks: u32,
-    /// Error for the next `lock`.
-    pub lock_error: Option<StoreError>,
+    /// Errors for the next `lock` calls, in order.
+    pub lock_errors: VecDeque<StoreError>,
     /// Error for every `save`.
     pub save_error: Option<StoreError>,
     /// Document another process writes while this one waits for the lock.
@@ -54,7 +54,10 @@ impl Store for FakeStore {
     }
 
     fn lock(&mut self) -> Result<(), StoreError> {
-        if let Some(e) = self.lock_error.take() {
+        if let Some(e) = self.lock_errors.pop_front() {
+            if let Some(theirs) = self.written_while_waiting.take() {
+                *self.doc.borrow_mut() = Some(theirs);
+            }
             return Err(e);
         }
         self.locks += 1;

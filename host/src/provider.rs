@@ -7,11 +7,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use entelix_core::auth::{CredentialProvider, Credentials};
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Mutex;
 
 use crate::config::ClaudeCodeOAuthConfig;
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
-use crate::sandbox::{CallContext, Sandbox, wit};
+use crate::sandbox::{CallContext, LocalLock, Sandbox, wit};
 use crate::store::CredentialStore;
 
 /// Resolves the `Authorization` header from a [`CredentialStore`], refreshing the access token
@@ -98,7 +97,7 @@ impl ClaudeCodeOAuthProvider {
         Self {
             ctx: Arc::new(CallContext {
                 store: Arc::new(store),
-                local_lock: Arc::new(Mutex::new(())),
+                local_lock: Arc::new(LocalLock::default()),
                 config,
             }),
         }

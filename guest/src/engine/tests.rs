@@ -313,13 +313,17 @@ fn a_still_valid_token_bridges_failures_that_may_pass() {
 
     // A lock that cannot be taken is bridged the same way.
     let mut store = FakeStore::holding(&in_skew);
-    store.lock_error = Some(StoreError::LockTimeout("lock busy".into()));
+    store
+        .lock_errors
+        .push_back(StoreError::LockTimeout("lock busy".into()));
     let mut r = refresher(store, FakeHttp::default());
     assert_eq!(r.ensure(Mode::IfNeeded).unwrap().1, Outcome::Deferred);
 
     // But not a forced refresh, nor a rejected grant, nor an expired token.
     let mut store = FakeStore::holding(&in_skew);
-    store.lock_error = Some(StoreError::LockTimeout("lock busy".into()));
+    store
+        .lock_errors
+        .push_back(StoreError::LockTimeout("lock busy".into()));
     let mut r = refresher(store, FakeHttp::default());
     assert_eq!(r.ensure(Mode::Force).unwrap_err().cause, Cause::LockTimeout);
     let http = FakeHttp::default().answer(400, r#"{"error":"invalid_grant"}"#);
@@ -329,7 +333,9 @@ fn a_still_valid_token_bridges_failures_that_may_pass() {
         Cause::GrantRejected
     );
     let mut store = FakeStore::holding(&expired());
-    store.lock_error = Some(StoreError::LockTimeout("lock busy".into()));
+    store
+        .lock_errors
+        .push_back(StoreError::LockTimeout("lock busy".into()));
     let mut r = refresher(store, FakeHttp::default());
     assert_eq!(
         r.ensure(Mode::IfNeeded).unwrap_err().cause,
@@ -435,4 +441,45 @@ fn human_durations() {
     for (ms, want) in cases {
         assert_eq!(human(Duration::from_millis(ms)), want);
     }
+}
+
+#[test]
+fn a_refresh_that_finished_while_waiting_is_used_without_taking_the_lock() {
+    let mut store = FakeStore::holding(&expired());
+    store
+        .lock_errors
+        .push_back(StoreError::Conflict("a refresh finished".into()));
+    store.written_while_waiting = Some(doc("at-9", Some("rt-9"), NOW + 60 * MINUTE));
+    let mut r = refresher(store, FakeHttp::default());
+    let (view, outcome) = r.ensure(Mode::IfNeeded).unwrap();
+    assert_eq!(
+        (view.access_token.as_str(), outcome),
+        ("at-9", Outcome::Adopted)
+    );
+    assert_eq!((r.store.locks, r.http.requests.len()), (0, 0));
+}
+
+#[test]
+fn a_conflict_that_did_not_help_takes_the_lock_and_refreshes() {
+    let mut store = FakeStore::holding(&expired());
+    store
+        .lock_errors
+        .push_back(StoreError::Conflict("a refresh finished".into()));
+    let mut r = refresher(store, FakeHttp::default().answer(200, GRANT));
+    assert_eq!(r.ensure(Mode::IfNeeded).unwrap().1, Outcome::Refreshed);
+    assert_eq!(r.store.locks, 1);
+}
+
+#[test]
+fn endless_conflicts_are_a_store_failure() {
+    let mut store = FakeStore::holding(&expired());
+    for _ in 0..=MAX_LOCK_CONFLICTS {
+        store
+            .lock_errors
+            .push_back(StoreError::Conflict("again".into()));
+    }
+    let mut r = refresher(store, FakeHttp::default());
+    let err = r.ensure(Mode::IfNeeded).unwrap_err();
+    assert_eq!(err.cause, Cause::StoreFailed);
+    assert!(r.http.requests.is_empty());
 }

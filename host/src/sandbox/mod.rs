@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use tokio::sync::{Mutex, OnceCell};
+use tokio::sync::OnceCell;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreLimitsBuilder};
 use wasmtime_wasi::{HostWallClock, WasiCtx};
@@ -25,6 +25,7 @@ use crate::store::CredentialStore;
 pub use cache::CACHE_DIR_ENV;
 use http_policy::{HttpPolicy, Origin};
 use state::HostState;
+pub(crate) use state::LocalLock;
 pub(crate) use v0_1::exports::entelix::claude_code_auth::provider as wit;
 use v0_1::{PACKAGE, ProviderHost, ProviderHostPre};
 
@@ -40,7 +41,7 @@ const CALL_SLACK: Duration = Duration::from_secs(5);
 /// What one call needs besides the component.
 pub(crate) struct CallContext {
     pub(crate) store: Arc<dyn CredentialStore>,
-    pub(crate) local_lock: Arc<Mutex<()>>,
+    pub(crate) local_lock: Arc<LocalLock>,
     pub(crate) config: ClaudeCodeOAuthConfig,
 }
 
@@ -116,6 +117,7 @@ impl Sandbox {
             limits,
             store: ctx.store.clone(),
             local_lock: ctx.local_lock.clone(),
+            finished_seen: ctx.local_lock.finished(),
             lock_timeout: config.lock_timeout,
             store_error: None,
         };

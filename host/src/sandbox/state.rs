@@ -2,6 +2,7 @@
 //! import implemented over a [`CredentialStore`].
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -16,12 +17,36 @@ use crate::store::{CredentialStore, RefreshLock};
 use super::http_policy::HttpPolicy;
 use super::v0_1::entelix::claude_code_auth::credential_store::{self, StoreError};
 
+/// The in-process half of the refresh lock, shared by every call of one provider.
+#[derive(Debug, Default)]
+pub(crate) struct LocalLock {
+    mutex: Arc<Mutex<()>>,
+    /// Locked sections finished so far: a waiter that sees it move knows a refresh just ended
+    /// and can look at its result before queueing on the cross-process lock.
+    finished: AtomicU64,
+}
+
 /// A refresh lock handed to the component: the in-process lock, then the store's
 /// cross-process lock. Dropping it (when the component drops the handle, or the call ends in any
 /// way) releases both.
 pub struct HeldLock {
     _store: RefreshLock,
-    _local: OwnedMutexGuard<()>,
+    local: Arc<LocalLock>,
+    _guard: OwnedMutexGuard<()>,
+}
+
+impl LocalLock {
+    /// Locked sections finished so far.
+    pub(crate) fn finished(&self) -> u64 {
+        self.finished.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        // Counted before the guard (a later field) is released, so the next holder sees it.
+        self.local.finished.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// Everything a call's `Store` holds.
@@ -33,7 +58,9 @@ pub(crate) struct HostState {
     pub(crate) limits: StoreLimits,
     pub(crate) store: Arc<dyn CredentialStore>,
     /// One refresh at a time within this process.
-    pub(crate) local_lock: Arc<Mutex<()>>,
+    pub(crate) local_lock: Arc<LocalLock>,
+    /// `local_lock.finished` when this call last looked.
+    pub(crate) finished_seen: u64,
     pub(crate) lock_timeout: Duration,
     /// The typed error behind the last store operation, when it failed. The component only
     /// sees a summary; the host returns this.
@@ -56,21 +83,29 @@ impl HostState {
         wit
     }
 
-    async fn take_lock(&mut self) -> Result<HeldLock, ClaudeCodeAuthError> {
+    /// `Ok(None)`: a refresh in this process finished while we waited; the component should
+    /// load again before deciding (answered as `conflict`, no lock held).
+    async fn take_lock(&mut self) -> Result<Option<HeldLock>, ClaudeCodeAuthError> {
         let started = tokio::time::Instant::now();
-        let timed_out = |waited| ClaudeCodeAuthError::LockTimeout {
-            lock: "in-process refresh lock".into(),
-            waited,
-        };
-        let local = tokio::time::timeout(self.lock_timeout, self.local_lock.clone().lock_owned())
+        let local = self.local_lock.clone();
+        let guard = tokio::time::timeout(self.lock_timeout, local.mutex.clone().lock_owned())
             .await
-            .map_err(|_| timed_out(self.lock_timeout))?;
+            .map_err(|_| ClaudeCodeAuthError::LockTimeout {
+                lock: "in-process refresh lock".into(),
+                waited: self.lock_timeout,
+            })?;
+        let finished = local.finished.load(Ordering::SeqCst);
+        if finished != self.finished_seen {
+            self.finished_seen = finished;
+            return Ok(None);
+        }
         let remaining = self.lock_timeout.saturating_sub(started.elapsed());
         let store = self.store.lock_refresh(remaining).await?;
-        Ok(HeldLock {
+        Ok(Some(HeldLock {
             _store: store,
-            _local: local,
-        })
+            local,
+            _guard: guard,
+        }))
     }
 }
 
@@ -112,7 +147,12 @@ impl credential_store::Host for HostState {
     async fn lock(&mut self) -> Result<Resource<HeldLock>, StoreError> {
         self.store_error = None;
         let held = match self.take_lock().await {
-            Ok(held) => held,
+            Ok(Some(held)) => held,
+            Ok(None) => {
+                return Err(StoreError::Conflict(
+                    "a refresh in this process finished while waiting for the lock".into(),
+                ));
+            }
             Err(error) => return Err(self.record(error)),
         };
         self.table
