@@ -543,3 +543,25 @@ async fn concurrent_resolves_in_one_process_take_the_cross_process_lock_once() {
         "no herd on the lock"
     );
 }
+
+#[tokio::test]
+async fn a_token_inside_the_skew_is_used_when_the_endpoint_is_down() {
+    let scenario = Scenario::fixture("within-skew");
+    let endpoint = scenario.endpoint().await;
+    for _ in 0..4 {
+        endpoint.inject(Reply::Respond(Response::raw(
+            503,
+            "text/plain",
+            "maintenance",
+        )));
+    }
+    let before = scenario.bytes();
+    let provider = provider(&scenario, config(&endpoint));
+    let header = provider.header_value().await.unwrap();
+    assert_eq!(
+        header.expose_secret(),
+        "Bearer sk-ant-oat01-fixture-skew-access"
+    );
+    assert_eq!(scenario.bytes(), before);
+    assert!(endpoint.requests().len() > 1, "it did try, and retried");
+}
