@@ -11,6 +11,8 @@ const TARGET: &str = "wasm32-wasip2";
 const PROFILE: &str = "component-release";
 const BUILT: &str = "claude_code_auth_guest.wasm";
 const PUBLISHED: &str = "claude_code_auth.wasm";
+/// The test-only component from `tests/hostile-guest/`.
+const HOSTILE: &str = "claude_code_auth_hostile_guest.wasm";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -18,9 +20,12 @@ fn main() {
         .parent()
         .expect("host/ sits in the workspace root");
     let guest = root.join("guest");
+    let hostile = root.join("tests").join("hostile-guest");
     for watched in [
         guest.join("src"),
         guest.join("Cargo.toml"),
+        hostile.join("src"),
+        hostile.join("Cargo.toml"),
         root.join("wit"),
         root.join("Cargo.lock"),
     ] {
@@ -40,7 +45,14 @@ fn main() {
     build
         .arg("build")
         .arg("--manifest-path")
-        .arg(guest.join("Cargo.toml"))
+        .arg(root.join("Cargo.toml"))
+        // The product's component, and the test-only one that misbehaves on request.
+        .args([
+            "-p",
+            "claude-code-auth-guest",
+            "-p",
+            "claude-code-auth-hostile-guest",
+        ])
         .args(["--target", TARGET, "--profile", PROFILE])
         .arg("--target-dir")
         .arg(&guest_target)
@@ -71,9 +83,17 @@ fn main() {
         }
     }
 
-    let built = guest_target.join(TARGET).join(PROFILE).join(BUILT);
-    let embedded = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo")).join(PUBLISHED);
+    let built_dir = guest_target.join(TARGET).join(PROFILE);
+    let built = built_dir.join(BUILT);
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
+    let embedded = out_dir.join(PUBLISHED);
     copy(&built, &embedded);
+    let hostile_copy = out_dir.join(HOSTILE);
+    copy(&built_dir.join(HOSTILE), &hostile_copy);
+    println!(
+        "cargo::rustc-env=CLAUDE_CODE_AUTH_HOSTILE_COMPONENT={}",
+        hostile_copy.display()
+    );
     let published_dir = target_dir.join("component");
     if std::fs::create_dir_all(&published_dir).is_ok() {
         copy(&built, &published_dir.join(PUBLISHED));

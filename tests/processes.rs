@@ -278,6 +278,7 @@ fn hold_from_another_process(lock: &Path, hold: Duration) -> Child {
 
 #[tokio::test]
 async fn a_lock_held_by_the_claude_cli_makes_us_wait_then_proceed() {
+    support::warm_component_cache();
     for which in 0..2 {
         let endpoint = TokenEndpoint::start().await.unwrap();
         let scenario = expired_login(&endpoint);
@@ -356,7 +357,8 @@ async fn a_lock_that_is_never_released_fails_clearly_or_bridges_with_a_valid_tok
     let endpoint = TokenEndpoint::start().await.unwrap();
     let scenario = expired_login(&endpoint);
     let lock = cli_lock_dirs(scenario.dir())[0].clone();
-    let mut holder = hold_from_another_process(&lock, Duration::from_secs(4));
+    // Held far longer than this test runs; removed by hand at the end.
+    let mut holder = hold_from_another_process(&lock, Duration::from_secs(120));
     let before = scenario.bytes();
     let config = entelix_auth_claude_code::ClaudeCodeOAuthConfig::new()
         .with_token_url(endpoint.url())
@@ -385,5 +387,7 @@ async fn a_lock_that_is_never_released_fails_clearly_or_bridges_with_a_valid_tok
         entelix_auth_claude_code::RefreshOutcome::Deferred
     );
     assert_eq!(report.status.expires_at_ms, Some(soon));
+    holder.kill().unwrap();
     holder.wait().unwrap();
+    std::fs::remove_dir(&lock).unwrap();
 }

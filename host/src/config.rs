@@ -29,6 +29,25 @@ pub const DEFAULT_EXPIRY_SKEW: Duration = Duration::from_secs(5 * 60);
 /// Default bound for waiting on the cross-process refresh lock.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Default bound for opening a connection to the token endpoint (DNS, TCP and TLS each).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default bound for the first byte of the token endpoint's answer after the request is sent.
+pub const DEFAULT_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Default bound for a pause between two pieces of the answer's body.
+pub const DEFAULT_BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default cap on the answer's body the component may read. A real answer is under 2 KiB.
+pub const DEFAULT_MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// Default cap on the component's linear memory. It needs about 1.1 MiB to start.
+pub const DEFAULT_MEMORY_LIMIT: usize = 16 << 20;
+
+/// Default CPU budget of one call, in wasmtime fuel units (about one per WebAssembly
+/// instruction). A refresh uses well under a hundredth of it; a looping component is stopped.
+pub const DEFAULT_FUEL: u64 = 2_000_000_000;
+
 /// A source of wall-clock time, injectable so expiry decisions can be tested.
 pub type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
@@ -50,6 +69,26 @@ pub struct ClaudeCodeOAuthConfig {
     pub lock_timeout: Duration,
     /// Wall clock the component sees; `None` is the system clock.
     pub clock: Option<WallClock>,
+    /// Origins the component may reach besides the token endpoint's (same rules: `https`, or
+    /// `http` to loopback). Empty by default.
+    pub allowed_origins: Vec<String>,
+    /// Whether a token endpoint *name* may resolve to a loopback, private, link-local or other
+    /// internal address. `false` by default; an IP literal or `localhost` written in the URL is
+    /// always taken as meant.
+    pub allow_private_addresses: bool,
+    /// Bound for opening a connection. Defaults to [`DEFAULT_CONNECT_TIMEOUT`].
+    pub connect_timeout: Duration,
+    /// Bound for the answer's first byte. Defaults to [`DEFAULT_FIRST_BYTE_TIMEOUT`].
+    pub first_byte_timeout: Duration,
+    /// Bound for a pause inside the answer's body. Defaults to
+    /// [`DEFAULT_BETWEEN_BYTES_TIMEOUT`].
+    pub between_bytes_timeout: Duration,
+    /// Cap on the answer's body. Defaults to [`DEFAULT_MAX_ANSWER_BYTES`].
+    pub max_answer_bytes: usize,
+    /// Cap on the component's linear memory. Defaults to [`DEFAULT_MEMORY_LIMIT`].
+    pub memory_limit: usize,
+    /// CPU budget of one call in fuel units. Defaults to [`DEFAULT_FUEL`].
+    pub fuel: u64,
 }
 
 impl fmt::Debug for ClaudeCodeOAuthConfig {
@@ -64,6 +103,14 @@ impl fmt::Debug for ClaudeCodeOAuthConfig {
                 "clock",
                 &self.clock.as_ref().map_or("system", |_| "injected"),
             )
+            .field("allowed_origins", &self.allowed_origins)
+            .field("allow_private_addresses", &self.allow_private_addresses)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("first_byte_timeout", &self.first_byte_timeout)
+            .field("between_bytes_timeout", &self.between_bytes_timeout)
+            .field("max_answer_bytes", &self.max_answer_bytes)
+            .field("memory_limit", &self.memory_limit)
+            .field("fuel", &self.fuel)
             .finish()
     }
 }
@@ -77,6 +124,14 @@ impl Default for ClaudeCodeOAuthConfig {
             expiry_skew: DEFAULT_EXPIRY_SKEW,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             clock: None,
+            allowed_origins: Vec::new(),
+            allow_private_addresses: false,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            first_byte_timeout: DEFAULT_FIRST_BYTE_TIMEOUT,
+            between_bytes_timeout: DEFAULT_BETWEEN_BYTES_TIMEOUT,
+            max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+            fuel: DEFAULT_FUEL,
         }
     }
 }
@@ -127,6 +182,64 @@ impl ClaudeCodeOAuthConfig {
     #[must_use]
     pub const fn with_lock_timeout(mut self, timeout: Duration) -> Self {
         self.lock_timeout = timeout;
+        self
+    }
+
+    /// Let the component also reach the origin of `url` (for example a proxy in front of the
+    /// token endpoint).
+    #[must_use]
+    pub fn with_allowed_origin(mut self, url: impl Into<String>) -> Self {
+        self.allowed_origins.push(url.into());
+        self
+    }
+
+    /// Let (or stop) a token endpoint name resolve to an internal address: for an endpoint
+    /// behind a private network or a local proxy reached by name.
+    #[must_use]
+    pub const fn with_private_addresses_allowed(mut self, allowed: bool) -> Self {
+        self.allow_private_addresses = allowed;
+        self
+    }
+
+    /// Bound opening a connection.
+    #[must_use]
+    pub const fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Bound the wait for the answer's first byte.
+    #[must_use]
+    pub const fn with_first_byte_timeout(mut self, timeout: Duration) -> Self {
+        self.first_byte_timeout = timeout;
+        self
+    }
+
+    /// Bound a pause inside the answer's body.
+    #[must_use]
+    pub const fn with_between_bytes_timeout(mut self, timeout: Duration) -> Self {
+        self.between_bytes_timeout = timeout;
+        self
+    }
+
+    /// Cap the answer's body the component may read.
+    #[must_use]
+    pub const fn with_max_answer_bytes(mut self, bytes: usize) -> Self {
+        self.max_answer_bytes = bytes;
+        self
+    }
+
+    /// Cap the component's linear memory (below about 1.1 MiB it cannot start).
+    #[must_use]
+    pub const fn with_memory_limit(mut self, bytes: usize) -> Self {
+        self.memory_limit = bytes;
+        self
+    }
+
+    /// Set the CPU budget of one call, in fuel units.
+    #[must_use]
+    pub const fn with_fuel(mut self, fuel: u64) -> Self {
+        self.fuel = fuel;
         self
     }
 

@@ -104,6 +104,12 @@ pub enum ClaudeCodeAuthError {
         /// Why it is refused.
         reason: String,
     },
+    /// The component tried to reach an endpoint the sandbox does not allow.
+    #[error("the sandbox refused a request of the credential component: {reason}")]
+    RequestDenied {
+        /// What was refused.
+        reason: String,
+    },
     /// The sandboxed component failed to load or trapped.
     #[error("the credential component failed: {message}")]
     Sandbox {
@@ -154,6 +160,7 @@ impl ClaudeCodeAuthError {
             | Self::Io { .. }
             | Self::ReadOnly { .. }
             | Self::EndpointNotAllowed { .. }
+            | Self::RequestDenied { .. }
             | Self::Sandbox { .. } => AuthError::refused(message),
         }
     }
@@ -251,6 +258,10 @@ mod tests {
                 ClaudeCodeAuthError::Sandbox {
                     message: "m".into(),
                 },
+                "refused",
+            ),
+            (
+                ClaudeCodeAuthError::RequestDenied { reason: "r".into() },
                 "refused",
             ),
         ];

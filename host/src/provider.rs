@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::ClaudeCodeOAuthConfig;
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
-use crate::sandbox::{CallContext, LocalLock, Sandbox, wit};
+use crate::sandbox::{CallContext, LocalLock, ProviderComponent, wit};
 use crate::store::CredentialStore;
 
 /// Resolves the `Authorization` header from a [`CredentialStore`], refreshing the access token
@@ -22,6 +22,8 @@ use crate::store::CredentialStore;
 #[derive(Clone)]
 pub struct ClaudeCodeOAuthProvider {
     ctx: Arc<CallContext>,
+    /// `None`: the embedded component.
+    component: Option<ProviderComponent>,
 }
 
 impl fmt::Debug for ClaudeCodeOAuthProvider {
@@ -100,6 +102,22 @@ impl ClaudeCodeOAuthProvider {
                 local_lock: Arc::new(LocalLock::default()),
                 config,
             }),
+            component: None,
+        }
+    }
+
+    /// The same provider (same store, same in-process lock) running `component` instead of the
+    /// embedded one.
+    #[must_use]
+    pub fn with_component(mut self, component: ProviderComponent) -> Self {
+        self.component = Some(component);
+        self
+    }
+
+    async fn component(&self) -> ClaudeCodeAuthResult<ProviderComponent> {
+        match &self.component {
+            Some(component) => Ok(component.clone()),
+            None => ProviderComponent::embedded().await,
         }
     }
 
@@ -127,8 +145,9 @@ impl ClaudeCodeOAuthProvider {
 
     /// `Bearer <access token>`, refreshed first when it expires within the skew.
     pub async fn header_value(&self) -> ClaudeCodeAuthResult<SecretString> {
-        let sandbox = Sandbox::shared().await?;
-        let header = sandbox
+        let header = self
+            .component()
+            .await?
             .call(&self.ctx, |bindings, store, config| {
                 Box::pin(
                     bindings
@@ -137,21 +156,13 @@ impl ClaudeCodeOAuthProvider {
                 )
             })
             .await?;
-        if !header.name.eq_ignore_ascii_case("authorization") {
-            return Err(ClaudeCodeAuthError::Sandbox {
-                message: format!(
-                    "the component returned an unexpected header `{}`",
-                    header.name
-                ),
-            });
-        }
-        Ok(SecretString::from(header.value))
+        checked_header(header).map(SecretString::from)
     }
 
     /// Describe the stored credential without refreshing and without network access.
     pub async fn status(&self) -> ClaudeCodeAuthResult<TokenStatus> {
-        let sandbox = Sandbox::shared().await?;
-        sandbox
+        self.component()
+            .await?
             .call(&self.ctx, |bindings, store, config| {
                 Box::pin(
                     bindings
@@ -166,8 +177,9 @@ impl ClaudeCodeOAuthProvider {
     /// Refresh when the token expires within the skew, or always when `force` is set (unless
     /// another process refreshed while this one waited for the lock).
     pub async fn refresh(&self, force: bool) -> ClaudeCodeAuthResult<RefreshReport> {
-        let sandbox = Sandbox::shared().await?;
-        let report = sandbox
+        let report = self
+            .component()
+            .await?
             .call(&self.ctx, |bindings, store, config| {
                 let provider = bindings.entelix_claude_code_auth_provider();
                 if force {
@@ -188,6 +200,31 @@ impl ClaudeCodeOAuthProvider {
         })
     }
 }
+
+/// The component's header, if it is one a transport can send: `authorization: Bearer <token>`
+/// with a token of visible ASCII. Anything else (a misbehaving component) is refused.
+fn checked_header(header: wit::Header) -> ClaudeCodeAuthResult<String> {
+    let refused = |what: &str| ClaudeCodeAuthError::Sandbox {
+        message: format!("the component returned {what}; refused"),
+    };
+    if !header.name.eq_ignore_ascii_case("authorization") {
+        return Err(refused("a header other than authorization"));
+    }
+    let token = header
+        .value
+        .strip_prefix("Bearer ")
+        .ok_or_else(|| refused("a header value that is not a bearer token"))?;
+    let visible = token.bytes().all(|b| b.is_ascii_graphic());
+    if token.is_empty() || token.len() > MAX_TOKEN_BYTES || !visible {
+        return Err(refused(
+            "a bearer token that is empty, oversized or not visible ASCII",
+        ));
+    }
+    Ok(header.value)
+}
+
+/// Longest bearer token accepted from the component.
+const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 fn token_status(status: wit::TokenStatus) -> TokenStatus {
     TokenStatus {

@@ -153,8 +153,20 @@ pub fn real_now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// Run the CLI once per test binary so the compiled component is cached before a test times
+/// processes or starts them side by side (each would otherwise compile it, seconds in debug).
+pub fn warm_component_cache() {
+    static WARM: std::sync::Once = std::sync::Once::new();
+    WARM.call_once(|| {
+        let _ = Command::new(env!("CARGO_BIN_EXE_claude-code-auth"))
+            .args(["status", "--credentials", "/nonexistent/.credentials.json"])
+            .output();
+    });
+}
+
 /// The `claude-code-auth` binary, with no credential location inherited from the machine.
 pub fn cli_command(home: &Path) -> Command {
+    warm_component_cache();
     let mut command = Command::new(env!("CARGO_BIN_EXE_claude-code-auth"));
     command
         .env_remove("CLAUDE_CONFIG_DIR")

@@ -1,20 +1,27 @@
-//! What the component may reach over `wasi:http`: the configured token endpoint's origin and
-//! nothing else, within the refresh timeout.
+//! What the component may reach over `wasi:http`, fail-closed: the configured token endpoint's
+//! origin (and any origin added explicitly), over `https` — plain `http` only to a loopback
+//! address — and never to a name that resolves into a private range unless that is allowed.
+//! Every refusal is answered `HttpRequestDenied` to the component and recorded for the host's
+//! error.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use http::Uri;
-use http::uri::Scheme;
-use http_body_util::BodyExt;
 use wasmtime_wasi_http::{
     Error as HttpError, RequestOptions, Result as HttpResult, WasiBody, WasiHttpHooks,
 };
 
-/// Scheme, host and port of the one endpoint the component may call.
+use super::http_client::{self, Driver, Plan};
+use crate::config::ClaudeCodeOAuthConfig;
+use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
+
+/// Scheme, host and port of an endpoint the component may call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Origin {
-    scheme: Scheme,
+    https: bool,
     host: String,
     port: u16,
 }
@@ -25,54 +32,175 @@ impl Origin {
         let uri: Uri = url
             .parse()
             .map_err(|_| "it is not a valid URL".to_owned())?;
-        let scheme = uri.scheme().cloned().ok_or("it has no scheme")?;
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            Some(other) => return Err(format!("the scheme `{other}` is not supported")),
+            None => return Err("it has no scheme".into()),
+        };
         let host = uri
             .host()
             .ok_or("it has no host")?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_ascii_lowercase();
-        let port = match (uri.port_u16(), scheme.as_str()) {
-            (Some(port), _) => port,
-            (None, "https") => 443,
-            (None, "http") => 80,
-            (None, other) => return Err(format!("the scheme `{other}` is not supported")),
-        };
-        match scheme.as_str() {
-            "https" => {}
-            "http" if is_loopback(&host) => {}
-            "http" => {
-                return Err("plain http is allowed only to a loopback address; use https".into());
-            }
-            other => return Err(format!("the scheme `{other}` is not supported")),
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let origin = Self { https, host, port };
+        if !https && !origin.names_loopback() {
+            return Err("plain http is allowed only to a loopback address; use https".into());
         }
-        Ok(Self { scheme, host, port })
+        Ok(origin)
     }
 
-    fn admits(&self, uri: &Uri) -> bool {
-        Self::of(&uri.to_string()).is_ok_and(|other| other == *self)
+    /// The host is an IP literal or `localhost`: the operator named the address itself, so no
+    /// resolution can move it.
+    fn is_literal(&self) -> bool {
+        self.host == "localhost" || self.host.parse::<IpAddr>().is_ok()
+    }
+
+    fn names_loopback(&self) -> bool {
+        self.host == "localhost" || self.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
     }
 }
 
-fn is_loopback(host: &str) -> bool {
-    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+/// Why a request was refused, for the host's error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The component asked for an origin that is not allowed.
+    OffList(String),
+    /// An allowed name resolved to an address the policy forbids.
+    Internal(String),
+    /// The answer's body was larger than allowed.
+    AnswerTooLarge(usize),
 }
 
-/// The `wasi:http` hooks of one call: the allow-list and the timeouts.
+impl Refusal {
+    pub(crate) fn into_error(self, token_url: &str) -> ClaudeCodeAuthError {
+        match self {
+            Self::OffList(reason) => ClaudeCodeAuthError::RequestDenied { reason },
+            Self::Internal(reason) => ClaudeCodeAuthError::EndpointNotAllowed {
+                url: token_url.to_owned(),
+                reason,
+            },
+            Self::AnswerTooLarge(limit) => ClaudeCodeAuthError::RefreshHttp {
+                message: format!(
+                    "the token endpoint's answer is larger than the {limit} bytes allowed"
+                ),
+            },
+        }
+    }
+}
+
+/// The `wasi:http` hooks of one call.
 pub(crate) struct HttpPolicy {
-    origin: Origin,
-    timeout: Duration,
-    /// Why the last request was refused, for the host's error (the guest only sees a failure).
-    pub(crate) denied: Option<String>,
+    allowed: Vec<Origin>,
+    allow_private: bool,
+    connect_timeout: Duration,
+    first_byte_timeout: Duration,
+    between_bytes_timeout: Duration,
+    max_answer_bytes: usize,
+    refusal: Arc<Mutex<Option<Refusal>>>,
+    oversized: Arc<AtomicBool>,
 }
 
 impl HttpPolicy {
-    pub(crate) const fn new(origin: Origin, timeout: Duration) -> Self {
-        Self {
-            origin,
-            timeout,
-            denied: None,
+    /// The policy `config` describes; a token URL that breaks it is refused before any call.
+    pub(crate) fn for_config(config: &ClaudeCodeOAuthConfig) -> ClaudeCodeAuthResult<Self> {
+        let origin = |url: &String| {
+            Origin::of(url).map_err(|reason| ClaudeCodeAuthError::EndpointNotAllowed {
+                url: url.clone(),
+                reason,
+            })
+        };
+        let mut allowed = vec![origin(&config.token_url)?];
+        for extra in &config.allowed_origins {
+            allowed.push(origin(extra)?);
         }
+        Ok(Self {
+            allowed,
+            allow_private: config.allow_private_addresses,
+            connect_timeout: config.connect_timeout.min(config.refresh_timeout),
+            first_byte_timeout: config.first_byte_timeout.min(config.refresh_timeout),
+            between_bytes_timeout: config.between_bytes_timeout.min(config.refresh_timeout),
+            max_answer_bytes: config.max_answer_bytes,
+            refusal: Arc::default(),
+            oversized: Arc::default(),
+        })
+    }
+
+    /// Why the last request was refused, if one was.
+    pub(crate) fn refusal(&self) -> Option<Refusal> {
+        if self.oversized.load(Ordering::SeqCst) {
+            return Some(Refusal::AnswerTooLarge(self.max_answer_bytes));
+        }
+        self.refusal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    fn admitted(&self, uri: &Uri) -> Option<Origin> {
+        let origin = Origin::of(&uri.to_string()).ok()?;
+        self.allowed.contains(&origin).then_some(origin)
+    }
+}
+
+fn record(slot: &Mutex<Option<Refusal>>, refusal: Refusal) {
+    *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(refusal);
+}
+
+/// Loopback, private, link-local, shared, unspecified, multicast and reserved ranges: where a
+/// public token endpoint's name must never lead.
+fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || a == 0
+                || a >= 240
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_internal(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// Resolve `host`; when `refuse_internal`, refuse it if any address is internal. `Err(None)`:
+/// the name does not resolve.
+async fn vetted(
+    host: &str,
+    port: u16,
+    refuse_internal: bool,
+    within: Duration,
+) -> Result<Vec<SocketAddr>, Option<String>> {
+    let lookup = tokio::net::lookup_host((host, port));
+    let addrs: Vec<SocketAddr> = match tokio::time::timeout(within, lookup).await {
+        Ok(Ok(addrs)) => addrs.collect(),
+        Ok(Err(_)) | Err(_) => return Err(None),
+    };
+    match addrs
+        .iter()
+        .find(|a| refuse_internal && is_internal(a.ip()))
+    {
+        Some(internal) => Err(Some(format!(
+            "{host} resolves to {}, an internal address (allow it with with_private_addresses_allowed)",
+            internal.ip()
+        ))),
+        None => Ok(addrs),
     }
 }
 
@@ -82,39 +210,55 @@ impl WasiHttpHooks for HttpPolicy {
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = HttpResult<()>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = HttpResult<(
-                    http::Response<WasiBody>,
-                    Box<dyn Future<Output = HttpResult<()>> + Send>,
-                )>,
-            > + Send,
-    > {
-        if !self.origin.admits(request.uri()) {
-            // Scheme and authority only: a path or query could carry anything.
-            let uri = request.uri();
-            self.denied = Some(format!(
-                "the component tried to reach {}://{}, which is not the token endpoint",
-                uri.scheme_str().unwrap_or("?"),
-                uri.authority().map_or("?", |a| a.as_str())
-            ));
+    ) -> Box<dyn Future<Output = HttpResult<(http::Response<WasiBody>, Driver)>> + Send> {
+        let slot = self.refusal.clone();
+        // An endpoint that sent an oversized answer gets no second chance in this call.
+        if self.oversized.load(Ordering::SeqCst) {
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
-        let cap =
-            |guest: Option<Duration>| Some(guest.map_or(self.timeout, |g| g.min(self.timeout)));
-        let options = options.unwrap_or_default();
-        let options = RequestOptions {
-            connect_timeout: cap(options.connect_timeout),
-            first_byte_timeout: cap(options.first_byte_timeout),
-            between_bytes_timeout: cap(options.between_bytes_timeout),
+        let Some(origin) = self.admitted(request.uri()) else {
+            // Scheme and authority only: a path or query could carry anything.
+            let uri = request.uri();
+            record(
+                &slot,
+                Refusal::OffList(format!(
+                    "the component tried to reach {}://{}, which is not an allowed endpoint",
+                    uri.scheme_str().unwrap_or("?"),
+                    uri.authority().map_or("?", |a| a.as_str())
+                )),
+            );
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
         };
+        // The component may ask for shorter timeouts, never longer ones.
+        let cap = |asked: Option<Duration>, limit: Duration| asked.map_or(limit, |a| a.min(limit));
+        let options = options.unwrap_or_default();
+        let plan = Plan {
+            addrs: Vec::new(),
+            tls_name: origin.https.then(|| origin.host.clone()),
+            connect_timeout: cap(options.connect_timeout, self.connect_timeout),
+            first_byte_timeout: cap(options.first_byte_timeout, self.first_byte_timeout),
+            between_bytes_timeout: cap(options.between_bytes_timeout, self.between_bytes_timeout),
+            max_body: self.max_answer_bytes,
+            oversized: self.oversized.clone(),
+        };
+        let allow_private = self.allow_private;
         Box::new(async move {
-            let (response, io) =
-                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = HttpResult<()>> + Send>,
-            ))
+            let refuse_internal = !allow_private && !origin.is_literal();
+            let vetting = vetted(
+                &origin.host,
+                origin.port,
+                refuse_internal,
+                plan.connect_timeout,
+            );
+            let addrs = match vetting.await {
+                Ok(addrs) => addrs,
+                Err(Some(reason)) => {
+                    record(&slot, Refusal::Internal(reason));
+                    return Err(HttpError::HttpRequestDenied);
+                }
+                Err(None) => return Err(HttpError::DestinationNotFound),
+            };
+            http_client::send(request, Plan { addrs, ..plan }).await
         })
     }
 }
@@ -158,23 +302,71 @@ mod tests {
     }
 
     #[test]
-    fn only_the_same_origin_is_admitted() {
-        let origin = Origin::of("http://127.0.0.1:9/v1/oauth/token").unwrap();
+    fn only_allowed_origins_are_admitted() {
+        let config = ClaudeCodeOAuthConfig::new()
+            .with_token_url("http://127.0.0.1:9/v1/oauth/token")
+            .with_allowed_origin("https://proxy.example.com");
+        let policy = HttpPolicy::for_config(&config).unwrap();
         let admitted = [
             "http://127.0.0.1:9/v1/oauth/token",
             "http://127.0.0.1:9/other?x=1",
+            "https://proxy.example.com/anything",
         ];
         for uri in admitted {
-            assert!(origin.admits(&uri.parse().unwrap()), "{uri}");
+            assert!(policy.admitted(&uri.parse().unwrap()).is_some(), "{uri}");
         }
         let denied = [
             "http://127.0.0.1:10/v1/oauth/token",
             "https://127.0.0.1:9/",
             "http://localhost:9/",
             "http://example.com/",
+            "https://proxy.example.com:444/",
         ];
         for uri in denied {
-            assert!(!origin.admits(&uri.parse().unwrap()), "{uri}");
+            assert!(policy.admitted(&uri.parse().unwrap()).is_none(), "{uri}");
         }
+    }
+
+    #[test]
+    fn internal_ranges() {
+        let internal = [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+            "ff02::1",
+        ];
+        for ip in internal {
+            assert!(is_internal(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["160.79.104.10", "8.8.8.8", "2607:6bc0::10", "100.128.0.1"] {
+            assert!(!is_internal(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[tokio::test]
+    async fn names_resolving_inside_are_refused_unless_allowed() {
+        let within = Duration::from_secs(5);
+        let refused = vetted("localhost", 443, true, within).await.unwrap_err();
+        assert!(
+            refused
+                .unwrap()
+                .contains("resolves to 127.0.0.1, an internal address")
+        );
+        assert!(vetted("localhost", 443, false, within).await.is_ok());
+        assert_eq!(
+            vetted("no-such-host.invalid", 443, true, within).await,
+            Err(None)
+        );
     }
 }

@@ -1,15 +1,19 @@
-//! The wasmtime embedding: the component is compiled once per process; every call gets a fresh
-//! store and instance, so nothing a call does (or a trap) can leak into the next.
+//! The wasmtime embedding. One engine per process (with a thread ticking its epoch); each
+//! component is compiled once; every call gets a fresh store and instance with its own CPU,
+//! memory, time and network limits, so nothing a call does — a trap, a loop, a leak — reaches the
+//! next one.
 
 mod cache;
+mod failure;
+mod http_client;
 mod http_policy;
+mod output;
 mod state;
 mod v0_1;
 
 use std::future::Future;
-use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, UNIX_EPOCH};
 
 use tokio::sync::OnceCell;
@@ -23,17 +27,20 @@ use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
 use crate::store::CredentialStore;
 
 pub use cache::CACHE_DIR_ENV;
-use http_policy::{HttpPolicy, Origin};
+use failure::{host_error, trap_error};
+use http_policy::HttpPolicy;
+use output::DiscardedOutput;
 use state::HostState;
 pub(crate) use state::LocalLock;
 pub(crate) use v0_1::exports::entelix::claude_code_auth::provider as wit;
 use v0_1::{PACKAGE, ProviderHost, ProviderHostPre};
 
-/// The component, built from `guest/` by `build.rs`.
+/// The component this crate was built with (from `guest/`, by `build.rs`).
 pub const COMPONENT_WASM: &[u8] = include_bytes!(env!("CLAUDE_CODE_AUTH_COMPONENT"));
 
-/// Linear memory a call may use. The component needs about 1.1 MiB to start.
-const MEMORY_LIMIT: usize = 16 << 20;
+/// How often the engine's epoch advances: a running guest yields to the async runtime at least
+/// this often, so the call's deadline can always fire.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Added to the lock and refresh bounds for the rest of a call (instantiation, store I/O).
 const CALL_SLACK: Duration = Duration::from_secs(5);
@@ -49,33 +56,55 @@ pub(crate) struct CallContext {
 pub(crate) type ExportCall<'a, T> =
     Pin<Box<dyn Future<Output = wasmtime::Result<Result<T, wit::AuthError>>> + Send + 'a>>;
 
-/// The compiled component, shared by every provider in the process.
-pub(crate) struct Sandbox {
-    engine: Engine,
-    pre: ProviderHostPre<HostState>,
+/// A compiled provider component, type-checked against this host's world
+/// (`entelix:claude-code-auth/provider-host@0.1.0`) and ready to instantiate.
+///
+/// The provider uses [`ProviderComponent::embedded`] unless given another one with
+/// [`crate::ClaudeCodeOAuthProvider::with_component`] (a newer build of the component, or a
+/// test double).
+#[derive(Clone)]
+pub struct ProviderComponent {
+    pre: Arc<ProviderHostPre<HostState>>,
 }
 
-static SHARED: OnceCell<Arc<Sandbox>> = OnceCell::const_new();
+impl std::fmt::Debug for ProviderComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProviderComponent")
+    }
+}
 
-impl Sandbox {
-    /// The process-wide sandbox, compiled on first use on a blocking thread.
-    pub(crate) async fn shared() -> ClaudeCodeAuthResult<Arc<Self>> {
-        SHARED
+static EMBEDDED: OnceCell<ProviderComponent> = OnceCell::const_new();
+
+impl ProviderComponent {
+    /// The component embedded in this crate, compiled (or loaded from the on-disk cache) once
+    /// per process on a blocking thread.
+    pub async fn embedded() -> ClaudeCodeAuthResult<Self> {
+        EMBEDDED
             .get_or_try_init(|| async {
-                tokio::task::spawn_blocking(Self::compile)
+                tokio::task::spawn_blocking(|| Self::build(COMPONENT_WASM, true))
                     .await
                     .map_err(|e| sandbox_error("compiling", &e))?
-                    .map(Arc::new)
             })
             .await
             .cloned()
     }
 
-    fn compile() -> ClaudeCodeAuthResult<Self> {
-        let engine = Engine::new(&Config::new()).map_err(|e| sandbox_error("configuring", &e))?;
-        let component = cache::load_or_compile(&engine, COMPONENT_WASM)
-            .map_err(|e| sandbox_error("compiling", &e))?;
-        let mut linker = Linker::new(&engine);
+    /// Compile `wasm` (a component's bytes) and check it against this host's world. A component
+    /// built for another version of the contract fails here, naming what does not match, not at
+    /// its first call. Compiling takes a few hundred milliseconds: call it off the async runtime.
+    pub fn compile(wasm: &[u8]) -> ClaudeCodeAuthResult<Self> {
+        Self::build(wasm, false)
+    }
+
+    fn build(wasm: &[u8], cached: bool) -> ClaudeCodeAuthResult<Self> {
+        let engine = engine()?;
+        let component = if cached {
+            cache::load_or_compile(engine, wasm)
+        } else {
+            wasmtime::component::Component::new(engine, wasm)
+        }
+        .map_err(|e| sandbox_error("compiling", &e))?;
+        let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
             .and_then(|()| ProviderHost::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s))
@@ -83,12 +112,12 @@ impl Sandbox {
         let pre = linker
             .instantiate_pre(&component)
             .and_then(ProviderHostPre::new)
-            .map_err(|e| sandbox_error("linking", &e))?;
-        Ok(Self { engine, pre })
+            .map_err(|e| sandbox_error("loading", &e))?;
+        Ok(Self { pre: Arc::new(pre) })
     }
 
-    /// Run one export in a fresh instance, bounded in time, and turn its answer into this
-    /// crate's error type.
+    /// Run one export in a fresh instance, within the limits of `ctx.config`, and turn its
+    /// answer into this crate's error type.
     pub(crate) async fn call<T>(
         &self,
         ctx: &CallContext,
@@ -99,21 +128,20 @@ impl Sandbox {
         ) -> ExportCall<'a, T>,
     ) -> ClaudeCodeAuthResult<T> {
         let config = &ctx.config;
-        let origin = Origin::of(&config.token_url).map_err(|reason| {
-            ClaudeCodeAuthError::EndpointNotAllowed {
-                url: config.token_url.clone(),
-                reason,
-            }
-        })?;
+        let policy = HttpPolicy::for_config(config)?;
         let limits = StoreLimitsBuilder::new()
-            .memory_size(MEMORY_LIMIT)
+            .memory_size(config.memory_limit)
+            .table_elements(100_000)
+            .instances(32)
+            .tables(32)
+            .memories(8)
             .trap_on_grow_failure(true)
             .build();
         let state = HostState {
             wasi: wasi_context(config.clock.clone()),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            policy: HttpPolicy::new(origin, config.refresh_timeout),
+            policy,
             limits,
             store: ctx.store.clone(),
             local_lock: ctx.local_lock.clone(),
@@ -121,8 +149,14 @@ impl Sandbox {
             lock_timeout: config.lock_timeout,
             store_error: None,
         };
-        let mut store = Store::new(&self.engine, state);
+        let mut store = Store::new(engine()?, state);
         store.limiter(|state| &mut state.limits);
+        store
+            .set_fuel(config.fuel)
+            .map_err(|e| sandbox_error("configuring", &e))?;
+        // Yield to the runtime at every tick: a guest that never returns cannot hold a worker
+        // thread, and the deadline below always gets to fire.
+        store.epoch_deadline_async_yield_and_update(1);
         let wit_config = wit::Config {
             token_url: config.token_url.clone(),
             client_id: config.client_id.clone(),
@@ -134,18 +168,52 @@ impl Sandbox {
             let bindings = self.pre.instantiate_async(&mut store).await?;
             export(&bindings, &mut store, &wit_config).await
         };
-        match tokio::time::timeout(bound, run).await {
+        let outcome = tokio::time::timeout(bound, run).await;
+        if let Ok(left) = store.get_fuel() {
+            tracing::debug!(fuel_used = config.fuel - left, "component call finished");
+        }
+        match outcome {
             Err(_) => Err(ClaudeCodeAuthError::TimedOut { after: bound }),
-            Ok(Err(trap)) => Err(sandbox_error("running", &trap)),
+            Ok(Err(trap)) => Err(trap_error(&trap, config)),
             Ok(Ok(Ok(value))) => Ok(value),
             Ok(Ok(Err(failure))) => Err(host_error(failure, store.data_mut(), config)),
         }
     }
 }
 
-/// No arguments, no environment, no preopened directory, no sockets, output discarded.
+/// The process's engine: fuel metering and epoch interruption on, its epoch ticked by a
+/// background thread.
+fn engine() -> ClaudeCodeAuthResult<&'static Engine> {
+    static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            let mut config = Config::new();
+            config.consume_fuel(true).epoch_interruption(true);
+            let engine = Engine::new(&config).map_err(|e| e.to_string())?;
+            let ticking = engine.weak();
+            std::thread::Builder::new()
+                .name("claude-code-auth-epoch".into())
+                .spawn(move || {
+                    while let Some(engine) = ticking.upgrade() {
+                        engine.increment_epoch();
+                        drop(engine);
+                        std::thread::sleep(EPOCH_TICK);
+                    }
+                })
+                .map_err(|e| e.to_string())?;
+            Ok(engine)
+        })
+        .as_ref()
+        .map_err(|e| sandbox_error("configuring", e))
+}
+
+/// No arguments, no environment, no preopened directory, no sockets, no stdin; output counted
+/// and discarded.
 fn wasi_context(clock: Option<WallClock>) -> WasiCtx {
     let mut builder = WasiCtx::builder();
+    builder
+        .stdout(DiscardedOutput::named("stdout"))
+        .stderr(DiscardedOutput::named("stderr"));
     if let Some(clock) = clock {
         builder.wall_clock(InjectedClock(clock));
     }
@@ -172,49 +240,5 @@ fn millis(d: Duration) -> u64 {
 fn sandbox_error(doing: &str, error: &dyn std::fmt::Display) -> ClaudeCodeAuthError {
     ClaudeCodeAuthError::Sandbox {
         message: format!("{doing} the {PACKAGE} component: {error}"),
-    }
-}
-
-/// The component's failure as this crate's error, preferring the typed store error or policy
-/// refusal the host recorded over the component's one-line summary.
-fn host_error(
-    failure: wit::AuthError,
-    state: &mut HostState,
-    config: &ClaudeCodeOAuthConfig,
-) -> ClaudeCodeAuthError {
-    use wit::Cause;
-    let (wit::AuthError::Missing(detail)
-    | wit::AuthError::Expired(detail)
-    | wit::AuthError::Refused(detail)
-    | wit::AuthError::SourceUnreachable(detail)) = failure;
-    let location = state.store.location();
-    let recorded = state.store_error.take();
-    let denied = state.policy.denied.take();
-    let message = detail.message;
-    match detail.cause {
-        Cause::CredentialsMissing => ClaudeCodeAuthError::CredentialsMissing { path: location },
-        Cause::OauthSectionMissing => ClaudeCodeAuthError::OAuthSectionMissing { path: location },
-        Cause::RefreshTokenMissing => ClaudeCodeAuthError::RefreshTokenMissing,
-        Cause::GrantRejected => ClaudeCodeAuthError::RefreshRejected { message },
-        Cause::EndpointRefused => ClaudeCodeAuthError::RefreshRefused { message },
-        Cause::EndpointUnavailable | Cause::AnswerInvalid => match denied {
-            Some(reason) => ClaudeCodeAuthError::EndpointNotAllowed {
-                url: config.token_url.clone(),
-                reason,
-            },
-            None => ClaudeCodeAuthError::RefreshHttp { message },
-        },
-        Cause::DocumentInvalid => recorded.unwrap_or(ClaudeCodeAuthError::InvalidDocument {
-            path: location,
-            problem: message,
-        }),
-        Cause::LockTimeout => recorded.unwrap_or(ClaudeCodeAuthError::LockTimeout {
-            lock: location,
-            waited: config.lock_timeout,
-        }),
-        Cause::StoreFailed => recorded.unwrap_or_else(|| ClaudeCodeAuthError::Io {
-            path: location,
-            source: io::Error::other(message),
-        }),
     }
 }

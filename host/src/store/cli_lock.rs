@@ -15,7 +15,7 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -67,14 +67,19 @@ struct Record {
     locks: Vec<Identity>,
 }
 
-/// A lock directory as created: path plus device and inode, so a directory someone else created
-/// at the same path later is never mistaken for ours.
+/// A lock directory as we left it: path, device, inode and the mtime we last gave it, so a
+/// directory someone else created at the same path — even on a reused inode — is never taken
+/// for ours.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 struct Identity {
     path: PathBuf,
     dev: u64,
     ino: u64,
+    mtime_ns: u64,
 }
+
+/// The identities of held locks, updated by the toucher after each touch.
+type Held = Arc<Mutex<Vec<Identity>>>;
 
 /// The file our processes keep their [`Record`] in: the OS lock file, written only by the
 /// process holding the OS lock.
@@ -129,7 +134,7 @@ impl Journal<'_> {
 
 /// Held lock directories, refreshed in the background and removed on drop.
 pub(crate) struct HeldDirLocks {
-    held: Vec<Identity>,
+    held: Held,
     stop: Option<mpsc::Sender<()>>,
     toucher: Option<thread::JoinHandle<()>>,
 }
@@ -151,8 +156,9 @@ impl HeldDirLocks {
         if let Some(toucher) = self.toucher.take() {
             let _ = toucher.join();
         }
-        for lock in self.held.drain(..).rev() {
-            if identity_of(&lock.path).as_ref() == Some(&lock) {
+        let held = std::mem::take(&mut *self.held.lock().unwrap_or_else(PoisonError::into_inner));
+        for lock in held.iter().rev() {
+            if identity_of(&lock.path).as_ref() == Some(lock) {
                 let _ = std::fs::remove_dir(&lock.path);
             }
         }
@@ -188,7 +194,8 @@ pub(crate) fn acquire_all(
                         source,
                     });
                 }
-                let (stop, toucher) = start_toucher(held.iter().map(|l| l.path.clone()).collect());
+                let held = Arc::new(Mutex::new(held));
+                let (stop, toucher) = start_toucher(held.clone());
                 return Ok(HeldDirLocks {
                     held,
                     stop: Some(stop),
@@ -295,12 +302,22 @@ fn is_stale(path: &Path, stale_after: Duration) -> bool {
     }
 }
 
-fn start_toucher(paths: Vec<PathBuf>) -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
+/// Touch every held lock every [`TOUCH_INTERVAL`], as long as it is still ours, and remember
+/// the new mtime.
+fn start_toucher(held: Held) -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
     let (stop, stopped) = mpsc::channel::<()>();
     let toucher = thread::spawn(move || {
         while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(TOUCH_INTERVAL) {
-            for path in &paths {
-                let _ = File::open(path).and_then(|dir| dir.set_modified(SystemTime::now()));
+            let mut held = held.lock().unwrap_or_else(PoisonError::into_inner);
+            for lock in held.iter_mut() {
+                if identity_of(&lock.path).as_ref() != Some(lock) {
+                    continue;
+                }
+                let touched =
+                    File::open(&lock.path).and_then(|d| d.set_modified(SystemTime::now()));
+                if let (Ok(()), Some(now)) = (touched, identity_of(&lock.path)) {
+                    *lock = now;
+                }
             }
         }
     });
@@ -315,6 +332,7 @@ fn identity_of(path: &Path) -> Option<Identity> {
         path: path.to_path_buf(),
         dev: meta.dev(),
         ino: meta.ino(),
+        mtime_ns: mtime_ns(&meta),
     })
 }
 
@@ -323,11 +341,19 @@ fn identity_of(path: &Path) -> Option<Identity> {
     std::fs::symlink_metadata(path)
         .ok()
         .filter(std::fs::Metadata::is_dir)
-        .map(|_| Identity {
+        .map(|meta| Identity {
             path: path.to_path_buf(),
             dev: 0,
             ino: 0,
+            mtime_ns: mtime_ns(&meta),
         })
+}
+
+fn mtime_ns(meta: &std::fs::Metadata) -> u64 {
+    meta.modified()
+        .ok()
+        .and_then(|m| m.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -425,7 +451,7 @@ mod tests {
         let mut file = journal_file(dir.path());
         let held = acquire_all(&locks, Duration::ZERO, &mut Journal(&mut file)).unwrap();
         // Pretend the holder crashed: forget the guard, rewrite the record with a dead pid.
-        let identities = held.held.clone();
+        let identities = held.held.lock().unwrap().clone();
         std::mem::forget(held);
         let dead = Record {
             pid: u32::MAX - 7,
@@ -452,11 +478,11 @@ mod tests {
         let locks = claude_cli_locks(dir.path());
         let mut file = journal_file(dir.path());
         let mut held = acquire_all(&locks[..1], Duration::ZERO, &mut Journal(&mut file)).unwrap();
-        // Someone steals and re-creates it (a new inode): our release must leave it alone.
+        // Someone steals and re-creates it (perhaps on the same inode, which file systems reuse
+        // at once): our release must leave it alone.
         std::fs::remove_dir(&locks[0].path).unwrap();
-        let keep_inode_busy = dir.path().join("placeholder");
-        std::fs::create_dir(&keep_inode_busy).unwrap();
         std::fs::create_dir(&locks[0].path).unwrap();
+        set_mtime(&locks[0].path, SystemTime::now() - Duration::from_secs(3));
         held.release();
         assert!(locks[0].path.is_dir());
     }
@@ -467,7 +493,8 @@ mod tests {
         let path = dir.path().join("l");
         std::fs::create_dir(&path).unwrap();
         set_mtime(&path, SystemTime::now() - Duration::from_secs(100));
-        let (stop, toucher) = start_toucher(vec![path.clone()]);
+        let held = Arc::new(Mutex::new(vec![identity_of(&path).unwrap()]));
+        let (stop, toucher) = start_toucher(held.clone());
         thread::sleep(TOUCH_INTERVAL + Duration::from_millis(300));
         drop(stop);
         toucher.join().unwrap();
@@ -475,5 +502,7 @@ mod tests {
             .duration_since(std::fs::metadata(&path).unwrap().modified().unwrap())
             .unwrap();
         assert!(age < Duration::from_secs(2), "age {age:?}");
+        // The remembered identity follows the touch, so release still knows the lock is ours.
+        assert_eq!(held.lock().unwrap()[0], identity_of(&path).unwrap());
     }
 }

@@ -1,0 +1,191 @@
+//! How the host sends the component's one kind of request: to addresses vetted before
+//! connecting (so a name cannot be re-resolved to somewhere else in between), over TLS with the
+//! web PKI roots, within connect, first-byte and between-bytes timeouts, and with the answer's
+//! body capped.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::net::TcpStream;
+use tokio::time::{Sleep, sleep, timeout};
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::{Error, Result, WasiBody};
+
+/// Everything decided before the request leaves: where to, and within which bounds.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    /// Vetted addresses, tried in order.
+    pub(crate) addrs: Vec<SocketAddr>,
+    /// The TLS server name, or `None` for plain HTTP (loopback only).
+    pub(crate) tls_name: Option<String>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) first_byte_timeout: Duration,
+    pub(crate) between_bytes_timeout: Duration,
+    /// Bytes of body the component may read; more is an error.
+    pub(crate) max_body: usize,
+    /// Set when an answer's body went past `max_body`.
+    pub(crate) oversized: Arc<AtomicBool>,
+}
+
+/// The future that drives the connection after the response head arrived.
+pub(crate) type Driver = Box<dyn Future<Output = Result<()>> + Send>;
+
+/// Send `request` according to `plan`.
+pub(crate) async fn send(
+    mut request: http::Request<WasiBody>,
+    plan: Plan,
+) -> Result<(http::Response<WasiBody>, Driver)> {
+    let tcp = connect(&plan).await?;
+    // HTTP/1.1 origin form: scheme and authority travel in the Host header only.
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    *request.uri_mut() = http::Uri::builder()
+        .path_and_query(path)
+        .build()
+        .map_err(|_| Error::HttpRequestUriInvalid)?;
+    let (response, driver) = match &plan.tls_name {
+        Some(name) => {
+            let name = rustls::pki_types::ServerName::try_from(name.clone())
+                .map_err(|_| Error::HttpRequestUriInvalid)?;
+            let tls = timeout(plan.connect_timeout, tls_connector().connect(name, tcp))
+                .await
+                .map_err(|_| Error::ConnectionTimeout)?
+                .map_err(Error::Tls)?;
+            exchange(TokioIo::new(tls), request, &plan).await?
+        }
+        None => exchange(TokioIo::new(tcp), request, &plan).await?,
+    };
+    let (head, incoming) = response.into_parts();
+    let body = Capped {
+        inner: incoming,
+        idle: plan.between_bytes_timeout,
+        timer: Box::pin(sleep(plan.between_bytes_timeout)),
+        left: plan.max_body,
+        oversized: plan.oversized.clone(),
+    };
+    Ok((
+        http::Response::from_parts(head, body.boxed_unsync()),
+        driver,
+    ))
+}
+
+async fn connect(plan: &Plan) -> Result<TcpStream> {
+    let mut last = Error::DestinationNotFound;
+    for addr in &plan.addrs {
+        match timeout(plan.connect_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                last = Error::ConnectionRefused;
+            }
+            Ok(Err(e)) => last = Error::Connect(e),
+            Err(_) => last = Error::ConnectionTimeout,
+        }
+    }
+    Err(last)
+}
+
+fn tls_connector() -> tokio_rustls::TlsConnector {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+        };
+        // An explicit provider: the process-wide default may be unset or ambiguous.
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_or_else(
+                |_| rustls::ClientConfig::builder().with_root_certificates(roots.clone()),
+                |builder| builder.with_root_certificates(roots.clone()),
+            )
+            .with_no_client_auth();
+        Arc::new(config)
+    });
+    tokio_rustls::TlsConnector::from(config.clone())
+}
+
+async fn exchange<T>(
+    io: T,
+    request: http::Request<WasiBody>,
+    plan: &Plan,
+) -> Result<(http::Response<Incoming>, Driver)>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static,
+{
+    let (mut sender, connection) = timeout(
+        plan.connect_timeout,
+        hyper::client::conn::http1::handshake(io),
+    )
+    .await
+    .map_err(|_| Error::ConnectionTimeout)??;
+    let driver = tokio::spawn(connection);
+    let response = timeout(plan.first_byte_timeout, sender.send_request(request))
+        .await
+        .map_err(|_| Error::ConnectionReadTimeout)??;
+    let driver: Driver = Box::new(async move {
+        match driver.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::from(e)),
+            Err(_) => Err(Error::ConnectionTerminated),
+        }
+    });
+    Ok((response, driver))
+}
+
+/// The answer's body with a between-bytes timeout and a size cap.
+struct Capped {
+    inner: Incoming,
+    idle: Duration,
+    timer: Pin<Box<Sleep>>,
+    left: usize,
+    oversized: Arc<AtomicBool>,
+}
+
+impl Body for Capped {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<Frame<Bytes>, Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    if data.len() > this.left {
+                        this.oversized.store(true, Ordering::SeqCst);
+                        return Poll::Ready(Some(Err(Error::HttpResponseBodySize(Some(
+                            u64::try_from(this.left).unwrap_or(u64::MAX),
+                        )))));
+                    }
+                    this.left -= data.len();
+                }
+                let deadline = tokio::time::Instant::now() + this.idle;
+                this.timer.as_mut().reset(deadline);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Error::from(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                ready!(this.timer.as_mut().poll(cx));
+                Poll::Ready(Some(Err(Error::ConnectionReadTimeout)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+}
