@@ -2,66 +2,52 @@
 
 use std::time::Duration;
 
+use std::fmt;
+
 use entelix_core::auth::AuthError;
-use thiserror::Error;
 
 /// Why a credential could not be produced. Messages are one line, name the place, and never
-/// contain a token.
-#[derive(Debug, Error)]
+/// contain a token; `Debug` shows the variant and that message, and `Error::source` returns
+/// only the operating system's error, since a parser's error can quote what it parsed.
 #[non_exhaustive]
 pub enum ClaudeCodeAuthError {
     /// No credential is stored: the user has not run `claude login`.
-    #[error("no Claude Code credentials at `{path}`; run `claude login` first")]
     CredentialsMissing {
         /// Where the store looked.
         path: String,
     },
     /// The credential file has no OAuth section.
-    #[error(
-        "the credentials at `{path}` have no `claudeAiOauth` section; run `claude login` first"
-    )]
     OAuthSectionMissing {
         /// Where the store looked.
         path: String,
     },
     /// The token expired and there is no refresh token to renew it.
-    #[error(
-        "the access token has expired and the credentials hold no refresh token; run `claude login` to sign in again"
-    )]
     RefreshTokenMissing,
     /// The token endpoint could not be reached, timed out, or answered 5xx, 429 or an unusable body.
-    #[error("token refresh failed: {message}")]
     RefreshHttp {
         /// What failed; never holds a token.
         message: String,
     },
     /// The token endpoint rejected the refresh token (`invalid_grant`): a new login is needed.
-    #[error("{message}")]
     RefreshRejected {
         /// What the endpoint said, scrubbed, and what to do.
         message: String,
     },
     /// The token endpoint refused the request for another reason (a 4xx other than 429).
-    #[error("{message}")]
     RefreshRefused {
         /// What the endpoint said, scrubbed.
         message: String,
     },
     /// The credential file is not valid JSON (raised by typed [`crate::CredentialStore`] loads).
-    #[error(
-        "the credentials at `{path}` are not valid JSON ({})",
-        describe_json_error(source)
-    )]
     InvalidStorage {
         /// Where the store looked.
         path: String,
-        /// The parser's error. Its own message may quote file content: print it deliberately.
-        #[source]
+        /// The parser's error. Its own message may quote file content, a token included, so it is
+        /// neither printed by this error nor returned by `Error::source`: read it deliberately.
         source: serde_json::Error,
     },
     /// The credential document is unusable: not UTF-8, too large, or a known field has the wrong
     /// type.
-    #[error("the credentials at `{path}` are unusable: {problem}")]
     InvalidDocument {
         /// Where the store looked.
         path: String,
@@ -69,27 +55,20 @@ pub enum ClaudeCodeAuthError {
         problem: String,
     },
     /// Reading or writing the credential storage failed.
-    #[error("could not access the credentials at `{path}`: {source}")]
     Io {
         /// The path involved.
         path: String,
         /// The operating system's error.
-        #[source]
         source: std::io::Error,
     },
     /// Neither `CLAUDE_CONFIG_DIR`, `HOME` nor `USERPROFILE` is set.
-    #[error(
-        "cannot locate the credentials: set CLAUDE_CONFIG_DIR or HOME, or give the path explicitly"
-    )]
     HomeUnresolved,
     /// The store does not accept writes.
-    #[error("the credential store `{store}` is read-only")]
     ReadOnly {
         /// Which store.
         store: String,
     },
     /// The refresh lock stayed busy past the configured bound.
-    #[error("timed out after {}s waiting for the refresh lock `{lock}`", waited.as_secs())]
     LockTimeout {
         /// The lock that stayed busy.
         lock: String,
@@ -97,7 +76,6 @@ pub enum ClaudeCodeAuthError {
         waited: Duration,
     },
     /// The token endpoint URL is not one the sandbox may reach.
-    #[error("the token endpoint `{url}` is not allowed: {reason}")]
     EndpointNotAllowed {
         /// The configured URL.
         url: String,
@@ -105,23 +83,91 @@ pub enum ClaudeCodeAuthError {
         reason: String,
     },
     /// The component tried to reach an endpoint the sandbox does not allow.
-    #[error("the sandbox refused a request of the credential component: {reason}")]
     RequestDenied {
         /// What was refused.
         reason: String,
     },
     /// The sandboxed component failed to load or trapped.
-    #[error("the credential component failed: {message}")]
     Sandbox {
         /// What failed.
         message: String,
     },
     /// A call into the component did not finish within its bound.
-    #[error("the credential component did not finish within {}s", after.as_secs())]
     TimedOut {
         /// The bound that passed.
         after: Duration,
     },
+}
+
+impl fmt::Display for ClaudeCodeAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::CredentialsMissing { path } => {
+                write!(f, "no Claude Code credentials at `{path}`; run `claude login` first")
+            }
+            Self::OAuthSectionMissing { path } => write!(
+                f,
+                "the credentials at `{path}` have no `claudeAiOauth` section; run `claude login` first"
+            ),
+            Self::RefreshTokenMissing => f.write_str(
+                "the access token has expired and the credentials hold no refresh token; run `claude login` to sign in again",
+            ),
+            Self::RefreshHttp { message } => write!(f, "token refresh failed: {message}"),
+            Self::RefreshRejected { message } | Self::RefreshRefused { message } => {
+                f.write_str(message)
+            }
+            Self::InvalidStorage { path, source } => write!(
+                f,
+                "the credentials at `{path}` are not valid JSON ({})",
+                describe_json_error(source)
+            ),
+            Self::InvalidDocument { path, problem } => {
+                write!(f, "the credentials at `{path}` are unusable: {problem}")
+            }
+            Self::Io { path, source } => {
+                write!(f, "could not access the credentials at `{path}`: {source}")
+            }
+            Self::HomeUnresolved => f.write_str(
+                "cannot locate the credentials: set CLAUDE_CONFIG_DIR or HOME, or give the path explicitly",
+            ),
+            Self::ReadOnly { store } => write!(f, "the credential store `{store}` is read-only"),
+            Self::LockTimeout { lock, waited } => write!(
+                f,
+                "timed out after {}s waiting for the refresh lock `{lock}`",
+                waited.as_secs()
+            ),
+            Self::EndpointNotAllowed { url, reason } => {
+                write!(f, "the token endpoint `{url}` is not allowed: {reason}")
+            }
+            Self::RequestDenied { reason } => write!(
+                f,
+                "the sandbox refused a request of the credential component: {reason}"
+            ),
+            Self::Sandbox { message } => write!(f, "the credential component failed: {message}"),
+            Self::TimedOut { after } => write!(
+                f,
+                "the credential component did not finish within {}s",
+                after.as_secs()
+            ),
+        }
+    }
+}
+
+impl fmt::Debug for ClaudeCodeAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple(self.variant_name())
+            .field(&self.to_string())
+            .finish()
+    }
+}
+
+impl std::error::Error for ClaudeCodeAuthError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
 }
 
 /// Convenience result alias.
@@ -141,6 +187,28 @@ fn describe_json_error(error: &serde_json::Error) -> String {
 }
 
 impl ClaudeCodeAuthError {
+    /// The variant's name, for `Debug`.
+    const fn variant_name(&self) -> &'static str {
+        match self {
+            Self::CredentialsMissing { .. } => "CredentialsMissing",
+            Self::OAuthSectionMissing { .. } => "OAuthSectionMissing",
+            Self::RefreshTokenMissing => "RefreshTokenMissing",
+            Self::RefreshHttp { .. } => "RefreshHttp",
+            Self::RefreshRejected { .. } => "RefreshRejected",
+            Self::RefreshRefused { .. } => "RefreshRefused",
+            Self::InvalidStorage { .. } => "InvalidStorage",
+            Self::InvalidDocument { .. } => "InvalidDocument",
+            Self::Io { .. } => "Io",
+            Self::HomeUnresolved => "HomeUnresolved",
+            Self::ReadOnly { .. } => "ReadOnly",
+            Self::LockTimeout { .. } => "LockTimeout",
+            Self::EndpointNotAllowed { .. } => "EndpointNotAllowed",
+            Self::RequestDenied { .. } => "RequestDenied",
+            Self::Sandbox { .. } => "Sandbox",
+            Self::TimedOut { .. } => "TimedOut",
+        }
+    }
+
     /// The entelix reaction this error calls for.
     pub fn to_auth_error(&self) -> AuthError {
         let message = self.to_string();
@@ -289,8 +357,9 @@ mod tests {
             path: "p".into(),
             source,
         };
-        let shown = error.to_string();
+        let shown = format!("{error} {error:?}");
         assert!(!shown.contains(secret), "{shown}");
+        assert!(std::error::Error::source(&error).is_none());
         assert!(shown.contains("wrong type at line 1, column"), "{shown}");
     }
 
