@@ -157,3 +157,30 @@ fn the_components_output_never_reaches_the_terminal() {
         "{stdout}\n{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_component_that_never_returns_meets_the_call_deadline() {
+    let scenario = Scenario::fixture("fresh");
+    let mut doc = scenario.json();
+    doc["misbehave"] = "sleep".into();
+    std::fs::write(&scenario.path, doc.to_string()).unwrap();
+    let endpoint = scenario.endpoint().await;
+    // The deadline is the lock bound plus the refresh bound plus 5 s.
+    let config = config(&endpoint)
+        .with_lock_timeout(Duration::from_secs(1))
+        .with_refresh_timeout(Duration::from_secs(1));
+    let provider = ClaudeCodeOAuthProvider::with_config(FileCredentialStore::with_path(&scenario.path), config);
+    let started = Instant::now();
+    let error = provider
+        .clone()
+        .with_component(hostile().await)
+        .header_value()
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(error, ClaudeCodeAuthError::TimedOut { after } if after == Duration::from_secs(7)), "{error}");
+    assert!(took >= Duration::from_secs(7) && took < Duration::from_secs(9), "{took:?}");
+    // The real component, same provider, right after.
+    let header = provider.header_value().await.unwrap();
+    assert_eq!(header.expose_secret(), "Bearer sk-ant-oat01-fixture-fresh-access");
+}

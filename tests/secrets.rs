@@ -83,6 +83,10 @@ async fn no_token_appears_in_logs_errors_or_debug_output() {
     printed.push(format!("{provider:?} {:?} {store:?}", provider.config()));
     printed.push(format!("{:?}", endpoint.requests()));
     printed.push(format!("{:?}", provider.access_token().await.unwrap()));
+    let memory = entelix_auth_claude_code::MemoryCredentialStore::with_document(
+        String::from_utf8(scenario.bytes()).unwrap(),
+    );
+    printed.push(format!("{memory:?}"));
 
     // An endpoint that echoes the refresh token in its error description.
     let current_refresh = scenario.oauth("refreshToken");

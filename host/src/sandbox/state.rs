@@ -10,6 +10,7 @@ use wasmtime::StoreLimits;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use zeroize::Zeroizing;
 
 use crate::error::ClaudeCodeAuthError;
 use crate::store::{CredentialStore, RefreshLock};
@@ -140,6 +141,8 @@ impl credential_store::Host for HostState {
 
     async fn save(&mut self, document: String) -> Result<(), StoreError> {
         self.store_error = None;
+        // The document holds fresh tokens: wipe this copy once written.
+        let document = Zeroizing::new(document);
         let result = self.store.save_document(&document).await;
         result.map_err(|error| self.record(error))
     }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use zeroize::Zeroizing;
 
 use crate::credential::CredentialFile;
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
@@ -112,7 +113,7 @@ impl CredentialStore for FileCredentialStore {
 
     async fn save_document(&self, document: &str) -> ClaudeCodeAuthResult<()> {
         let store = self.clone();
-        let bytes = document.as_bytes().to_vec();
+        let bytes = Zeroizing::new(document.as_bytes().to_vec());
         blocking(move || {
             atomic::write_atomically(&store.path, &bytes).map_err(|e| store.io_error(e))
         })
@@ -183,7 +184,8 @@ impl FileCredentialStore {
                 "a directory is where the credential file should be",
             )));
         }
-        let mut bytes = Vec::new();
+        // Wiped if dropped here (an error below); handed on without a copy otherwise.
+        let mut bytes = Zeroizing::new(Vec::new());
         file.take(MAX_DOCUMENT_BYTES + 1)
             .read_to_end(&mut bytes)
             .map_err(|e| self.io_error(e))?;
@@ -196,14 +198,18 @@ impl FileCredentialStore {
                 ),
             });
         }
-        String::from_utf8(bytes)
+        String::from_utf8(std::mem::take(&mut *bytes))
             .map(Some)
-            .map_err(|e| ClaudeCodeAuthError::InvalidDocument {
-                path: self.location(),
-                problem: format!(
+            .map_err(|e| {
+                let problem = format!(
                     "the file is not UTF-8 text (invalid byte at offset {})",
                     e.utf8_error().valid_up_to()
-                ),
+                );
+                drop(Zeroizing::new(e.into_bytes()));
+                ClaudeCodeAuthError::InvalidDocument {
+                    path: self.location(),
+                    problem,
+                }
             })
     }
 }

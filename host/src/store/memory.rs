@@ -3,6 +3,7 @@
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use zeroize::Zeroizing;
 
 use crate::credential::CredentialFile;
 use crate::error::ClaudeCodeAuthResult;
@@ -11,9 +12,19 @@ use super::{CredentialStore, parse_document, render_document};
 
 /// A credential document kept in memory as JSON text, so unknown fields survive as they would in
 /// a file. Share it between a provider and the code that inspects it with an `Arc`.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct MemoryCredentialStore {
-    document: Mutex<Option<String>>,
+    /// Wiped when replaced or dropped.
+    document: Mutex<Option<Zeroizing<String>>>,
+}
+
+impl std::fmt::Debug for MemoryCredentialStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The document is a secret: say only whether there is one.
+        f.debug_struct("MemoryCredentialStore")
+            .field("holds_document", &self.slot().is_some())
+            .finish()
+    }
 }
 
 impl MemoryCredentialStore {
@@ -27,16 +38,16 @@ impl MemoryCredentialStore {
     #[must_use]
     pub fn with_document(document: impl Into<String>) -> Self {
         Self {
-            document: Mutex::new(Some(document.into())),
+            document: Mutex::new(Some(Zeroizing::new(document.into()))),
         }
     }
 
     /// The document held now.
     pub fn document(&self) -> Option<String> {
-        self.slot().clone()
+        self.slot().as_ref().map(|d| d.to_string())
     }
 
-    fn slot(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Zeroizing<String>>> {
         // A panic while holding this lock cannot leave a half-written String behind.
         self.document
             .lock()
@@ -55,7 +66,7 @@ impl CredentialStore for MemoryCredentialStore {
 
     async fn save(&self, file: &CredentialFile) -> ClaudeCodeAuthResult<()> {
         let text = render_document(file, || self.location())?;
-        *self.slot() = Some(text);
+        *self.slot() = Some(Zeroizing::new(text));
         Ok(())
     }
 
@@ -64,7 +75,7 @@ impl CredentialStore for MemoryCredentialStore {
     }
 
     async fn save_document(&self, document: &str) -> ClaudeCodeAuthResult<()> {
-        *self.slot() = Some(document.to_owned());
+        *self.slot() = Some(Zeroizing::new(document.to_owned()));
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 //! can show the host contains each misbehaviour:
 //!
 //! - `loop`: spins forever;
+//! - `sleep`: blocks for an hour without using any CPU;
 //! - `grow`: allocates memory until it cannot;
 //! - `exfiltrate:<url>`: sends the stored document to `<url>`;
 //! - `panic`: panics;
@@ -45,6 +46,13 @@ mod component {
             "loop" => loop {
                 std::hint::black_box(());
             },
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Ok(Header {
+                    name: "authorization".into(),
+                    value: "Bearer woke-up".into(),
+                })
+            }
             "grow" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
                 loop {
