@@ -169,7 +169,10 @@ async fn a_component_that_never_returns_meets_the_call_deadline() {
     let config = config(&endpoint)
         .with_lock_timeout(Duration::from_secs(1))
         .with_refresh_timeout(Duration::from_secs(1));
-    let provider = ClaudeCodeOAuthProvider::with_config(FileCredentialStore::with_path(&scenario.path), config);
+    let provider = ClaudeCodeOAuthProvider::with_config(
+        FileCredentialStore::with_path(&scenario.path),
+        config,
+    );
     let started = Instant::now();
     let error = provider
         .clone()
@@ -178,9 +181,18 @@ async fn a_component_that_never_returns_meets_the_call_deadline() {
         .await
         .unwrap_err();
     let took = started.elapsed();
-    assert!(matches!(error, ClaudeCodeAuthError::TimedOut { after } if after == Duration::from_secs(7)), "{error}");
-    assert!(took >= Duration::from_secs(7) && took < Duration::from_secs(9), "{took:?}");
+    assert!(
+        matches!(error, ClaudeCodeAuthError::TimedOut { after } if after == Duration::from_secs(7)),
+        "{error}"
+    );
+    assert!(
+        took >= Duration::from_secs(7) && took < Duration::from_secs(9),
+        "{took:?}"
+    );
     // The real component, same provider, right after.
     let header = provider.header_value().await.unwrap();
-    assert_eq!(header.expose_secret(), "Bearer sk-ant-oat01-fixture-fresh-access");
+    assert_eq!(
+        header.expose_secret(),
+        "Bearer sk-ant-oat01-fixture-fresh-access"
+    );
 }
