@@ -225,3 +225,61 @@ async fn bad_usage_is_exit_code_2() {
     let output = cli(home.path(), &[]).await;
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn a_token_in_claude_code_oauth_token_is_used_as_it_is() {
+    let home = tempfile::tempdir().unwrap();
+    let token = "sk-ant-oat01-long-lived-setup-token";
+    let run = |args: &'static [&'static str]| {
+        let mut command = support::cli_command(home.path());
+        command.env("CLAUDE_CODE_OAUTH_TOKEN", token).args(args);
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+    };
+    // No credential file anywhere: the environment answers.
+    let output = run(&["token"]).await.unwrap();
+    assert!(output.status.success(), "{}", text(&output).1);
+    assert_eq!(text(&output).0, format!("{token}\n"));
+
+    let output = run(&["status"]).await.unwrap();
+    let (stdout, _) = text(&output);
+    assert!(
+        stdout.contains("source:        env: environment variable CLAUDE_CODE_OAUTH_TOKEN"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("a long-lived token") && stdout.contains("refresh token: absent"),
+        "{stdout}"
+    );
+    assert_no_token(&stdout, &[token.to_owned()]);
+
+    let output = run(&["status", "--json"]).await.unwrap();
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        (
+            json["source"].as_str(),
+            json["expired"].as_bool(),
+            json["needsRefresh"].as_bool()
+        ),
+        (Some("env"), Some(false), Some(false))
+    );
+
+    let output = run(&["refresh"]).await.unwrap();
+    assert!(
+        text(&output).0.starts_with("still fresh"),
+        "{}",
+        text(&output).0
+    );
+}
+
+#[tokio::test]
+async fn an_explicit_credentials_file_wins_over_the_environment() {
+    let scenario = Scenario::fixture_now("fresh");
+    let mut command = support::cli_command(scenario.dir());
+    command
+        .env("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-from-env")
+        .args(["token", "--credentials", scenario.path.to_str().unwrap()]);
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(text(&output).0.trim(), scenario.oauth("accessToken"));
+}

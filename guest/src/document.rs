@@ -101,19 +101,28 @@ impl OAuthView {
         }
     }
 
-    /// Past its expiry at `now_ms` (an unknown expiry counts as expired).
+    /// A long-lived token: no expiry recorded and no way to refresh. This is the shape of the
+    /// token `claude setup-token` prints (used through `CLAUDE_CODE_OAUTH_TOKEN`): it is used as
+    /// it is and never refreshed.
+    pub const fn long_lived(&self) -> bool {
+        matches!(self.expiry, Expiry::Missing) && self.refresh_token.is_none()
+    }
+
+    /// Past its expiry at `now_ms`. An unknown expiry counts as expired, unless the token is
+    /// [long-lived](Self::long_lived).
     pub const fn expired(&self, now_ms: i64) -> bool {
         match self.expiry {
             Expiry::At(ms) => now_ms >= ms,
-            Expiry::Missing | Expiry::Unrepresentable => true,
+            Expiry::Missing | Expiry::Unrepresentable => !self.long_lived(),
         }
     }
 
-    /// Expires within `skew_ms` of `now_ms` (an unknown expiry always needs a refresh).
+    /// Expires within `skew_ms` of `now_ms`. An unknown expiry always needs a refresh, unless
+    /// the token is [long-lived](Self::long_lived).
     pub const fn needs_refresh(&self, now_ms: i64, skew_ms: i64) -> bool {
         match self.expiry {
             Expiry::At(ms) => now_ms.saturating_add(skew_ms) >= ms,
-            Expiry::Missing | Expiry::Unrepresentable => true,
+            Expiry::Missing | Expiry::Unrepresentable => !self.long_lived(),
         }
     }
 }
@@ -440,18 +449,22 @@ mod tests {
             subscription_type: None,
             rate_limit_tier: None,
         };
-        // (expiry, now, skew) -> (expired, needs_refresh)
+        // (expiry, has a refresh token, now, skew) -> (expired, needs_refresh)
         let cases = [
-            (Expiry::At(10_000), 0, 5_000, false, false),
-            (Expiry::At(10_000), 5_000, 5_000, false, true),
-            (Expiry::At(10_000), 9_999, 0, false, false),
-            (Expiry::At(10_000), 10_000, 0, true, true),
-            (Expiry::At(10_000), i64::MAX, i64::MAX, true, true),
-            (Expiry::Missing, 0, 0, true, true),
-            (Expiry::Unrepresentable, 0, 0, true, true),
+            (Expiry::At(10_000), true, 0, 5_000, false, false),
+            (Expiry::At(10_000), true, 5_000, 5_000, false, true),
+            (Expiry::At(10_000), true, 9_999, 0, false, false),
+            (Expiry::At(10_000), false, 10_000, 0, true, true),
+            (Expiry::At(10_000), true, i64::MAX, i64::MAX, true, true),
+            (Expiry::Missing, true, 0, 0, true, true),
+            (Expiry::Unrepresentable, true, 0, 0, true, true),
+            (Expiry::Unrepresentable, false, 0, 0, true, true),
+            // A setup token: no expiry, no refresh token, used as it is.
+            (Expiry::Missing, false, i64::MAX, 0, false, false),
         ];
-        for (expiry, now, skew, expired, refresh) in cases {
-            let view = at(expiry);
+        for (expiry, refreshable, now, skew, expired, refresh) in cases {
+            let mut view = at(expiry);
+            view.refresh_token = refreshable.then(|| "r".to_owned());
             assert_eq!(view.expired(now), expired, "{expiry:?} now {now}");
             assert_eq!(
                 view.needs_refresh(now, skew),

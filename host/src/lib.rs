@@ -56,4 +56,8 @@ pub use error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
 pub use provider::{ClaudeCodeOAuthProvider, RefreshOutcome, RefreshReport, TokenStatus};
 pub use sandbox::{CACHE_DIR_ENV, COMPONENT_WASM, ProviderComponent};
 pub use secret::SecretToken;
-pub use store::{CredentialStore, FileCredentialStore, MemoryCredentialStore, RefreshLock};
+pub use store::{
+    CommandOutput, CommandRunner, CredentialStore, EnvTokenStore, FileCredentialStore,
+    KEYCHAIN_SERVICE, KeychainCredentialStore, MemoryCredentialStore, OAUTH_TOKEN_ENV, RefreshLock,
+    SystemRunner, keychain_service_name,
+};

@@ -170,6 +170,7 @@ pub fn cli_command(home: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_claude-code-auth"));
     command
         .env_remove("CLAUDE_CONFIG_DIR")
+        .env_remove("CLAUDE_CODE_OAUTH_TOKEN")
         .env("HOME", home)
         .env_remove("USERPROFILE");
     command

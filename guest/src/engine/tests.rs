@@ -483,3 +483,25 @@ fn endless_conflicts_are_a_store_failure() {
     assert_eq!(err.cause, Cause::StoreFailed);
     assert!(r.http.requests.is_empty());
 }
+
+#[test]
+fn a_long_lived_token_is_used_and_never_refreshed() {
+    let setup_token =
+        r#"{"claudeAiOauth":{"accessToken":"sk-ant-oat01-long","scopes":["user:inference"]}}"#;
+    for mode in [Mode::IfNeeded, Mode::Force] {
+        let mut r = refresher(FakeStore::holding(setup_token), FakeHttp::default());
+        let result = r.ensure(mode);
+        match mode {
+            Mode::IfNeeded => assert_eq!(result.unwrap().1, Outcome::StillFresh),
+            Mode::Force => assert_eq!(result.unwrap_err().cause, Cause::RefreshTokenMissing),
+        }
+        assert_eq!(
+            (r.store.locks, r.http.requests.len(), r.store.saves.len()),
+            (0, 0, 0)
+        );
+    }
+    let mut r = refresher(FakeStore::holding(setup_token), FakeHttp::default());
+    let status = r.status().unwrap();
+    assert!(!status.expired && !status.needs_refresh && !status.has_refresh_token);
+    assert_eq!(status.expires_at_ms, None);
+}

@@ -10,19 +10,23 @@ mod render;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 
 use crate::{
-    ClaudeCodeAuthError, ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider, FileCredentialStore,
+    ClaudeCodeAuthError, ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider, CredentialStore,
+    EnvTokenStore, FileCredentialStore, KeychainCredentialStore,
 };
 
 /// Use the `claude` CLI's Claude.ai login from other programs, refreshed in a sandbox.
 #[derive(Debug, Parser)]
 #[command(name = "claude-code-auth", version, about)]
 pub struct Cli {
-    /// Credential file [default: $CLAUDE_CONFIG_DIR/.credentials.json, else ~/.claude/.credentials.json]
+    /// Credential file [default: the token in $CLAUDE_CODE_OAUTH_TOKEN when set; else the macOS
+    /// keychain item on macOS, or $CLAUDE_CONFIG_DIR/.credentials.json, else
+    /// ~/.claude/.credentials.json]
     #[arg(long, global = true, value_name = "PATH")]
     pub credentials: Option<PathBuf>,
     /// Token endpoint [default: https://platform.claude.com/v1/oauth/token]
@@ -105,22 +109,19 @@ pub async fn run(cli: Cli) -> Result<(), ClaudeCodeAuthError> {
     if matches!(cli.command, Command::Demo) {
         return demo::run().await;
     }
-    let path = match cli.credentials {
-        Some(path) => path,
-        None => FileCredentialStore::default_claude_path()?,
-    };
+    let (source, store) = source(cli.credentials)?;
     let mut config = ClaudeCodeOAuthConfig::new();
     if let Some(url) = cli.token_url {
         config = config.with_token_url(url);
     }
-    let provider =
-        ClaudeCodeOAuthProvider::with_config(FileCredentialStore::with_path(path), config);
+    let provider = ClaudeCodeOAuthProvider::with_config(store, config);
+    let location = provider.location();
     let out = match cli.command {
         Command::Status { json: true } => {
-            render::status_json(&provider.location(), &provider.status().await?)
+            render::status_json(source, &location, &provider.status().await?)
         }
         Command::Status { json: false } => {
-            render::status_text(&provider.location(), &provider.status().await?)
+            render::status_text(source, &location, &provider.status().await?)
         }
         Command::Token => provider.access_token().await?.expose_secret().to_owned(),
         Command::Header => format!(
@@ -131,6 +132,28 @@ pub async fn run(cli: Cli) -> Result<(), ClaudeCodeAuthError> {
         Command::Demo => unreachable!("handled above"),
     };
     print(&out)
+}
+
+/// Where the credential comes from, as the `claude` CLI decides: an explicit `--credentials`
+/// file; else the long-lived token in `CLAUDE_CODE_OAUTH_TOKEN`; else the macOS keychain item
+/// (on macOS) or the credential file in the config dir.
+fn source(
+    credentials: Option<PathBuf>,
+) -> Result<(&'static str, Arc<dyn CredentialStore>), ClaudeCodeAuthError> {
+    if let Some(path) = credentials {
+        return Ok(("file", Arc::new(FileCredentialStore::with_path(path))));
+    }
+    if let Some(env) = EnvTokenStore::from_env() {
+        return Ok(("env", Arc::new(env)));
+    }
+    if cfg!(target_os = "macos") {
+        return Ok((
+            "keychain",
+            Arc::new(KeychainCredentialStore::for_claude_cli()?),
+        ));
+    }
+    let path = FileCredentialStore::default_claude_path()?;
+    Ok(("file", Arc::new(FileCredentialStore::with_path(path))))
 }
 
 /// Print `text` and a newline; a closed stdout is an error like any other.

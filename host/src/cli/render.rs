@@ -7,9 +7,9 @@ use sha2::{Digest, Sha256};
 use crate::{RefreshOutcome, RefreshReport, TokenStatus};
 
 /// `status` as text.
-pub(super) fn status_text(location: &str, status: &TokenStatus) -> String {
+pub(super) fn status_text(source: &str, location: &str, status: &TokenStatus) -> String {
     let mut lines = vec![
-        format!("credentials:   {location}"),
+        format!("source:        {source}: {location}"),
         format!("access token:  {}", expiry_phrase(status, Utc::now())),
         format!(
             "refresh token: {}",
@@ -33,9 +33,9 @@ pub(super) fn status_text(location: &str, status: &TokenStatus) -> String {
 }
 
 /// `status --json`.
-pub(super) fn status_json(location: &str, status: &TokenStatus) -> String {
+pub(super) fn status_json(source: &str, location: &str, status: &TokenStatus) -> String {
     json!({
-        "source": "file",
+        "source": source,
         "location": location,
         "expiresAt": status.expires_at_ms,
         "expiresAtIso": status.expires_at().map(|at| at.to_rfc3339()),
@@ -76,7 +76,11 @@ fn until(status: &TokenStatus) -> String {
 /// "valid until … (in 7h 59m)", "expired 3m ago; …".
 fn expiry_phrase(status: &TokenStatus, now: DateTime<Utc>) -> String {
     let Some(at) = status.expires_at() else {
-        return "expiry unknown; the next use refreshes it".to_owned();
+        return if status.needs_refresh {
+            "expiry unknown; the next use refreshes it".to_owned()
+        } else {
+            "no expiry recorded: a long-lived token, used as it is".to_owned()
+        };
     };
     let when = at.format("%Y-%m-%d %H:%M:%S UTC");
     let next = if status.has_refresh_token {
@@ -199,7 +203,7 @@ mod tests {
 
     #[test]
     fn json_status_has_no_token_field() {
-        let text = status_json("/x", &status(Some(5), true, true));
+        let text = status_json("file", "/x", &status(Some(5), true, true));
         let value: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value["expiresAt"], 5);
         assert_eq!(value["hasRefreshToken"], true);

@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use zeroize::Zeroizing;
@@ -12,8 +12,10 @@ use zeroize::Zeroizing;
 use crate::credential::CredentialFile;
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
 
-use super::cli_lock::{self, HeldDirLocks, Journal};
-use super::{CredentialStore, RefreshLock, atomic, flock, parse_document, render_document};
+use super::{
+    CredentialStore, RefreshLock, atomic, blocking, config_dir_lock, parse_document,
+    render_document,
+};
 
 /// Largest credential file read. The CLI's is under 4 KiB; anything this large is not one.
 pub const MAX_DOCUMENT_BYTES: u64 = 1 << 20;
@@ -78,20 +80,6 @@ fn claude_path_from(env: impl Fn(&str) -> Option<OsString>) -> ClaudeCodeAuthRes
     Ok(dir.join(".credentials.json"))
 }
 
-/// Run blocking file work off the async runtime.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> ClaudeCodeAuthResult<T> + Send + 'static,
-) -> ClaudeCodeAuthResult<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|join| {
-            Err(ClaudeCodeAuthError::Io {
-                path: "<blocking task>".into(),
-                source: io::Error::other(join.to_string()),
-            })
-        })
-}
-
 #[async_trait]
 impl CredentialStore for FileCredentialStore {
     async fn load(&self) -> ClaudeCodeAuthResult<Option<CredentialFile>> {
@@ -121,43 +109,17 @@ impl CredentialStore for FileCredentialStore {
     }
 
     async fn lock_refresh(&self, wait: Duration) -> ClaudeCodeAuthResult<RefreshLock> {
-        let lock_path = self.lock_path();
-        let config_dir = self.config_dir();
-        let cli_locks = cli_lock::claude_cli_locks(&config_dir);
-        let path = self.path.clone();
-        blocking(move || {
-            let started = Instant::now();
-            let mut file = flock::acquire(&lock_path, wait)?;
-            // Whoever held the lock before is gone: clear up after it if it died holding it.
-            let mut journal = Journal(&mut file);
-            journal.recover_orphans();
-            atomic::remove_orphaned_temps(&config_dir, &path);
-            let remaining = wait.saturating_sub(started.elapsed());
-            let dirs = cli_lock::acquire_all(&cli_locks, remaining, &mut journal)?;
-            Ok(RefreshLock::new(FileRefreshLock {
-                dirs,
-                journal: file,
-            }))
-        })
+        config_dir_lock::lock(
+            self.lock_path(),
+            self.config_dir(),
+            Some(self.path.clone()),
+            wait,
+        )
         .await
     }
 
     fn location(&self) -> String {
         self.path.display().to_string()
-    }
-}
-
-/// Both halves of a held file refresh lock: the CLI's directories are removed first, then the
-/// OS lock goes with the file handle.
-struct FileRefreshLock {
-    dirs: HeldDirLocks,
-    journal: File,
-}
-
-impl Drop for FileRefreshLock {
-    fn drop(&mut self) {
-        self.dirs.release();
-        let _ = Journal(&mut self.journal).clear();
     }
 }
 

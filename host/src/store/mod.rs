@@ -3,13 +3,17 @@
 
 pub(crate) mod atomic;
 mod cli_lock;
+mod config_dir_lock;
+mod env_token;
 mod file;
 mod flock;
+mod keychain;
 mod liveness;
 mod memory;
 
 use std::any::Any;
 use std::fmt;
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +22,12 @@ use async_trait::async_trait;
 use crate::credential::CredentialFile;
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
 
+pub use env_token::{EnvTokenStore, OAUTH_TOKEN_ENV};
 pub use file::FileCredentialStore;
+pub use keychain::{
+    CommandOutput, CommandRunner, KEYCHAIN_SERVICE, KeychainCredentialStore, SystemRunner,
+    service_name as keychain_service_name,
+};
 pub use memory::MemoryCredentialStore;
 
 /// Async credential storage.
@@ -145,4 +154,18 @@ pub(crate) fn render_document(
             e.column()
         ),
     })
+}
+
+/// Run blocking file work off the async runtime.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> ClaudeCodeAuthResult<T> + Send + 'static,
+) -> ClaudeCodeAuthResult<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|join| {
+            Err(ClaudeCodeAuthError::Io {
+                path: "<blocking task>".into(),
+                source: io::Error::other(join.to_string()),
+            })
+        })
 }
