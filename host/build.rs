@@ -11,6 +11,10 @@ const TARGET: &str = "wasm32-wasip2";
 const PROFILE: &str = "component-release";
 const BUILT: &str = "claude_code_auth_guest.wasm";
 const PUBLISHED: &str = "claude_code_auth.wasm";
+/// The store component from `stores/fs-store/`.
+const FS_STORE: &str = "claude_code_auth_fs_store.wasm";
+/// The two composed.
+const COMPOSED: &str = "claude_code_auth_with_fs_store.wasm";
 /// The test-only component from `tests/hostile-guest/`.
 const HOSTILE: &str = "claude_code_auth_hostile_guest.wasm";
 
@@ -21,11 +25,14 @@ fn main() {
         .expect("host/ sits in the workspace root");
     let guest = root.join("guest");
     let hostile = root.join("tests").join("hostile-guest");
+    let fs_store = root.join("stores").join("fs-store");
     for watched in [
         guest.join("src"),
         guest.join("Cargo.toml"),
         hostile.join("src"),
         hostile.join("Cargo.toml"),
+        fs_store.join("src"),
+        fs_store.join("Cargo.toml"),
         root.join("wit"),
         root.join("Cargo.lock"),
     ] {
@@ -46,13 +53,15 @@ fn main() {
         .arg("build")
         .arg("--manifest-path")
         .arg(root.join("Cargo.toml"))
-        // The product's component, and the test-only one that misbehaves on request.
+        // The product's component, a store component to compose with it, and the test-only
+        // component that misbehaves on request.
         .args([
             "-p",
             "claude-code-auth-guest",
             "-p",
-            "claude-code-auth-hostile-guest",
+            "claude-code-auth-fs-store",
         ])
+        .args(["-p", "claude-code-auth-hostile-guest"])
         .args(["--target", TARGET, "--profile", PROFILE])
         .arg("--target-dir")
         .arg(&guest_target)
@@ -94,14 +103,51 @@ fn main() {
         "cargo::rustc-env=CLAUDE_CODE_AUTH_HOSTILE_COMPONENT={}",
         hostile_copy.display()
     );
+    // The refresh component with the filesystem store plugged into its credential-store
+    // import: a component that imports only standard wasi:* interfaces.
+    let composed = out_dir.join(COMPOSED);
+    if let Err(e) = compose(&built, &built_dir.join(FS_STORE), &composed) {
+        println!("cargo::error=composing the refresh component with the store component: {e}");
+        return;
+    }
+    println!(
+        "cargo::rustc-env=CLAUDE_CODE_AUTH_FS_COMPOSED={}",
+        composed.display()
+    );
     let published_dir = target_dir.join("component");
     if std::fs::create_dir_all(&published_dir).is_ok() {
         copy(&built, &published_dir.join(PUBLISHED));
+        copy(&built_dir.join(FS_STORE), &published_dir.join(FS_STORE));
+        copy(&composed, &published_dir.join(COMPOSED));
     }
     println!(
         "cargo::rustc-env=CLAUDE_CODE_AUTH_COMPONENT={}",
         embedded.display()
     );
+}
+
+/// `wac plug`: the store's exports fill the refresh component's matching imports.
+fn compose(socket: &Path, plug: &Path, out: &Path) -> Result<(), String> {
+    use wac_graph::{CompositionGraph, EncodeOptions};
+    use wac_types::Package;
+    let read = |path: &Path| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
+    let mut graph = CompositionGraph::new();
+    let socket = Package::from_bytes(
+        "entelix:claude-code-auth",
+        None,
+        read(socket)?,
+        graph.types_mut(),
+    )
+    .map_err(|e| format!("{e:#}"))?;
+    let socket = graph.register_package(socket).map_err(|e| e.to_string())?;
+    let plug = Package::from_bytes("entelix:fs-store", None, read(plug)?, graph.types_mut())
+        .map_err(|e| format!("{e:#}"))?;
+    let plug = graph.register_package(plug).map_err(|e| e.to_string())?;
+    wac_graph::plug(&mut graph, vec![plug], socket).map_err(|e| e.to_string())?;
+    let bytes = graph
+        .encode(EncodeOptions::default())
+        .map_err(|e| e.to_string())?;
+    std::fs::write(out, bytes).map_err(|e| format!("{}: {e}", out.display()))
 }
 
 fn target_installed() -> bool {

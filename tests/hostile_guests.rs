@@ -196,3 +196,45 @@ async fn a_component_that_never_returns_meets_the_call_deadline() {
         "Bearer sk-ant-oat01-fixture-fresh-access"
     );
 }
+
+/// `bytes` with every `from` replaced by `to` (same length, so the component stays well formed).
+fn patched(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let (from, to) = (from.as_bytes(), to.as_bytes());
+    let mut out = bytes.to_vec();
+    let mut hits = 0;
+    let mut i = 0;
+    while i + from.len() <= out.len() {
+        if &out[i..i + from.len()] == from {
+            out[i..i + from.len()].copy_from_slice(to);
+            hits += 1;
+            i += from.len();
+        } else {
+            i += 1;
+        }
+    }
+    assert!(hits > 0, "nothing to patch");
+    out
+}
+
+#[tokio::test]
+async fn a_component_for_another_contract_version_is_refused_at_load() {
+    let cases = [
+        ("credential-store@0.1.0", "credential-store@9.1.0"),
+        ("provider@0.1.0", "provider@0.9.0"),
+    ];
+    for (from, to) in cases {
+        let wasm = patched(entelix_auth_claude_code::COMPONENT_WASM, from, to);
+        let error = tokio::task::spawn_blocking(move || ProviderComponent::compile(&wasm))
+            .await
+            .unwrap()
+            .unwrap_err();
+        let message = error.to_string();
+        let theirs = format!("entelix:claude-code-auth@{}", to.split_once('@').unwrap().1);
+        assert!(
+            message.contains(&format!("the component was built for {theirs}"))
+                && message.contains("this host speaks entelix:claude-code-auth@0.1.0"),
+            "{message}"
+        );
+    }
+}

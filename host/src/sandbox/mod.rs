@@ -104,6 +104,7 @@ impl ProviderComponent {
             wasmtime::component::Component::new(engine, wasm)
         }
         .map_err(|e| sandbox_error("compiling", &e))?;
+        check_contract_version(&component, engine)?;
         let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
@@ -181,6 +182,50 @@ impl ProviderComponent {
     }
 }
 
+/// Refuse, by name, a component built for another version of this contract: a clear error at
+/// load time instead of a missing import or export at the first call.
+fn check_contract_version(
+    component: &wasmtime::component::Component,
+    engine: &Engine,
+) -> ClaudeCodeAuthResult<()> {
+    let ty = component.component_type();
+    let names = ty
+        .imports(engine)
+        .map(|(name, _)| name)
+        .chain(ty.exports(engine).map(|(name, _)| name));
+    for name in names {
+        if let Some(theirs) = foreign_contract(name) {
+            return Err(ClaudeCodeAuthError::Sandbox {
+                message: format!(
+                    "the component was built for {theirs} (it uses `{name}`); this host speaks {PACKAGE}"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `Some("entelix:claude-code-auth@X")` when `name` belongs to this contract at a version that
+/// is not semver-compatible with [`PACKAGE`].
+fn foreign_contract(name: &str) -> Option<String> {
+    let (_, ours) = PACKAGE.split_once('@')?;
+    let rest = name.strip_prefix("entelix:claude-code-auth/")?;
+    let (_, theirs) = rest.split_once('@')?;
+    let major_minor = |v: &str| {
+        let mut parts = v.split('.');
+        (
+            parts.next().map(str::to_owned),
+            parts.next().map(str::to_owned),
+        )
+    };
+    let ((our_major, our_minor), (their_major, their_minor)) =
+        (major_minor(ours), major_minor(theirs));
+    // Semver: same major; below 1.0 the minor must match too.
+    let compatible =
+        our_major == their_major && (our_major.as_deref() != Some("0") || our_minor == their_minor);
+    (!compatible).then(|| format!("entelix:claude-code-auth@{theirs}"))
+}
+
 /// The process's engine: fuel metering and epoch interruption on, its epoch ticked by a
 /// background thread.
 fn engine() -> ClaudeCodeAuthResult<&'static Engine> {
@@ -240,5 +285,31 @@ fn millis(d: Duration) -> u64 {
 fn sandbox_error(doing: &str, error: &dyn std::fmt::Display) -> ClaudeCodeAuthError {
     ClaudeCodeAuthError::Sandbox {
         message: format!("{doing} the {PACKAGE} component: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::foreign_contract;
+
+    #[test]
+    fn contract_versions() {
+        let cases = [
+            ("entelix:claude-code-auth/provider@0.1.0", None),
+            ("entelix:claude-code-auth/credential-store@0.1.7", None),
+            (
+                "entelix:claude-code-auth/provider@0.2.0",
+                Some("entelix:claude-code-auth@0.2.0"),
+            ),
+            (
+                "entelix:claude-code-auth/credential-store@1.0.0",
+                Some("entelix:claude-code-auth@1.0.0"),
+            ),
+            ("wasi:http/types@0.2.12", None),
+            ("entelix:other/provider@9.0.0", None),
+        ];
+        for (name, want) in cases {
+            assert_eq!(foreign_contract(name).as_deref(), want, "{name}");
+        }
     }
 }

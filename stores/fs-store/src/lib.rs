@@ -1,0 +1,124 @@
+//! `entelix:claude-code-auth/credential-store` as a component: the credential document in one
+//! directory the host preopens at `/credentials`, written atomically, locked with an
+//! exclusively created lock file. Composed with the refresh component (see `host/build.rs`), it
+//! yields a component that imports only standard `wasi:*` interfaces.
+
+#[cfg(target_arch = "wasm32")]
+mod component {
+    // The ABI glue that `generate!` and `export!` expand to is unsafe by nature.
+    #![allow(unsafe_code)]
+
+    use std::fs::{self, File, OpenOptions};
+    use std::io::{ErrorKind, Read, Write};
+    use std::time::{Duration, Instant, SystemTime};
+
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "credential-store-component",
+        generate_all,
+    });
+
+    use exports::entelix::claude_code_auth::credential_store::{
+        Guest, GuestRefreshLock, RefreshLock, StoreError,
+    };
+
+    /// Where the host preopens the credential directory.
+    const DIR: &str = "/credentials";
+    const DOCUMENT: &str = "/credentials/.credentials.json";
+    const LOCK: &str = "/credentials/.credentials.json.component-lock";
+    /// Largest document read.
+    const MAX_BYTES: u64 = 1 << 20;
+    /// How long `lock` waits for another holder.
+    const LOCK_WAIT: Duration = Duration::from_secs(10);
+    /// A lock file older than this was left by a holder that died.
+    const LOCK_STALE: Duration = Duration::from_secs(60);
+
+    struct Store;
+
+    export!(Store);
+
+    fn unavailable(doing: &str, error: &std::io::Error) -> StoreError {
+        StoreError::Unavailable(format!("could not {doing} {DOCUMENT}: {error}"))
+    }
+
+    impl Guest for Store {
+        type RefreshLock = Held;
+
+        fn load() -> Result<String, StoreError> {
+            let file = match File::open(DOCUMENT) {
+                Ok(file) => file,
+                Err(e) if e.kind() == ErrorKind::NotFound => return Err(StoreError::NotFound),
+                Err(e) => return Err(unavailable("open", &e)),
+            };
+            let mut bytes = Vec::new();
+            file.take(MAX_BYTES + 1)
+                .read_to_end(&mut bytes)
+                .map_err(|e| unavailable("read", &e))?;
+            if bytes.len() as u64 > MAX_BYTES {
+                return Err(StoreError::Corrupt(format!(
+                    "{DOCUMENT} is larger than 1 MiB"
+                )));
+            }
+            String::from_utf8(bytes)
+                .map_err(|_| StoreError::Corrupt(format!("{DOCUMENT} is not UTF-8 text")))
+        }
+
+        fn save(document: String) -> Result<(), StoreError> {
+            let nanos = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let temp = format!("{DIR}/..credentials.json.{nanos}.tmp");
+            let written = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp)
+                .and_then(|mut file| {
+                    file.write_all(document.as_bytes())?;
+                    file.sync_all()
+                })
+                .and_then(|()| fs::rename(&temp, DOCUMENT));
+            written.map_err(|e| {
+                let _ = fs::remove_file(&temp);
+                unavailable("write", &e)
+            })
+        }
+
+        fn lock() -> Result<RefreshLock, StoreError> {
+            let started = Instant::now();
+            loop {
+                match OpenOptions::new().write(true).create_new(true).open(LOCK) {
+                    Ok(_) => return Ok(RefreshLock::new(Held)),
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                        let age = fs::metadata(LOCK)
+                            .and_then(|m| m.modified())
+                            .ok()
+                            .and_then(|m| SystemTime::now().duration_since(m).ok());
+                        if age.is_some_and(|age| age > LOCK_STALE) {
+                            let _ = fs::remove_file(LOCK);
+                            continue;
+                        }
+                    }
+                    Err(e) => return Err(unavailable("lock", &e)),
+                }
+                if started.elapsed() >= LOCK_WAIT {
+                    return Err(StoreError::LockTimeout(format!(
+                        "{LOCK} stayed taken for {}s",
+                        LOCK_WAIT.as_secs()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// A held lock: the lock file exists while this lives.
+    struct Held;
+
+    impl GuestRefreshLock for Held {}
+
+    impl Drop for Held {
+        fn drop(&mut self) {
+            let _ = fs::remove_file(LOCK);
+        }
+    }
+}
