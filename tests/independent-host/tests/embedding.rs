@@ -1,0 +1,164 @@
+//! The independent host, end to end: the plain component with this host's own store, the
+//! component composed with a filesystem store, a request elsewhere, and a component built for
+//! another version of the contract.
+
+// Tests panic to report failure.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use claude_code_auth_independent_host::{AuthError, Config, MemoryStore, PluginHost};
+use entelix_auth_claude_code::loopback::TokenEndpoint;
+use serde_json::{Value, json};
+
+/// A component published by the host crate's build (`target/component/`).
+fn component(name: &str) -> Vec<u8> {
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap();
+    let path: PathBuf = target.join("component").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn expired_document(endpoint: &TokenEndpoint) -> String {
+    let login = endpoint.login();
+    let an_hour_ago = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 3_600_000;
+    json!({
+        "claudeAiOauth": {
+            "accessToken": login.access_token,
+            "refreshToken": login.refresh_token,
+            "expiresAt": an_hour_ago,
+            "scopes": ["user:inference"],
+            "rateLimitTier": "default_claude_max_20x",
+        },
+        "mcpOAuth": {"server": {"accessToken": "kept"}},
+    })
+    .to_string()
+}
+
+fn config(endpoint: &TokenEndpoint) -> Config {
+    Config {
+        token_url: endpoint.url(),
+        client_id: Some(entelix_auth_claude_code::CLAUDE_CODE_CLIENT_ID.into()),
+        expiry_skew_ms: 300_000,
+        timeout_ms: 30_000,
+    }
+}
+
+fn authority(endpoint: &TokenEndpoint) -> String {
+    endpoint
+        .url()
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn the_component_refreshes_through_this_hosts_own_store() {
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    let store = MemoryStore::holding(&expired_document(&endpoint));
+    let host = PluginHost::with_own_store(&component("claude_code_auth.wasm")).unwrap();
+    let header = host
+        .resolve(
+            store.clone(),
+            None,
+            &authority(&endpoint),
+            &config(&endpoint),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let stored: Value = serde_json::from_str(&store.document().unwrap()).unwrap();
+    assert_eq!(header.name, "authorization");
+    assert_eq!(
+        header.value,
+        format!(
+            "Bearer {}",
+            stored["claudeAiOauth"]["accessToken"].as_str().unwrap()
+        )
+    );
+    assert_eq!(stored["mcpOAuth"]["server"]["accessToken"], "kept");
+    assert_eq!(endpoint.grants_served(), 1);
+}
+
+#[tokio::test]
+async fn the_composed_component_keeps_the_credential_in_its_own_file() {
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(".credentials.json");
+    std::fs::write(&file, expired_document(&endpoint)).unwrap();
+    let host =
+        PluginHost::with_store_inside(&component("claude_code_auth_with_fs_store.wasm")).unwrap();
+    let header = host
+        .resolve(
+            MemoryStore::default(),
+            Some(dir.path()),
+            &authority(&endpoint),
+            &config(&endpoint),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let stored: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(
+        header.value,
+        format!(
+            "Bearer {}",
+            stored["claudeAiOauth"]["accessToken"].as_str().unwrap()
+        )
+    );
+    assert_eq!(
+        stored["claudeAiOauth"]["rateLimitTier"],
+        "default_claude_max_20x"
+    );
+    assert_eq!(endpoint.grants_served(), 1);
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, [".credentials.json"], "no lock or temp file left");
+}
+
+#[tokio::test]
+async fn a_request_to_any_other_authority_is_denied() {
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    let store = MemoryStore::holding(&expired_document(&endpoint));
+    let before = store.document();
+    let host = PluginHost::with_own_store(&component("claude_code_auth.wasm")).unwrap();
+    let result = host
+        .resolve(store.clone(), None, "127.0.0.1:1", &config(&endpoint))
+        .await
+        .unwrap();
+    assert!(
+        matches!(result, Err(AuthError::SourceUnreachable(_))),
+        "{result:?}"
+    );
+    assert_eq!(store.document(), before);
+    assert!(endpoint.requests().is_empty());
+}
+
+#[test]
+fn a_component_for_another_contract_version_fails_at_load() {
+    let wasm = component("claude_code_auth.wasm");
+    let needle = b"provider@0.1.0";
+    let mut patched = wasm.clone();
+    let mut hits = 0;
+    for i in 0..patched.len().saturating_sub(needle.len()) {
+        if &patched[i..i + needle.len()] == needle {
+            patched[i + needle.len() - 5] = b'9';
+            hits += 1;
+        }
+    }
+    assert!(hits > 0);
+    let error = PluginHost::with_own_store(&patched).err().unwrap();
+    let message = format!("{error:?}");
+    assert!(
+        message.contains("entelix:claude-code-auth/provider@0.1.0"),
+        "{message}"
+    );
+}
