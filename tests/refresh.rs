@@ -467,10 +467,25 @@ async fn an_unrepresentable_expiry_is_refreshed_and_repaired() {
     }
 }
 
-/// A file store that counts how often the cross-process lock is taken.
+/// A file store that counts how often the cross-process lock is taken and the document read.
 struct CountingLocks {
     inner: FileCredentialStore,
     locks: std::sync::atomic::AtomicUsize,
+    loads: std::sync::atomic::AtomicUsize,
+}
+
+impl CountingLocks {
+    fn over(path: &std::path::Path) -> Arc<Self> {
+        Arc::new(Self {
+            inner: FileCredentialStore::with_path(path),
+            locks: std::sync::atomic::AtomicUsize::new(0),
+            loads: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    fn loads(&self) -> usize {
+        self.loads.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 #[async_trait::async_trait]
@@ -489,6 +504,7 @@ impl CredentialStore for CountingLocks {
     async fn load_document(
         &self,
     ) -> entelix_auth_claude_code::ClaudeCodeAuthResult<Option<String>> {
+        self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.load_document().await
     }
 
@@ -506,6 +522,10 @@ impl CredentialStore for CountingLocks {
         self.locks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.lock_refresh(wait).await
     }
+
+    fn fingerprint(&self) -> Option<entelix_auth_claude_code::Fingerprint> {
+        self.inner.fingerprint()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -514,10 +534,7 @@ async fn concurrent_resolves_in_one_process_take_the_cross_process_lock_once() {
     let endpoint = scenario.endpoint().await;
     endpoint
         .set_latency(std::time::Duration::from_millis(100)..std::time::Duration::from_millis(150));
-    let store = Arc::new(CountingLocks {
-        inner: FileCredentialStore::with_path(&scenario.path),
-        locks: std::sync::atomic::AtomicUsize::new(0),
-    });
+    let store = CountingLocks::over(&scenario.path);
     let provider = ClaudeCodeOAuthProvider::with_config(store.clone(), config(&endpoint));
     let tasks: Vec<_> = (0..32)
         .map(|_| {
@@ -564,4 +581,56 @@ async fn a_token_inside_the_skew_is_used_when_the_endpoint_is_down() {
     );
     assert_eq!(scenario.bytes(), before);
     assert!(endpoint.requests().len() > 1, "it did try, and retried");
+}
+
+#[tokio::test]
+async fn a_fresh_token_is_served_from_memory_until_the_file_changes() {
+    let scenario = Scenario::fixture("fresh");
+    let endpoint = scenario.endpoint().await;
+    let store = CountingLocks::over(&scenario.path);
+    let provider = ClaudeCodeOAuthProvider::with_config(store.clone(), config(&endpoint));
+    for _ in 0..100 {
+        let header = provider.header_value().await.unwrap();
+        assert_eq!(
+            header.expose_secret(),
+            "Bearer sk-ant-oat01-fixture-fresh-access"
+        );
+    }
+    assert_eq!(store.loads(), 1, "one read, then a stat per resolve");
+
+    // Another process writes a new token: the very next resolve sees it.
+    let mut doc = scenario.json();
+    doc["claudeAiOauth"]["accessToken"] = "sk-ant-oat01-written-by-someone-else".into();
+    std::fs::write(&scenario.path, doc.to_string()).unwrap();
+    let header = provider.header_value().await.unwrap();
+    assert_eq!(
+        header.expose_secret(),
+        "Bearer sk-ant-oat01-written-by-someone-else"
+    );
+    assert_eq!(store.loads(), 2);
+}
+
+#[tokio::test]
+async fn a_remembered_token_is_refreshed_once_it_nears_expiry() {
+    let scenario = Scenario::fixture("fresh");
+    let endpoint = scenario.endpoint().await;
+    let now = Arc::new(std::sync::atomic::AtomicI64::new(NOW_MS));
+    let clock = now.clone();
+    let config = config(&endpoint).with_clock(move || {
+        std::time::UNIX_EPOCH
+            + std::time::Duration::from_millis(
+                clock.load(std::sync::atomic::Ordering::SeqCst) as u64
+            )
+    });
+    let provider = provider(&scenario, config);
+    provider.header_value().await.unwrap();
+    assert_eq!(endpoint.grants_served(), 0);
+    // 56 minutes later the token (valid for an hour) is inside the five-minute window.
+    now.store(NOW_MS + 56 * 60_000, std::sync::atomic::Ordering::SeqCst);
+    let header = provider.header_value().await.unwrap();
+    assert_eq!(endpoint.grants_served(), 1);
+    assert_eq!(
+        header.expose_secret(),
+        format!("Bearer {}", scenario.oauth("accessToken"))
+    );
 }

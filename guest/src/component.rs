@@ -29,12 +29,18 @@ export!(Component);
 
 impl wit::Guest for Component {
     fn resolve(config: wit::Config) -> Result<wit::Header, wit::AuthError> {
-        let (view, _) = refresher(&config)
-            .ensure(Mode::IfNeeded)
-            .map_err(auth_error)?;
-        Ok(wit::Header {
-            name: "authorization".into(),
-            value: format!("Bearer {}", view.access_token),
+        Self::resolve_with_status(config).map(|resolution| resolution.header)
+    }
+
+    fn resolve_with_status(config: wit::Config) -> Result<wit::Resolution, wit::AuthError> {
+        let mut refresher = refresher(&config);
+        let (view, _) = refresher.ensure(Mode::IfNeeded).map_err(auth_error)?;
+        Ok(wit::Resolution {
+            header: wit::Header {
+                name: "authorization".into(),
+                value: format!("Bearer {}", view.access_token),
+            },
+            status: token_status(refresher.status_of(&view)),
         })
     }
 

@@ -39,6 +39,7 @@ pub mod cli;
 mod config;
 mod credential;
 mod error;
+mod header_cache;
 pub mod loopback;
 mod provider;
 mod sandbox;
@@ -57,7 +58,7 @@ pub use provider::{ClaudeCodeOAuthProvider, RefreshOutcome, RefreshReport, Token
 pub use sandbox::{CACHE_DIR_ENV, COMPONENT_WASM, ProviderComponent};
 pub use secret::SecretToken;
 pub use store::{
-    CommandOutput, CommandRunner, CredentialStore, EnvTokenStore, FileCredentialStore,
+    CommandOutput, CommandRunner, CredentialStore, EnvTokenStore, FileCredentialStore, Fingerprint,
     KEYCHAIN_SERVICE, KeychainCredentialStore, MemoryCredentialStore, OAUTH_TOKEN_ENV, RefreshLock,
     SystemRunner, keychain_service_name,
 };

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
@@ -10,6 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::ClaudeCodeOAuthConfig;
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
+use crate::header_cache::HeaderCache;
 use crate::sandbox::{CallContext, LocalLock, ProviderComponent, wit};
 use crate::store::CredentialStore;
 
@@ -101,6 +103,7 @@ impl ClaudeCodeOAuthProvider {
                 store: Arc::new(store),
                 local_lock: Arc::new(LocalLock::default()),
                 config,
+                cache: HeaderCache::default(),
             }),
             component: None,
         }
@@ -145,18 +148,38 @@ impl ClaudeCodeOAuthProvider {
 
     /// `Bearer <access token>`, refreshed first when it expires within the skew.
     pub async fn header_value(&self) -> ClaudeCodeAuthResult<SecretString> {
-        let header = self
-            .component()
-            .await?
+        let component = self.component().await?;
+        let before = self.ctx.store.fingerprint();
+        if let Some(fingerprint) = before {
+            let now = now_ms(&self.ctx.config);
+            if let Some(header) = self.ctx.cache.get(fingerprint, component.id(), now) {
+                return Ok(header);
+            }
+        }
+        let resolution = component
             .call(&self.ctx, |bindings, store, config| {
                 Box::pin(
                     bindings
                         .entelix_claude_code_auth_provider()
-                        .call_resolve(store, config),
+                        .call_resolve_with_status(store, config),
                 )
             })
             .await?;
-        checked_header(header).map(SecretString::from)
+        let header = SecretString::from(checked_header(resolution.header)?);
+        // Only a state that did not move during the call is worth remembering (a write of ours
+        // or of anyone else's is read through the component next time).
+        if let Some(fingerprint) = before.filter(|fp| self.ctx.store.fingerprint() == Some(*fp)) {
+            let skew_ms =
+                i64::try_from(self.ctx.config.expiry_skew.as_millis()).unwrap_or(i64::MAX);
+            self.ctx.cache.put(
+                fingerprint,
+                component.id(),
+                &header,
+                &resolution.status,
+                skew_ms,
+            );
+        }
+        Ok(header)
     }
 
     /// Describe the stored credential without refreshing and without network access.
@@ -221,6 +244,16 @@ fn checked_header(header: wit::Header) -> ClaudeCodeAuthResult<String> {
         ));
     }
     Ok(header.value)
+}
+
+/// The current time on the configured clock, in Unix milliseconds.
+fn now_ms(config: &ClaudeCodeOAuthConfig) -> i64 {
+    let now = config
+        .clock
+        .as_ref()
+        .map_or_else(SystemTime::now, |clock| clock());
+    now.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Longest bearer token accepted from the component.

@@ -24,6 +24,7 @@ use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::config::{ClaudeCodeOAuthConfig, WallClock};
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
+use crate::header_cache::HeaderCache;
 use crate::store::CredentialStore;
 
 pub use cache::CACHE_DIR_ENV;
@@ -50,6 +51,7 @@ pub(crate) struct CallContext {
     pub(crate) store: Arc<dyn CredentialStore>,
     pub(crate) local_lock: Arc<LocalLock>,
     pub(crate) config: ClaudeCodeOAuthConfig,
+    pub(crate) cache: HeaderCache,
 }
 
 /// A call of one export, borrowed for the duration of the call.
@@ -87,6 +89,11 @@ impl ProviderComponent {
             })
             .await
             .cloned()
+    }
+
+    /// Identifies this compiled component within the process.
+    pub(crate) fn id(&self) -> usize {
+        Arc::as_ptr(&self.pre) as usize
     }
 
     /// Compile `wasm` (a component's bytes) and check it against this host's world. A component

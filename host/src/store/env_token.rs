@@ -10,7 +10,7 @@ use crate::credential::CredentialFile;
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
 use crate::secret::SecretToken;
 
-use super::{CredentialStore, parse_document};
+use super::{CredentialStore, Fingerprint, parse_document};
 
 /// The environment variable the `claude` CLI reads a long-lived token from.
 pub const OAUTH_TOKEN_ENV: &str = "CLAUDE_CODE_OAUTH_TOKEN";
@@ -87,6 +87,11 @@ impl CredentialStore for EnvTokenStore {
 
     fn location(&self) -> String {
         format!("environment variable {OAUTH_TOKEN_ENV}")
+    }
+
+    /// The token never changes.
+    fn fingerprint(&self) -> Option<Fingerprint> {
+        Some(Fingerprint::new([0; 5]))
     }
 }
 

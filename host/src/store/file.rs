@@ -13,7 +13,7 @@ use crate::credential::CredentialFile;
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
 
 use super::{
-    CredentialStore, RefreshLock, atomic, blocking, config_dir_lock, parse_document,
+    CredentialStore, Fingerprint, RefreshLock, atomic, blocking, config_dir_lock, parse_document,
     render_document,
 };
 
@@ -120,6 +120,26 @@ impl CredentialStore for FileCredentialStore {
 
     fn location(&self) -> String {
         self.path.display().to_string()
+    }
+
+    /// One `stat`: a local file's metadata comes from the inode cache, fast enough to take
+    /// inline on every resolve (which is how a refresh by another process is noticed).
+    #[cfg(unix)]
+    fn fingerprint(&self) -> Option<Fingerprint> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&self.path).ok()?;
+        let nanos = |secs: i64, nsec: i64| {
+            (secs as u64)
+                .wrapping_mul(1_000_000_000)
+                .wrapping_add(nsec as u64)
+        };
+        Some(Fingerprint::new([
+            meta.dev(),
+            meta.ino(),
+            meta.size(),
+            nanos(meta.mtime(), meta.mtime_nsec()),
+            nanos(meta.ctime(), meta.ctime_nsec()),
+        ]))
     }
 }
 

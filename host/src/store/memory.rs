@@ -1,6 +1,7 @@
 //! [`MemoryCredentialStore`]: a document held in memory, for tests and ephemeral use.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use zeroize::Zeroizing;
@@ -8,7 +9,7 @@ use zeroize::Zeroizing;
 use crate::credential::CredentialFile;
 use crate::error::ClaudeCodeAuthResult;
 
-use super::{CredentialStore, parse_document, render_document};
+use super::{CredentialStore, Fingerprint, parse_document, render_document};
 
 /// A credential document kept in memory as JSON text, so unknown fields survive as they would in
 /// a file. Share it between a provider and the code that inspects it with an `Arc`.
@@ -16,6 +17,8 @@ use super::{CredentialStore, parse_document, render_document};
 pub struct MemoryCredentialStore {
     /// Wiped when replaced or dropped.
     document: Mutex<Option<Zeroizing<String>>>,
+    /// Bumped by every write, for [`CredentialStore::fingerprint`].
+    writes: AtomicU64,
 }
 
 impl std::fmt::Debug for MemoryCredentialStore {
@@ -39,6 +42,7 @@ impl MemoryCredentialStore {
     pub fn with_document(document: impl Into<String>) -> Self {
         Self {
             document: Mutex::new(Some(Zeroizing::new(document.into()))),
+            writes: AtomicU64::new(0),
         }
     }
 
@@ -67,6 +71,7 @@ impl CredentialStore for MemoryCredentialStore {
     async fn save(&self, file: &CredentialFile) -> ClaudeCodeAuthResult<()> {
         let text = render_document(file, || self.location())?;
         *self.slot() = Some(Zeroizing::new(text));
+        self.writes.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 
@@ -76,10 +81,21 @@ impl CredentialStore for MemoryCredentialStore {
 
     async fn save_document(&self, document: &str) -> ClaudeCodeAuthResult<()> {
         *self.slot() = Some(Zeroizing::new(document.to_owned()));
+        self.writes.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 
     fn location(&self) -> String {
         "memory".to_owned()
+    }
+
+    fn fingerprint(&self) -> Option<Fingerprint> {
+        Some(Fingerprint::new([
+            self.writes.load(Ordering::SeqCst),
+            0,
+            0,
+            0,
+            0,
+        ]))
     }
 }

@@ -72,6 +72,25 @@ pub trait CredentialStore: Send + Sync + 'static {
     fn location(&self) -> String {
         "custom credential store".to_owned()
     }
+
+    /// A cheap fingerprint of the stored document, taken on every resolve: while it stays the
+    /// same the provider reuses the header it last got, until that token nears expiry. `None`
+    /// (the default) means the store cannot tell, and every resolve asks the component.
+    fn fingerprint(&self) -> Option<Fingerprint> {
+        None
+    }
+}
+
+/// Identifies one state of a stored document: any write changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint([u64; 5]);
+
+impl Fingerprint {
+    /// A fingerprint from whatever identifies the state (for a file: device, inode, size,
+    /// modification and change times).
+    pub const fn new(parts: [u64; 5]) -> Self {
+        Self(parts)
+    }
 }
 
 #[async_trait]
@@ -98,6 +117,10 @@ impl<T: CredentialStore + ?Sized> CredentialStore for Arc<T> {
 
     fn location(&self) -> String {
         (**self).location()
+    }
+
+    fn fingerprint(&self) -> Option<Fingerprint> {
+        (**self).fingerprint()
     }
 }
 

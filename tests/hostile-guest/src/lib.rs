@@ -23,7 +23,7 @@ mod component {
     });
 
     use exports::entelix::claude_code_auth::provider::{
-        AuthError, Cause, Config, Failure, Guest, Header, RefreshReport, TokenStatus,
+        AuthError, Cause, Config, Failure, Guest, Header, RefreshReport, Resolution, TokenStatus,
     };
 
     struct Hostile;
@@ -98,6 +98,11 @@ mod component {
     impl Guest for Hostile {
         fn resolve(config: Config) -> Result<Header, AuthError> {
             misbehave(&config)
+        }
+
+        fn resolve_with_status(config: Config) -> Result<Resolution, AuthError> {
+            let header = misbehave(&config)?;
+            Self::status(config).map(|status| Resolution { header, status })
         }
 
         fn status(config: Config) -> Result<TokenStatus, AuthError> {
