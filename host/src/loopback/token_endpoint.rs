@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::server::{Handler, LoopbackServer, Reply, Request, Response};
 use crate::config::CLAUDE_CODE_CLIENT_ID;
@@ -58,6 +58,8 @@ struct State {
     grants_served: u64,
     requests: Vec<Request>,
     faults: VecDeque<Reply>,
+    /// Whether the original crate's form-encoded request is accepted too.
+    accept_forms: bool,
     /// Range of the random delay before each normal answer.
     latency: Range<Duration>,
 }
@@ -109,6 +111,12 @@ impl TokenEndpoint {
         lock(&self.state).faults.push_back(reply);
     }
 
+    /// Also accept what the original native crate (0.6.1) sends — a form-encoded body without a
+    /// client id — which the real service no longer takes. For side-by-side benchmarks only.
+    pub fn accept_forms(&self) {
+        lock(&self.state).accept_forms = true;
+    }
+
     /// Delay every normal answer by a random time in `range` (a slow network or service).
     pub fn set_latency(&self, range: Range<Duration>) {
         lock(&self.state).latency = range;
@@ -156,6 +164,36 @@ fn mint(kind: &str) -> String {
     let hasher = RandomState::new();
     let (a, b) = (hasher.hash_one((n, 1)), hasher.hash_one((n, 2)));
     format!("sk-ant-{kind}01-{a:016x}{b:016x}")
+}
+
+/// The fields of an `application/x-www-form-urlencoded` body.
+fn form_fields(body: &[u8]) -> Map<String, Value> {
+    let decode = |text: &str| {
+        let bytes = text.replace('+', " ").into_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+                (b'%', Some(byte)) => {
+                    out.push(byte);
+                    i += 3;
+                }
+                (byte, _) => {
+                    out.push(byte);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (decode(k), Value::String(decode(v))))
+        .collect()
 }
 
 fn oauth_error(status: u16, code: &str, description: &str) -> Reply {
@@ -232,21 +270,24 @@ impl State {
         {
             return api_error(403, "permission_error", "Request blocked");
         }
-        if !request
-            .header("content-type")
-            .is_some_and(|ct| ct.starts_with("application/json"))
+        let content_type = request.header("content-type").unwrap_or_default();
+        let body: Map<String, Value> = if content_type.starts_with("application/json") {
+            let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&request.body) else {
+                return api_error(
+                    400,
+                    "invalid_request_error",
+                    "The request body is not valid JSON",
+                );
+            };
+            body
+        } else if self.accept_forms && content_type.starts_with("application/x-www-form-urlencoded")
         {
+            form_fields(&request.body)
+        } else {
             return api_error(
                 400,
                 "invalid_request_error",
                 "Content-Type must be application/json",
-            );
-        }
-        let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&request.body) else {
-            return api_error(
-                400,
-                "invalid_request_error",
-                "The request body is not valid JSON",
             );
         };
         let text = |key: &str| body.get(key).and_then(Value::as_str);
@@ -257,7 +298,11 @@ impl State {
                 "Only refresh_token is supported",
             );
         }
-        if text("client_id") != Some(self.client_id.as_str()) {
+        let client_ok = match text("client_id") {
+            Some(id) => id == self.client_id,
+            None => self.accept_forms,
+        };
+        if !client_ok {
             return oauth_error(401, "invalid_client", "Client authentication failed");
         }
         let Some(presented) = text("refresh_token") else {
