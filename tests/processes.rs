@@ -48,6 +48,16 @@ fn spawn_token(scenario: &Scenario, url: &str) -> Child {
         .unwrap()
 }
 
+/// `claude-code-auth token` on `scenario`'s file against the endpoint at `url`.
+async fn token(scenario: &Scenario, url: &str) -> std::process::Output {
+    let path = scenario.path.to_str().unwrap();
+    cli(
+        scenario.dir(),
+        &["token", "--credentials", path, "--token-url", url],
+    )
+    .await
+}
+
 /// The two lock directories the `claude` CLI uses for credentials in `dir`.
 fn cli_lock_dirs(dir: &Path) -> [PathBuf; 2] {
     let real = std::fs::canonicalize(dir).unwrap();
@@ -181,17 +191,7 @@ async fn kill_9_at_random_moments_never_corrupts_never_blocks() {
         // The next process is not blocked by what the dead one held, and cleans up after it.
         let revoked = endpoint.revoked_families();
         let started = Instant::now();
-        let output = cli(
-            scenario.dir(),
-            &[
-                "token",
-                "--credentials",
-                scenario.path.to_str().unwrap(),
-                "--token-url",
-                &url,
-            ],
-        )
-        .await;
+        let output = token(&scenario, &url).await;
         let took = started.elapsed();
         slowest_next = slowest_next.max(took);
         assert!(
@@ -287,17 +287,7 @@ async fn a_lock_held_by_the_claude_cli_makes_us_wait_then_proceed() {
         let hold = Duration::from_millis(1500);
         let mut holder = hold_from_another_process(&lock, hold);
         let started = Instant::now();
-        let output = cli(
-            scenario.dir(),
-            &[
-                "token",
-                "--credentials",
-                scenario.path.to_str().unwrap(),
-                "--token-url",
-                &endpoint.url(),
-            ],
-        )
-        .await;
+        let output = token(&scenario, &endpoint.url()).await;
         let waited = started.elapsed();
         holder.wait().unwrap();
         assert!(output.status.success(), "{}", text(&output).1);
@@ -332,17 +322,7 @@ async fn stale_and_future_dated_locks_are_taken_over_at_once() {
         std::fs::create_dir(&lock).unwrap();
         set_mtime(&lock, mtime);
         let started = Instant::now();
-        let output = cli(
-            scenario.dir(),
-            &[
-                "token",
-                "--credentials",
-                scenario.path.to_str().unwrap(),
-                "--token-url",
-                &endpoint.url(),
-            ],
-        )
-        .await;
+        let output = token(&scenario, &endpoint.url()).await;
         assert!(output.status.success(), "{}", text(&output).1);
         assert!(
             started.elapsed() < Duration::from_secs(3),
