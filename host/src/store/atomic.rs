@@ -25,12 +25,11 @@ pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result?;
-    sync_dir(&dir)?;
-    remove_orphaned_temps(&dir, &target);
-    Ok(())
+    sync_dir(&dir)
 }
 
-/// Remove temporary files that writers of this target left when they died mid-write.
+/// Remove temporary files that writers of `target` left when they died mid-write. Called by the
+/// next holder of the refresh lock (writers write under it), not on every write.
 pub(crate) fn remove_orphaned_temps(dir: &Path, target: &Path) {
     let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return;
@@ -174,7 +173,7 @@ mod tests {
         for p in [&dead, &live, &other] {
             fs::write(p, b"half").unwrap();
         }
-        write_atomically(&path, b"whole").unwrap();
+        remove_orphaned_temps(dir.path(), &path);
         assert!(!dead.exists() && live.exists() && other.exists());
     }
 

@@ -15,7 +15,7 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -79,7 +79,8 @@ struct Identity {
 }
 
 /// The identities of held locks, updated by the toucher after each touch.
-type Held = Arc<Mutex<Vec<Identity>>>;
+type Held = Arc<HeldInner>;
+type HeldInner = Mutex<Vec<Identity>>;
 
 /// The file our processes keep their [`Record`] in: the OS lock file, written only by the
 /// process holding the OS lock.
@@ -97,8 +98,10 @@ impl Journal<'_> {
         let text = serde_json::to_vec(record).map_err(io::Error::other)?;
         self.0.set_len(0)?;
         self.0.seek(SeekFrom::Start(0))?;
-        self.0.write_all(&text)?;
-        self.0.sync_data()
+        // No fsync: the record serves the next process after a crash of this one, and the page
+        // cache outlives a process. After a machine crash every holder is dead anyway and the
+        // locks go stale on their own.
+        self.0.write_all(&text)
     }
 
     /// Forget the record (the holder released its locks).
@@ -135,8 +138,6 @@ impl Journal<'_> {
 /// Held lock directories, refreshed in the background and removed on drop.
 pub(crate) struct HeldDirLocks {
     held: Held,
-    stop: Option<mpsc::Sender<()>>,
-    toucher: Option<thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for HeldDirLocks {
@@ -150,12 +151,7 @@ impl std::fmt::Debug for HeldDirLocks {
 impl HeldDirLocks {
     /// Stop touching and remove the directories that are still ours. Idempotent.
     pub(crate) fn release(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(toucher) = self.toucher.take() {
-            let _ = toucher.join();
-        }
+        // Emptied under the toucher's lock: it never touches a directory after this.
         let held = std::mem::take(&mut *self.held.lock().unwrap_or_else(PoisonError::into_inner));
         for lock in held.iter().rev() {
             if identity_of(&lock.path).as_ref() == Some(lock) {
@@ -195,12 +191,8 @@ pub(crate) fn acquire_all(
                     });
                 }
                 let held = Arc::new(Mutex::new(held));
-                let (stop, toucher) = start_toucher(held.clone());
-                return Ok(HeldDirLocks {
-                    held,
-                    stop: Some(stop),
-                    toucher: Some(toucher),
-                });
+                keep_touched(&held);
+                return Ok(HeldDirLocks { held });
             }
             Err(Busy::Io(path, source)) => {
                 return Err(ClaudeCodeAuthError::Io {
@@ -302,26 +294,51 @@ fn is_stale(path: &Path, stale_after: Duration) -> bool {
     }
 }
 
-/// Touch every held lock every [`TOUCH_INTERVAL`], as long as it is still ours, and remember
-/// the new mtime.
-fn start_toucher(held: Held) -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
-    let (stop, stopped) = mpsc::channel::<()>();
-    let toucher = thread::spawn(move || {
-        while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(TOUCH_INTERVAL) {
-            let mut held = held.lock().unwrap_or_else(PoisonError::into_inner);
-            for lock in held.iter_mut() {
-                if identity_of(&lock.path).as_ref() != Some(lock) {
-                    continue;
-                }
-                let touched =
-                    File::open(&lock.path).and_then(|d| d.set_modified(SystemTime::now()));
-                if let (Ok(()), Some(now)) = (touched, identity_of(&lock.path)) {
-                    *lock = now;
-                }
-            }
-        }
+/// Touch `held` every [`TOUCH_INTERVAL`] until it is released (emptied) and dropped. One thread
+/// serves every lock of the process, so taking a lock costs no thread.
+fn keep_touched(held: &Held) {
+    static REGISTRY: OnceLock<Mutex<Vec<Weak<HeldInner>>>> = OnceLock::new();
+    let mut started = false;
+    let registry = REGISTRY.get_or_init(|| {
+        started = true;
+        Mutex::new(Vec::new())
     });
-    (stop, toucher)
+    registry
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(Arc::downgrade(held));
+    if started {
+        let spawned = thread::Builder::new()
+            .name("claude-code-auth-lock-toucher".into())
+            .spawn(move || {
+                loop {
+                    thread::sleep(TOUCH_INTERVAL);
+                    let live: Vec<Held> = {
+                        let mut all = registry.lock().unwrap_or_else(PoisonError::into_inner);
+                        all.retain(|weak| weak.strong_count() > 0);
+                        all.iter().filter_map(Weak::upgrade).collect()
+                    };
+                    live.iter().for_each(touch);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the lock toucher; held locks may go stale");
+        }
+    }
+}
+
+/// Touch every lock in `held` that is still ours, and remember its new mtime.
+fn touch(held: &Held) {
+    let mut held = held.lock().unwrap_or_else(PoisonError::into_inner);
+    for lock in held.iter_mut() {
+        if identity_of(&lock.path).as_ref() != Some(lock) {
+            continue;
+        }
+        let touched = File::open(&lock.path).and_then(|d| d.set_modified(SystemTime::now()));
+        if let (Ok(()), Some(now)) = (touched, identity_of(&lock.path)) {
+            *lock = now;
+        }
+    }
 }
 
 #[cfg(unix)]
@@ -488,16 +505,14 @@ mod tests {
     }
 
     #[test]
-    fn held_locks_are_touched() {
+    fn held_locks_are_touched_until_released() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("l");
         std::fs::create_dir(&path).unwrap();
         set_mtime(&path, SystemTime::now() - Duration::from_secs(100));
         let held = Arc::new(Mutex::new(vec![identity_of(&path).unwrap()]));
-        let (stop, toucher) = start_toucher(held.clone());
+        keep_touched(&held);
         thread::sleep(TOUCH_INTERVAL + Duration::from_millis(300));
-        drop(stop);
-        toucher.join().unwrap();
         let age = SystemTime::now()
             .duration_since(std::fs::metadata(&path).unwrap().modified().unwrap())
             .unwrap();
