@@ -9,7 +9,7 @@ mod support;
 
 use std::sync::Arc;
 
-use entelix_auth_claude_code::loopback::MessagesApi;
+use entelix_auth_claude_code::loopback::{MessagesApi, TokenEndpoint};
 use entelix_auth_claude_code::{
     CLAUDE_CODE_BETA, ClaudeCodeOAuthProvider, FileCredentialStore, OAUTH_BETA,
 };
@@ -30,8 +30,9 @@ fn request(betas: &[&str]) -> ModelRequest {
     }
 }
 
-#[tokio::test]
-async fn direct_transport_sends_the_refreshed_token_and_both_betas() {
+/// An expired credential, its token endpoint, an API that trusts that endpoint, and a
+/// `DirectTransport` to it through the provider.
+async fn bed() -> (Scenario, TokenEndpoint, MessagesApi, DirectTransport) {
     entelix_core::install_default_tls();
     let scenario = Scenario::fixture("expired");
     let endpoint = scenario.endpoint().await;
@@ -43,6 +44,12 @@ async fn direct_transport_sends_the_refreshed_token_and_both_betas() {
         config(&endpoint),
     );
     let transport = DirectTransport::new(api.base_url(), Arc::new(provider)).unwrap();
+    (scenario, endpoint, api, transport)
+}
+
+#[tokio::test]
+async fn direct_transport_sends_the_refreshed_token_and_both_betas() {
+    let (scenario, endpoint, api, transport) = bed().await;
     let codec = AnthropicMessagesCodec::new();
 
     let encoded = codec
@@ -86,17 +93,7 @@ async fn direct_transport_sends_the_refreshed_token_and_both_betas() {
 
 #[tokio::test]
 async fn without_the_oauth_beta_the_api_refuses_the_token() {
-    entelix_core::install_default_tls();
-    let scenario = Scenario::fixture("expired");
-    let endpoint = scenario.endpoint().await;
-    let api = MessagesApi::start(endpoint.access_token_checker())
-        .await
-        .unwrap();
-    let provider = ClaudeCodeOAuthProvider::with_config(
-        FileCredentialStore::with_path(&scenario.path),
-        config(&endpoint),
-    );
-    let transport = DirectTransport::new(api.base_url(), Arc::new(provider)).unwrap();
+    let (_scenario, _endpoint, _api, transport) = bed().await;
     let encoded = AnthropicMessagesCodec::new()
         .encode(&request(&[CLAUDE_CODE_BETA]))
         .unwrap();

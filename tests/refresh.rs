@@ -634,3 +634,22 @@ async fn a_remembered_token_is_refreshed_once_it_nears_expiry() {
         format!("Bearer {}", scenario.oauth("accessToken"))
     );
 }
+
+#[tokio::test]
+async fn an_https_endpoint_that_does_not_speak_tls_fails_cleanly() {
+    // Exercises the TLS path (rustls with the web PKI roots) without any network: the loopback
+    // endpoint answers plain HTTP, so the handshake fails and the error is typed.
+    let scenario = Scenario::fixture("expired");
+    let endpoint = scenario.endpoint().await;
+    let https = endpoint.url().replace("http://", "https://");
+    let config = config(&endpoint)
+        .with_token_url(https)
+        .with_refresh_timeout(std::time::Duration::from_secs(2));
+    let error = failing(&scenario, config).await;
+    assert!(
+        matches!(error, ClaudeCodeAuthError::RefreshHttp { .. }),
+        "{error}"
+    );
+    assert_eq!(reaction(error), "unreachable");
+    assert_eq!(endpoint.grants_served(), 0);
+}

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use claude_code_auth_bench::{Bed, runtime};
+use claude_code_auth_bench::{Bed, resolve_64, runtime};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use entelix_auth_claude_code::{
     ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider, FileCredentialStore,
@@ -71,17 +71,7 @@ fn concurrent_64(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.to_async(&rt).iter(|| {
                 let provider = provider.clone();
-                async move {
-                    let tasks: Vec<_> = (0..64)
-                        .map(|_| {
-                            let provider = provider.clone();
-                            tokio::spawn(async move { provider.resolve().await.map(|_| ()) })
-                        })
-                        .collect();
-                    for task in tasks {
-                        task.await.expect("task").expect("resolve");
-                    }
-                }
+                async move { resolve_64(&provider).await }
             });
         });
     }

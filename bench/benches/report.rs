@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use claude_code_auth_bench::{Bed, runtime};
+use claude_code_auth_bench::{Bed, resolve_64, runtime};
 use entelix_auth_claude_code::{
     ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider, FileCredentialStore,
 };
@@ -69,15 +69,7 @@ async fn concurrent(provider: &Arc<dyn CredentialProvider>) -> f64 {
     let mut rates = Vec::with_capacity(CONCURRENT_ROUNDS);
     for _ in 0..CONCURRENT_ROUNDS {
         let started = Instant::now();
-        let tasks: Vec<_> = (0..64)
-            .map(|_| {
-                let provider = provider.clone();
-                tokio::spawn(async move { provider.resolve().await.map(|_| ()) })
-            })
-            .collect();
-        for task in tasks {
-            task.await.expect("task").expect("resolve");
-        }
+        resolve_64(provider).await;
         rates.push(64.0 / started.elapsed().as_secs_f64());
     }
     rates.sort_by(f64::total_cmp);

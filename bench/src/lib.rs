@@ -3,9 +3,11 @@
 //! form-encoded refresh request.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use entelix_auth_claude_code::loopback::TokenEndpoint;
+use entelix_core::auth::CredentialProvider;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -73,4 +75,17 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
+}
+
+/// 64 resolves from 64 tasks at once.
+pub async fn resolve_64(provider: &Arc<dyn CredentialProvider>) {
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let provider = provider.clone();
+            tokio::spawn(async move { provider.resolve().await.map(|_| ()) })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task").expect("resolve");
+    }
 }
