@@ -19,8 +19,11 @@ use crate::store::CredentialStore;
 /// inside the sandboxed component when it is about to expire.
 ///
 /// Refreshes are single-flight: within the process through an internal lock, across processes
-/// through the store's lock (an OS file lock for [`crate::FileCredentialStore`]). A caller that
-/// waited for the lock uses the token the holder stored instead of refreshing again.
+/// through the store's lock (for [`crate::FileCredentialStore`], an OS file lock plus the
+/// `claude` CLI's own lock directories). A caller that waited for the lock uses the token the
+/// holder stored instead of refreshing again. While the store's
+/// [fingerprint](CredentialStore::fingerprint) is unchanged and the token is outside the refresh
+/// window, the last header is reused without entering the sandbox.
 #[derive(Clone)]
 pub struct ClaudeCodeOAuthProvider {
     ctx: Arc<CallContext>,
