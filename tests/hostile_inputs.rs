@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 
 use entelix_auth_claude_code::loopback::{Reply, Response, TokenEndpoint};
 use entelix_auth_claude_code::{ClaudeCodeAuthError, ClaudeCodeOAuthProvider, FileCredentialStore};
-use entelix_core::auth::AuthError;
 use serde_json::json;
-use support::{NOW_MS, Scenario, config};
+use support::{NOW_MS, Scenario, config, reaction};
 
 const ACCESS: &str = "sk-ant-oat01-corpus-access-SECRET";
 const REFRESH: &str = "sk-ant-ort01-corpus-refresh-SECRET";
@@ -444,16 +443,6 @@ fn variant(error: &ClaudeCodeAuthError) -> &'static str {
         ClaudeCodeAuthError::InvalidStorage { .. } => "InvalidStorage",
         ClaudeCodeAuthError::InvalidDocument { .. } => "InvalidDocument",
         ClaudeCodeAuthError::Io { .. } => "Io",
-        _ => "other",
-    }
-}
-
-fn reaction(error: &ClaudeCodeAuthError) -> &'static str {
-    match error.to_auth_error() {
-        AuthError::Missing { .. } => "missing",
-        AuthError::Expired { .. } => "expired",
-        AuthError::Refused { .. } => "refused",
-        AuthError::SourceUnreachable { .. } => "unreachable",
         _ => "other",
     }
 }

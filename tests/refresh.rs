@@ -13,10 +13,10 @@ use entelix_auth_claude_code::{
     CLAUDE_CODE_CLIENT_ID, ClaudeCodeAuthError, ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider,
     CredentialFile, CredentialStore, FileCredentialStore, MemoryCredentialStore, RefreshOutcome,
 };
-use entelix_core::auth::{AuthError, CredentialProvider};
+use entelix_core::auth::CredentialProvider;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
-use support::{NOW_MS, Scenario, config, without_token_fields};
+use support::{NOW_MS, Scenario, config, reaction, without_token_fields};
 
 fn provider(scenario: &Scenario, config: ClaudeCodeOAuthConfig) -> ClaudeCodeOAuthProvider {
     ClaudeCodeOAuthProvider::with_config(FileCredentialStore::with_path(&scenario.path), config)
@@ -220,16 +220,6 @@ async fn failing(scenario: &Scenario, config: ClaudeCodeOAuthConfig) -> ClaudeCo
     error
 }
 
-fn reaction(error: ClaudeCodeAuthError) -> &'static str {
-    match entelix_core::Error::from(error) {
-        entelix_core::Error::Auth(AuthError::Missing { .. }) => "missing",
-        entelix_core::Error::Auth(AuthError::Expired { .. }) => "expired",
-        entelix_core::Error::Auth(AuthError::Refused { .. }) => "refused",
-        entelix_core::Error::Auth(AuthError::SourceUnreachable { .. }) => "unreachable",
-        _ => "other",
-    }
-}
-
 #[tokio::test]
 async fn no_file_is_missing_and_creates_nothing() {
     let scenario = Scenario::empty();
@@ -240,7 +230,7 @@ async fn no_file_is_missing_and_creates_nothing() {
         "{error}"
     );
     assert!(error.to_string().contains("claude login"));
-    assert_eq!(reaction(error), "missing");
+    assert_eq!(reaction(&error), "missing");
     assert_eq!(std::fs::read_dir(scenario.dir()).unwrap().count(), 0);
 }
 
@@ -253,7 +243,7 @@ async fn no_oauth_section_is_missing() {
         matches!(error, ClaudeCodeAuthError::OAuthSectionMissing { .. }),
         "{error}"
     );
-    assert_eq!(reaction(error), "missing");
+    assert_eq!(reaction(&error), "missing");
     assert!(endpoint.requests().is_empty());
 }
 
@@ -267,7 +257,7 @@ async fn no_refresh_token_is_expired_and_sends_nothing() {
         "{error}"
     );
     assert!(error.to_string().contains("claude login"));
-    assert_eq!(reaction(error), "expired");
+    assert_eq!(reaction(&error), "expired");
     assert!(endpoint.requests().is_empty());
 }
 
@@ -288,7 +278,7 @@ async fn invalid_grant_is_expired_with_a_login_hint() {
         message.contains("invalid_grant") && message.contains("claude login"),
         "{message}"
     );
-    assert_eq!(reaction(error), "expired");
+    assert_eq!(reaction(&error), "expired");
     assert_eq!(
         endpoint.requests().len(),
         1,
@@ -313,7 +303,7 @@ async fn server_errors_are_retried_then_unreachable() {
         "{error}"
     );
     assert!(error.to_string().contains("HTTP 500"), "{error}");
-    assert_eq!(reaction(error), "unreachable");
+    assert_eq!(reaction(&error), "unreachable");
     assert_eq!(endpoint.requests().len(), 4);
     assert_eq!(endpoint.grants_served(), 0);
 }
@@ -344,7 +334,7 @@ async fn a_malformed_answer_is_unreachable() {
     )));
     let error = failing(&scenario, config(&endpoint)).await;
     assert!(error.to_string().contains("not JSON"), "{error}");
-    assert_eq!(reaction(error), "unreachable");
+    assert_eq!(reaction(&error), "unreachable");
 }
 
 #[tokio::test]
@@ -362,7 +352,7 @@ async fn a_nested_error_from_the_endpoint_is_refused() {
             .contains("invalid_request_error: Invalid request format"),
         "{error}"
     );
-    assert_eq!(reaction(error), "refused");
+    assert_eq!(reaction(&error), "refused");
 }
 
 #[tokio::test]
@@ -371,7 +361,7 @@ async fn a_wrong_client_id_is_refused_by_the_endpoint() {
     let endpoint = scenario.endpoint().await;
     let error = failing(&scenario, config(&endpoint).with_client_id("someone-else")).await;
     assert!(error.to_string().contains("invalid_client"), "{error}");
-    assert_eq!(reaction(error), "refused");
+    assert_eq!(reaction(&error), "refused");
 }
 
 #[tokio::test]
@@ -384,7 +374,7 @@ async fn a_wrongly_typed_document_is_refused() {
         message.contains("`claudeAiOauth.scopes`") && message.contains("a list of strings"),
         "{message}"
     );
-    assert_eq!(reaction(error), "refused");
+    assert_eq!(reaction(&error), "refused");
     assert!(endpoint.requests().is_empty());
 }
 
@@ -401,7 +391,7 @@ async fn an_endpoint_off_the_allow_list_is_refused_before_any_call() {
         matches!(error, ClaudeCodeAuthError::EndpointNotAllowed { .. }),
         "{error}"
     );
-    assert_eq!(reaction(error), "refused");
+    assert_eq!(reaction(&error), "refused");
 }
 
 #[tokio::test]
@@ -650,6 +640,6 @@ async fn an_https_endpoint_that_does_not_speak_tls_fails_cleanly() {
         matches!(error, ClaudeCodeAuthError::RefreshHttp { .. }),
         "{error}"
     );
-    assert_eq!(reaction(error), "unreachable");
+    assert_eq!(reaction(&error), "unreachable");
     assert_eq!(endpoint.grants_served(), 0);
 }

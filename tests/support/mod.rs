@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use entelix_auth_claude_code::ClaudeCodeOAuthConfig;
 use entelix_auth_claude_code::loopback::TokenEndpoint;
+use entelix_auth_claude_code::{ClaudeCodeAuthError, ClaudeCodeOAuthConfig};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -192,4 +192,16 @@ pub fn text(output: &Output) -> (String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// How entelix is told to react to `error`: `missing`, `expired`, `refused` or `unreachable`.
+pub fn reaction(error: &ClaudeCodeAuthError) -> &'static str {
+    use entelix_core::auth::AuthError;
+    match entelix_core::Error::Auth(error.to_auth_error()) {
+        entelix_core::Error::Auth(AuthError::Missing { .. }) => "missing",
+        entelix_core::Error::Auth(AuthError::Expired { .. }) => "expired",
+        entelix_core::Error::Auth(AuthError::Refused { .. }) => "refused",
+        entelix_core::Error::Auth(AuthError::SourceUnreachable { .. }) => "unreachable",
+        _ => "other",
+    }
 }
