@@ -4,7 +4,7 @@
 // The ABI glue that `generate!` and `export!` expand to is unsafe by nature; nothing else here is.
 #![allow(unsafe_code)]
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::engine::{Mode, Outcome, Refresher, Settings, Status};
 use crate::failure::{AuthFailure, Cause, Kind};
@@ -208,9 +208,9 @@ struct WasiClock {
 
 impl Clock for WasiClock {
     fn now_ms(&self) -> i64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        let now = wasi::clocks::wall_clock::now();
+        let ms = u128::from(now.seconds) * 1000 + u128::from(now.nanoseconds / 1_000_000);
+        i64::try_from(ms).unwrap_or(i64::MAX)
     }
 
     fn elapsed(&self) -> Duration {

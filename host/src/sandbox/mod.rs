@@ -36,7 +36,7 @@ pub(crate) use state::LocalLock;
 pub(crate) use v0_1::exports::entelix::claude_code_auth::provider as wit;
 use v0_1::{PACKAGE, ProviderHost, ProviderHostPre};
 
-/// The component this crate was built with (from `guest/`, by `build.rs`).
+/// The component this crate was built with (from `guest/`, by `build/main.rs`).
 pub const COMPONENT_WASM: &[u8] = include_bytes!(env!("CLAUDE_CODE_AUTH_COMPONENT"));
 
 /// How often the engine's epoch advances: a running guest yields to the async runtime at least

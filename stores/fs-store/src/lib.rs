@@ -1,6 +1,6 @@
 //! `entelix:claude-code-auth/credential-store` as a component: the credential document in one
 //! directory the host preopens at `/credentials`, written atomically, locked with an
-//! exclusively created lock file. Composed with the refresh component (see `host/build.rs`), it
+//! exclusively created lock file. Composed with the refresh component (see `host/build/main.rs`), it
 //! yields a component that imports only standard `wasi:*` interfaces.
 
 #[cfg(target_arch = "wasm32")]

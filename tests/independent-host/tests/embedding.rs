@@ -162,3 +162,52 @@ fn a_component_for_another_contract_version_fails_at_load() {
         "{message}"
     );
 }
+
+/// The names a component imports and exports, as a plugin host's linker sees them.
+fn world_of(name: &str) -> (Vec<String>, Vec<String>) {
+    let engine = wasmtime::Engine::default();
+    let component = wasmtime::component::Component::new(&engine, component(name)).unwrap();
+    let ty = component.component_type();
+    let mut imports: Vec<String> = ty.imports(&engine).map(|(n, _)| n.to_owned()).collect();
+    let mut exports: Vec<String> = ty.exports(&engine).map(|(n, _)| n.to_owned()).collect();
+    imports.sort();
+    exports.sort();
+    (imports, exports)
+}
+
+/// What the contract implies: the store, outgoing HTTP with the interfaces its types use, and
+/// the wall clock. Nothing of Rust's standard library (environment, stdio, exit, random).
+const CONTRACT_IMPORTS: &[&str] = &[
+    "wasi:clocks/monotonic-clock@0.2.12",
+    "wasi:clocks/wall-clock@0.2.12",
+    "wasi:http/outgoing-handler@0.2.12",
+    "wasi:http/types@0.2.12",
+    "wasi:io/error@0.2.12",
+    "wasi:io/poll@0.2.12",
+    "wasi:io/streams@0.2.12",
+];
+
+#[test]
+fn the_components_import_the_contract_and_nothing_else() {
+    let (imports, exports) = world_of("claude_code_auth.wasm");
+    let mut expected: Vec<&str> = CONTRACT_IMPORTS.to_vec();
+    expected.push("entelix:claude-code-auth/credential-store@0.1.0");
+    expected.sort();
+    assert_eq!(imports, expected);
+    assert_eq!(exports, ["entelix:claude-code-auth/provider@0.1.0"]);
+
+    // With the filesystem store plugged in, the store import becomes wasi:filesystem.
+    let (imports, exports) = world_of("claude_code_auth_with_fs_store.wasm");
+    assert!(
+        imports.iter().all(|name| {
+            CONTRACT_IMPORTS.contains(&name.as_str()) || name.starts_with("wasi:filesystem/")
+        }),
+        "{imports:?}"
+    );
+    assert!(
+        imports
+            .iter()
+            .any(|n| n.starts_with("wasi:filesystem/preopens@"))
+    );
+    assert_eq!(exports, ["entelix:claude-code-auth/provider@0.1.0"]);
+}

@@ -1,6 +1,9 @@
-//! Builds the guest component for `wasm32-wasip2` and embeds it: the host crate always carries the
-//! component that matches its sources. The component is also published at
-//! `<target dir>/component/claude_code_auth.wasm` for plugin hosts that load it themselves.
+//! Builds the guest for `wasm32-wasip2`, makes it a component (`componentize.rs`) and embeds it:
+//! the host crate always carries the component that matches its sources. The component is also
+//! published at `<target dir>/component/claude_code_auth.wasm` for plugin hosts that load it
+//! themselves.
+
+mod componentize;
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -9,6 +12,7 @@ use std::process::{Command, Stdio};
 const TARGET: &str = "wasm32-wasip2";
 /// Workspace profile tuned for a small component (see the root Cargo.toml).
 const PROFILE: &str = "component-release";
+/// The guest's core module, as linked.
 const BUILT: &str = "claude_code_auth_guest.wasm";
 const PUBLISHED: &str = "claude_code_auth.wasm";
 /// The store component from `stores/fs-store/`.
@@ -78,6 +82,8 @@ fn main() {
     ] {
         build.env_remove(var);
     }
+    // Link core modules: componentize.rs makes the components, answering std's own imports.
+    build.env("CARGO_ENCODED_RUSTFLAGS", "-Clink-arg=--skip-wit-component");
     match build.status() {
         Ok(status) if status.success() => {}
         Ok(status) => {
@@ -93,12 +99,30 @@ fn main() {
     }
 
     let built_dir = guest_target.join(TARGET).join(PROFILE);
-    let built = built_dir.join(BUILT);
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
+    let wit_dir = root.join("wit");
+    let components = [
+        (BUILT, PUBLISHED, true),
+        (FS_STORE, FS_STORE, true),
+        // The hostile component keeps std's imports: it shouts on stdout and stderr on request.
+        (HOSTILE, HOSTILE, false),
+    ];
+    for (core, component, answer_std) in components {
+        let core = built_dir.join(core);
+        let made = std::fs::read(&core)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| componentize::componentize(&bytes, answer_std, &wit_dir))
+            .and_then(|bytes| {
+                std::fs::write(out_dir.join(component), bytes).map_err(|e| e.to_string())
+            });
+        if let Err(e) = made {
+            println!("cargo::error=making a component of {}: {e}", core.display());
+            return;
+        }
+    }
     let embedded = out_dir.join(PUBLISHED);
-    copy(&built, &embedded);
+    let fs_store = out_dir.join(FS_STORE);
     let hostile_copy = out_dir.join(HOSTILE);
-    copy(&built_dir.join(HOSTILE), &hostile_copy);
     println!(
         "cargo::rustc-env=CLAUDE_CODE_AUTH_HOSTILE_COMPONENT={}",
         hostile_copy.display()
@@ -106,7 +130,7 @@ fn main() {
     // The refresh component with the filesystem store plugged into its credential-store
     // import: a component that imports only standard wasi:* interfaces.
     let composed = out_dir.join(COMPOSED);
-    if let Err(e) = compose(&built, &built_dir.join(FS_STORE), &composed) {
+    if let Err(e) = compose(&embedded, &fs_store, &composed) {
         println!("cargo::error=composing the refresh component with the store component: {e}");
         return;
     }
@@ -116,8 +140,8 @@ fn main() {
     );
     let published_dir = target_dir.join("component");
     if std::fs::create_dir_all(&published_dir).is_ok() {
-        copy(&built, &published_dir.join(PUBLISHED));
-        copy(&built_dir.join(FS_STORE), &published_dir.join(FS_STORE));
+        copy(&embedded, &published_dir.join(PUBLISHED));
+        copy(&fs_store, &published_dir.join(FS_STORE));
         copy(&composed, &published_dir.join(COMPOSED));
     }
     println!(
