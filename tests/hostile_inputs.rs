@@ -427,7 +427,7 @@ fn endpoint_cases() -> Vec<Case> {
             "connection refused",
             file(),
             ClosedPort,
-            ("RefreshHttp", "unreachable", "unavailable"),
+            ("RefreshHttp", "unreachable", "connection refused"),
         ),
     ]
 }

@@ -10,6 +10,7 @@ use crate::engine::{Mode, Outcome, Refresher, Settings, Status};
 use crate::failure::{AuthFailure, Cause, Kind};
 use crate::ports::{Clock, Http, HttpAnswer, HttpFailure, Store, StoreError};
 use crate::scrub::scrub;
+use crate::transport;
 
 wit_bindgen::generate!({
     path: "../wit",
@@ -198,7 +199,7 @@ impl Http for WakiHttp {
 }
 
 fn unreachable(error: impl std::fmt::Display) -> HttpFailure {
-    HttpFailure::Unreachable(scrub(&error.to_string()))
+    HttpFailure::Unreachable(scrub(&transport::describe(&error.to_string())))
 }
 
 /// `wasi:clocks`: wall clock for expiry, monotonic clock for budgets, blocking sleep for backoff.

@@ -18,6 +18,7 @@ pub mod engine;
 pub mod failure;
 pub mod ports;
 pub mod scrub;
+pub mod transport;
 
 #[cfg(test)]
 pub(crate) mod fakes;

@@ -1,0 +1,84 @@
+//! Words for a transport failure. `wasi:http` reports them as an `error-code` variant, which
+//! waki prints in Rust's debug form (`ErrorCode::ConnectionRefused`); a message says
+//! "connection refused".
+
+/// `text` with every `ErrorCode::CaseName` (and its payload, which names nothing a user needs)
+/// turned into lower-case words. Other text is kept as it is.
+pub fn describe(text: &str) -> String {
+    const MARK: &str = "ErrorCode::";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(MARK) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + MARK.len()..];
+        let name_len = after
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(after.len());
+        let (name, mut tail) = after.split_at(name_len);
+        if name.is_empty() {
+            out.push_str(MARK);
+            rest = after;
+            continue;
+        }
+        for (i, c) in name.chars().enumerate() {
+            if c.is_ascii_uppercase() && i > 0 {
+                out.push(' ');
+            }
+            out.push(c.to_ascii_lowercase());
+        }
+        tail = skip_payload(tail);
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `text` past a leading parenthesised payload, brackets balanced; `text` itself if none.
+fn skip_payload(text: &str) -> &str {
+    if !text.starts_with('(') {
+        return text;
+    }
+    let mut depth = 0usize;
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' | '{' | '[' => depth += 1,
+            ')' | '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return &text[i + 1..];
+                }
+            }
+            _ => {}
+        }
+    }
+    ""
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[test]
+    fn error_codes_become_words() {
+        for (raw, words) in [
+            ("ErrorCode::ConnectionRefused", "connection refused"),
+            (
+                "sending failed: ErrorCode::ConnectionReadTimeout",
+                "sending failed: connection read timeout",
+            ),
+            (
+                "ErrorCode::DnsError(DnsErrorPayload { rcode: Some(\"x\"), info-code: None }) after",
+                "dns error after",
+            ),
+            ("ErrorCode::HttpProtocolError", "http protocol error"),
+            (
+                "ErrorCode::InternalError(Some(\"(unbalanced\"",
+                "internal error",
+            ),
+            ("ErrorCode::", "ErrorCode::"),
+            ("no code here", "no code here"),
+        ] {
+            assert_eq!(describe(raw), words, "{raw}");
+        }
+    }
+}
