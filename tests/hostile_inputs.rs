@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt, symlink};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -41,6 +41,10 @@ enum FileSetup {
     Directory,
     SymlinkLoop,
     DanglingSymlink,
+    /// A named pipe: opening it for reading would wait for a writer forever.
+    Fifo,
+    /// A link to a character device that never ends.
+    LinkToDevZero,
 }
 
 enum Endpoint {
@@ -84,7 +88,7 @@ fn times(n: usize, reply: &Reply) -> Vec<Reply> {
 
 fn file_cases() -> Vec<Case> {
     use Endpoint::Stranger;
-    use FileSetup::{Absent, Bytes, DanglingSymlink, Directory, SymlinkLoop};
+    use FileSetup::{Absent, Bytes, DanglingSymlink, Directory, Fifo, LinkToDevZero, SymlinkLoop};
     let invalid = |name, bytes, says| {
         case(
             name,
@@ -209,6 +213,18 @@ fn file_cases() -> Vec<Case> {
             Directory,
             Stranger,
             ("Io", "refused", "directory"),
+        ),
+        case(
+            "a FIFO where the file should be",
+            Fifo,
+            Stranger,
+            ("Io", "refused", "not a regular file"),
+        ),
+        case(
+            "a link to /dev/zero",
+            LinkToDevZero,
+            Stranger,
+            ("Io", "refused", "not a regular file"),
         ),
         case(
             "a symlink loop",
@@ -462,6 +478,9 @@ fn snapshot(path: &Path) -> Option<(String, Vec<u8>, u32)> {
     if meta.is_dir() {
         return Some(("dir".into(), Vec::new(), mode));
     }
+    if meta.file_type().is_fifo() {
+        return Some(("fifo".into(), Vec::new(), mode));
+    }
     Some(("file".into(), std::fs::read(path).unwrap(), mode))
 }
 
@@ -478,6 +497,15 @@ async fn run(case: Case) -> Result<(), String> {
         FileSetup::Directory => std::fs::create_dir(path).unwrap(),
         FileSetup::SymlinkLoop => symlink(".credentials.json", path).unwrap(),
         FileSetup::DanglingSymlink => symlink("nowhere.json", path).unwrap(),
+        FileSetup::Fifo => {
+            let made = std::process::Command::new("mkfifo")
+                .args(["-m", "600"])
+                .arg(path)
+                .status()
+                .unwrap();
+            assert!(made.success(), "mkfifo failed");
+        }
+        FileSetup::LinkToDevZero => symlink("/dev/zero", path).unwrap(),
     }
     let endpoint = TokenEndpoint::start().await.unwrap();
     let mut config = config(&endpoint).with_refresh_timeout(Duration::from_secs(2));

@@ -1,7 +1,7 @@
 //! [`FileCredentialStore`]: the JSON file the `claude` CLI keeps.
 
 use std::ffi::OsString;
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -154,7 +154,16 @@ impl FileCredentialStore {
 
     /// Read the file as text, refusing anything that cannot be a credential file.
     fn read(&self) -> ClaudeCodeAuthResult<Option<String>> {
-        let file = match File::open(&self.path) {
+        let mut options = OpenOptions::new();
+        options.read(true);
+        // Opening a FIFO for reading waits for a writer; non-blocking, it opens at once and the
+        // type check below refuses it. A regular file reads the same either way.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.custom_flags(libc::O_NONBLOCK);
+        }
+        let file = match options.open(&self.path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(self.io_error(e)),
@@ -164,6 +173,12 @@ impl FileCredentialStore {
             return Err(self.io_error(io::Error::new(
                 io::ErrorKind::IsADirectory,
                 "a directory is where the credential file should be",
+            )));
+        }
+        if !meta.is_file() {
+            return Err(self.io_error(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file (a FIFO, device or socket cannot hold credentials)",
             )));
         }
         // Wiped if dropped here (an error below); handed on without a copy otherwise.
