@@ -45,6 +45,16 @@ mod component {
         type RefreshLock = Held;
 
         fn load() -> Result<String, StoreError> {
+            // Opening a FIFO waits for a writer, and wasi:filesystem has no non-blocking open:
+            // look first, so that anything but a regular file is refused without opening it.
+            match fs::metadata(DOCUMENT) {
+                Ok(meta) if !meta.is_file() => {
+                    return Err(StoreError::Unavailable(format!(
+                        "{DOCUMENT} is not a regular file"
+                    )));
+                }
+                _ => {}
+            }
             let file = match File::open(DOCUMENT) {
                 Ok(file) => file,
                 Err(e) if e.kind() == ErrorKind::NotFound => return Err(StoreError::NotFound),

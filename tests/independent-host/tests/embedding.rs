@@ -124,6 +124,45 @@ async fn the_composed_component_keeps_the_credential_in_its_own_file() {
     assert_eq!(left, [".credentials.json"], "no lock or temp file left");
 }
 
+#[test]
+fn a_fifo_where_the_composed_store_expects_its_file_is_refused_not_waited_on() {
+    // An own runtime, shut down without waiting: a regression would leave a blocking thread
+    // stuck in open(2) on the FIFO, and this test should then fail, not hang.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let answer = runtime.block_on(async {
+        let endpoint = TokenEndpoint::start().await.unwrap();
+        let file = dir.path().join(".credentials.json");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&file)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let host = PluginHost::with_store_inside(&component("claude_code_auth_with_fs_store.wasm"))
+            .unwrap();
+        let (authority, config) = (authority(&endpoint), config(&endpoint));
+        let call = host.resolve(
+            MemoryStore::default(),
+            Some(dir.path()),
+            &authority,
+            &config,
+        );
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(20), call).await;
+        (answer, endpoint.requests().len())
+    });
+    runtime.shutdown_background();
+    let (answer, requests) = answer;
+    let error = format!(
+        "{:?}",
+        answer
+            .expect("the store waited on the FIFO")
+            .unwrap()
+            .unwrap_err()
+    );
+    assert!(error.contains("not a regular file"), "{error}");
+    assert_eq!(requests, 0);
+}
+
 #[tokio::test]
 async fn a_request_to_any_other_authority_is_denied() {
     let endpoint = TokenEndpoint::start().await.unwrap();
