@@ -52,21 +52,32 @@ impl EnvTokenStore {
     }
 
     /// The document the component reads: the token, the scope such tokens carry, nothing else.
-    fn document(&self) -> Zeroizing<String> {
-        Zeroizing::new(
+    /// A value that cannot be a bearer token is refused here, naming the variable, rather than
+    /// later as a header the component produced.
+    fn document(&self) -> ClaudeCodeAuthResult<Zeroizing<String>> {
+        let token = self.token.expose_secret();
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ClaudeCodeAuthError::InvalidDocument {
+                path: self.location(),
+                problem: "the token holds spaces, control or non-ASCII characters; a token is \
+                          one line of visible ASCII"
+                    .into(),
+            });
+        }
+        Ok(Zeroizing::new(
             json!({"claudeAiOauth": {
                 "accessToken": self.token.expose_secret(),
                 "scopes": ["user:inference"],
             }})
             .to_string(),
-        )
+        ))
     }
 }
 
 #[async_trait]
 impl CredentialStore for EnvTokenStore {
     async fn load(&self) -> ClaudeCodeAuthResult<Option<CredentialFile>> {
-        parse_document(&self.document(), || self.location()).map(Some)
+        parse_document(&self.document()?, || self.location()).map(Some)
     }
 
     async fn save(&self, _: &CredentialFile) -> ClaudeCodeAuthResult<()> {
@@ -76,7 +87,7 @@ impl CredentialStore for EnvTokenStore {
     }
 
     async fn load_document(&self) -> ClaudeCodeAuthResult<Option<String>> {
-        Ok(Some(self.document().to_string()))
+        Ok(Some(self.document()?.to_string()))
     }
 
     async fn save_document(&self, _: &str) -> ClaudeCodeAuthResult<()> {
@@ -106,6 +117,26 @@ mod tests {
         let store = EnvTokenStore::from_value(Some(" sk-ant-oat01-x\n".into())).unwrap();
         assert_eq!(store.token, "sk-ant-oat01-x");
         assert_eq!(format!("{store:?}"), "EnvTokenStore { token: [redacted] }");
+    }
+
+    #[tokio::test]
+    async fn a_value_that_cannot_be_a_token_is_refused_naming_the_variable() {
+        for value in [
+            "sk-ant-oat01-a\nsk-ant-oat01-b",
+            "sk-ant oat01",
+            "sk-ant-oat01-\u{e9}",
+        ] {
+            let store = EnvTokenStore::from_value(Some(value.into())).unwrap();
+            let err = store.load_document().await.unwrap_err();
+            let message = err.to_string();
+            assert!(
+                matches!(err, ClaudeCodeAuthError::InvalidDocument { .. })
+                    && message.contains(OAUTH_TOKEN_ENV)
+                    && !message.contains("oat01"),
+                "{message}"
+            );
+            assert!(store.load().await.is_err());
+        }
     }
 
     #[tokio::test]
