@@ -1,30 +1,42 @@
-//! Words for a transport failure. `wasi:http` reports them as an `error-code` variant, which
-//! waki prints in Rust's debug form (`ErrorCode::ConnectionRefused`); a message says
-//! "connection refused".
+//! Words for a transport failure. `wasi:http` and `wasi:io` report them as variants
+//! (`error-code`, `stream-error`), which waki prints in Rust's debug form
+//! (`ErrorCode::ConnectionRefused`, `StreamError::Closed`); a message says "connection refused",
+//! "connection closed".
 
-/// `text` with every `ErrorCode::CaseName` (and its payload, which names nothing a user needs)
-/// turned into lower-case words. Other text is kept as it is.
+/// Variant prefixes, and the word put before the case's own words.
+const MARKS: [(&str, &str); 2] = [("ErrorCode::", ""), ("StreamError::", "connection ")];
+
+/// `text` with every `ErrorCode::CaseName` or `StreamError::CaseName` (and its payload, which
+/// names nothing a user needs) turned into lower-case words. Other text is kept as it is.
 pub fn describe(text: &str) -> String {
-    const MARK: &str = "ErrorCode::";
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(at) = rest.find(MARK) {
+    while let Some((at, mark, lead)) = MARKS
+        .iter()
+        .filter_map(|(mark, lead)| rest.find(mark).map(|at| (at, *mark, *lead)))
+        .min_by_key(|(at, _, _)| *at)
+    {
         out.push_str(&rest[..at]);
-        let after = &rest[at + MARK.len()..];
+        let after = &rest[at + mark.len()..];
         let name_len = after
             .find(|c: char| !c.is_ascii_alphanumeric())
             .unwrap_or(after.len());
         let (name, mut tail) = after.split_at(name_len);
         if name.is_empty() {
-            out.push_str(MARK);
+            out.push_str(mark);
             rest = after;
             continue;
         }
-        for (i, c) in name.chars().enumerate() {
-            if c.is_ascii_uppercase() && i > 0 {
-                out.push(' ');
+        out.push_str(lead);
+        if name == "LastOperationFailed" {
+            out.push_str("failed");
+        } else {
+            for (i, c) in name.chars().enumerate() {
+                if c.is_ascii_uppercase() && i > 0 {
+                    out.push(' ');
+                }
+                out.push(c.to_ascii_lowercase());
             }
-            out.push(c.to_ascii_lowercase());
         }
         tail = skip_payload(tail);
         rest = tail;
@@ -76,6 +88,11 @@ mod tests {
                 "internal error",
             ),
             ("ErrorCode::", "ErrorCode::"),
+            ("StreamError::Closed", "connection closed"),
+            (
+                "StreamError::LastOperationFailed(Error { .. }) then ErrorCode::ConnectionRefused",
+                "connection failed then connection refused",
+            ),
             ("no code here", "no code here"),
         ] {
             assert_eq!(describe(raw), words, "{raw}");
