@@ -43,7 +43,10 @@ pub(crate) async fn send(
     mut request: http::Request<WasiBody>,
     plan: Plan,
 ) -> Result<(http::Response<WasiBody>, Driver)> {
-    let tcp = connect(&plan).await?;
+    let tcp = match connect(&plan).await {
+        Ok(tcp) => tcp,
+        Err(e) => return Err(after_draining(request.into_body(), &plan, e).await),
+    };
     // HTTP/1.1 origin form: scheme and authority travel in the Host header only.
     let path = request
         .uri()
@@ -58,10 +61,17 @@ pub(crate) async fn send(
         Some(name) => {
             let name = rustls::pki_types::ServerName::try_from(name.clone())
                 .map_err(|_| Error::HttpRequestUriInvalid)?;
-            let tls = timeout(plan.connect_timeout, tls_connector().connect(name, tcp))
-                .await
-                .map_err(|_| Error::ConnectionTimeout)?
-                .map_err(Error::Tls)?;
+            let tls = match timeout(plan.connect_timeout, tls_connector().connect(name, tcp)).await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    return Err(after_draining(request.into_body(), &plan, Error::Tls(e)).await);
+                }
+                Err(_) => {
+                    let e = Error::ConnectionTimeout;
+                    return Err(after_draining(request.into_body(), &plan, e).await);
+                }
+            };
             exchange(TokioIo::new(tls), request, &plan).await?
         }
         None => exchange(TokioIo::new(tcp), request, &plan).await?,
@@ -78,6 +88,28 @@ pub(crate) async fn send(
         http::Response::from_parts(head, body.boxed_unsync()),
         driver,
     ))
+}
+
+/// Most of a request body a failed request still reads from the component.
+const DRAIN_LIMIT: usize = 64 * 1024;
+
+/// `error`, once the body the component is still writing has been read (within the connect
+/// timeout and [`DRAIN_LIMIT`]). The component writes the body after it has handed over the
+/// request; dropping the body at once would fail that write with a closed stream, racing the
+/// real reason ("connection refused") to the component.
+pub(crate) async fn after_draining(mut body: WasiBody, plan: &Plan, error: Error) -> Error {
+    let drain = async {
+        let mut left = DRAIN_LIMIT;
+        while let Some(Ok(frame)) = body.frame().await {
+            let read = frame.data_ref().map_or(0, Bytes::len);
+            if read >= left {
+                break;
+            }
+            left -= read;
+        }
+    };
+    let _ = timeout(plan.connect_timeout, drain).await;
+    error
 }
 
 async fn connect(plan: &Plan) -> Result<TcpStream> {
@@ -187,5 +219,71 @@ impl Body for Capped {
 
     fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+
+    /// A request body the test writes into, as the component writes into its outgoing body.
+    struct Written(mpsc::Receiver<Bytes>);
+
+    impl Body for Written {
+        type Data = Bytes;
+        type Error = Error;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<std::result::Result<Frame<Bytes>, Error>>> {
+            self.0
+                .poll_recv(cx)
+                .map(|chunk| chunk.map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    fn plan(connect_timeout: Duration) -> Plan {
+        Plan {
+            addrs: Vec::new(),
+            tls_name: None,
+            connect_timeout,
+            first_byte_timeout: connect_timeout,
+            between_bytes_timeout: connect_timeout,
+            max_body: 1024,
+            oversized: Arc::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_request_still_reads_the_body_being_written() {
+        let (tx, rx) = mpsc::channel(1);
+        let writer = tokio::spawn(async move {
+            // The component writes after it handed the request over, and after it failed.
+            sleep(Duration::from_millis(50)).await;
+            tx.send(Bytes::from_static(b"{\"grant_type\":\"refresh_token\"}"))
+                .await
+        });
+        let body = Written(rx).boxed_unsync();
+        let plan = plan(Duration::from_secs(5));
+        let error = after_draining(body, &plan, Error::ConnectionRefused).await;
+        assert!(matches!(error, Error::ConnectionRefused));
+        assert!(
+            writer.await.unwrap().is_ok(),
+            "the write failed: the body was dropped"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_that_never_ends_is_read_no_longer_than_the_connect_timeout() {
+        let (tx, rx) = mpsc::channel::<Bytes>(1);
+        let body = Written(rx).boxed_unsync();
+        let started = std::time::Instant::now();
+        let plan = plan(Duration::from_millis(100));
+        let error = after_draining(body, &plan, Error::ConnectionTimeout).await;
+        assert!(matches!(error, Error::ConnectionTimeout));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        drop(tx);
     }
 }

@@ -250,15 +250,15 @@ impl WasiHttpHooks for HttpPolicy {
                 refuse_internal,
                 plan.connect_timeout,
             );
-            let addrs = match vetting.await {
-                Ok(addrs) => addrs,
+            let error = match vetting.await {
+                Ok(addrs) => return http_client::send(request, Plan { addrs, ..plan }).await,
                 Err(Some(reason)) => {
                     record(&slot, Refusal::Internal(reason));
-                    return Err(HttpError::HttpRequestDenied);
+                    HttpError::HttpRequestDenied
                 }
-                Err(None) => return Err(HttpError::DestinationNotFound),
+                Err(None) => HttpError::DestinationNotFound,
             };
-            http_client::send(request, Plan { addrs, ..plan }).await
+            Err(http_client::after_draining(request.into_body(), &plan, error).await)
         })
     }
 }
