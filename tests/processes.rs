@@ -324,8 +324,9 @@ async fn stale_and_future_dated_locks_are_taken_over_at_once() {
         let started = Instant::now();
         let output = token(&scenario, &endpoint.url()).await;
         assert!(output.status.success(), "{}", text(&output).1);
+        // Taken over at once, rather than after the 10 s a live lock is waited for.
         assert!(
-            started.elapsed() < Duration::from_secs(3),
+            started.elapsed() < Duration::from_secs(8),
             "{} mtime {mtime:?}",
             lock.display()
         );
