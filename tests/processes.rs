@@ -72,12 +72,20 @@ fn leftovers(dir: &Path) -> Vec<String> {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|name| name.ends_with(".tmp"))
         .collect();
-    found.extend(
-        cli_lock_dirs(dir)
-            .iter()
-            .filter(|p| p.exists())
-            .map(|p| p.display().to_string()),
-    );
+    for lock in cli_lock_dirs(dir) {
+        if lock.exists() {
+            found.push(lock.display().to_string());
+        }
+        // Staging directories of a lock being taken (`<lock>.<pid>.staging`).
+        let name = lock.file_name().unwrap().to_string_lossy().into_owned();
+        let parent = lock.parent().unwrap();
+        found.extend(
+            std::fs::read_dir(parent)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&name) && n.ends_with(".staging")),
+        );
+    }
     found
 }
 

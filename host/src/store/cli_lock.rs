@@ -10,7 +10,8 @@
 //! tolerance is stale (the CLI would wait on it forever), and both locks are taken all-or-nothing
 //! so a process that takes them in the other order can never deadlock with us. A crashed process
 //! of ours leaves a record (the [`Journal`]) that lets the next one remove its locks at once
-//! instead of waiting for them to go stale.
+//! instead of waiting for them to go stale — whatever instant it was killed at, since a lock
+//! directory reaches its path (by a rename that never replaces) only once it is on record.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -65,6 +66,20 @@ pub(crate) fn claude_cli_locks(config_dir: &Path) -> Vec<DirLock> {
 struct Record {
     pid: u32,
     locks: Vec<Identity>,
+    /// A lock directory on its way in (see [`create_lock_dir`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    staged: Option<Staged>,
+}
+
+/// A lock directory being created: made under a name only this process uses, noted here, then
+/// renamed onto the lock path without replacing anything. A successor can thus remove it
+/// wherever a kill left it, and never mistakes someone else's directory for it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct Staged {
+    staging: PathBuf,
+    lock: PathBuf,
+    /// Device and inode, once the staging directory exists.
+    made: Option<(u64, u64)>,
 }
 
 /// A lock directory as we left it: path, device, inode and the mtime we last gave it, so a
@@ -117,12 +132,21 @@ impl Journal<'_> {
         if record.pid == std::process::id() || process_alive(record.pid) {
             return 0;
         }
-        let removed = record
+        let mut removed = record
             .locks
             .iter()
             .filter(|lock| identity_of(&lock.path).as_ref() == Some(lock))
             .filter(|lock| std::fs::remove_dir(&lock.path).is_ok())
             .count();
+        if let Some(staged) = &record.staged {
+            // The staging name is this dead process's own: whatever is there is its.
+            let _ = std::fs::remove_dir(&staged.staging);
+            let renamed = identity_of(&staged.lock)
+                .is_some_and(|now| Some((now.dev, now.ino)) == staged.made);
+            if staged.made.is_some() && renamed && std::fs::remove_dir(&staged.lock).is_ok() {
+                removed += 1;
+            }
+        }
         let _ = self.clear();
         if removed > 0 {
             tracing::debug!(
@@ -177,19 +201,8 @@ pub(crate) fn acquire_all(
     let started = Instant::now();
     let mut pause = Duration::from_millis(5);
     loop {
-        match try_all(locks) {
+        match try_all(locks, journal) {
             Ok(held) => {
-                let record = Record {
-                    pid: std::process::id(),
-                    locks: held.clone(),
-                };
-                if let Err(source) = journal.write(&record) {
-                    release_all(&held);
-                    return Err(ClaudeCodeAuthError::Io {
-                        path: "refresh lock journal".into(),
-                        source,
-                    });
-                }
                 let held = Arc::new(Mutex::new(held));
                 keep_touched(&held);
                 return Ok(HeldDirLocks { held });
@@ -197,6 +210,12 @@ pub(crate) fn acquire_all(
             Err(Busy::Io(path, source)) => {
                 return Err(ClaudeCodeAuthError::Io {
                     path: path.display().to_string(),
+                    source,
+                });
+            }
+            Err(Busy::Journal(source)) => {
+                return Err(ClaudeCodeAuthError::Io {
+                    path: "refresh lock journal".into(),
                     source,
                 });
             }
@@ -220,36 +239,53 @@ enum Busy {
     Held(PathBuf),
     /// The lock cannot be taken for another reason (no permission, no such directory...).
     Io(PathBuf, io::Error),
+    /// The journal could not be written: taking a lock without a record could strand it.
+    Journal(io::Error),
 }
 
-fn try_all(locks: &[DirLock]) -> Result<Vec<Identity>, Busy> {
-    let mut held = Vec::with_capacity(locks.len());
+fn try_all(locks: &[DirLock], journal: &mut Journal<'_>) -> Result<Vec<Identity>, Busy> {
+    let mut record = Record {
+        pid: std::process::id(),
+        locks: Vec::with_capacity(locks.len()),
+        staged: None,
+    };
     for lock in locks {
-        match try_one(lock) {
-            Ok(Some(identity)) => held.push(identity),
+        let taken = try_one(lock, journal, &mut record);
+        record.staged = None;
+        match taken {
+            Ok(Some(identity)) => record.locks.push(identity),
             Ok(None) => {}
             Err(busy) => {
-                release_all(&held);
+                release_all(&record.locks);
+                let _ = journal.clear();
                 return Err(busy);
             }
         }
     }
-    Ok(held)
+    if let Err(e) = journal.write(&record) {
+        release_all(&record.locks);
+        return Err(Busy::Journal(e));
+    }
+    Ok(record.locks)
 }
 
 /// Take `lock`; `None` when it cannot exist at all (its parent is missing or not writable):
 /// then no CLI can hold it either, and there is nothing to coordinate.
-fn try_one(lock: &DirLock) -> Result<Option<Identity>, Busy> {
+fn try_one(
+    lock: &DirLock,
+    journal: &mut Journal<'_>,
+    record: &mut Record,
+) -> Result<Option<Identity>, Busy> {
     // One steal at most per attempt: if the lock is taken again right after, someone is alive.
     for _ in 0..2 {
-        match std::fs::create_dir(&lock.path) {
+        match create_lock_dir(&lock.path, journal, record) {
             Ok(()) => {
                 return identity_of(&lock.path).map(Some).ok_or_else(|| {
                     Busy::Io(lock.path.clone(), io::Error::other("the lock vanished"))
                 });
             }
-            Err(e) if cannot_exist(&e) => return Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            Err(CreateError::Io(e)) if cannot_exist(&e) => return Ok(None),
+            Err(CreateError::Io(e)) if e.kind() == io::ErrorKind::AlreadyExists => {
                 if !is_stale(&lock.path, lock.stale_after) {
                     return Err(Busy::Held(lock.path.clone()));
                 }
@@ -260,10 +296,78 @@ fn try_one(lock: &DirLock) -> Result<Option<Identity>, Busy> {
                     Err(e) => return Err(Busy::Io(lock.path.clone(), e)),
                 }
             }
-            Err(e) => return Err(Busy::Io(lock.path.clone(), e)),
+            Err(CreateError::Journal(e)) => return Err(Busy::Journal(e)),
+            Err(CreateError::Io(e)) => return Err(Busy::Io(lock.path.clone(), e)),
         }
     }
     Err(Busy::Held(lock.path.clone()))
+}
+
+/// Why a lock directory was not created.
+enum CreateError {
+    Io(io::Error),
+    Journal(io::Error),
+}
+
+impl From<io::Error> for CreateError {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+/// `mkdir` the lock directory so that a kill at any instant leaves a record that names it:
+/// where the platform can rename without replacing, the directory is made under a staging name
+/// noted in the journal and then renamed onto the lock path; a plain `mkdir` of the lock path
+/// would leave, for a kill right after it, a directory nobody knows is abandoned until it goes
+/// stale (60 s for the CLI's lock). An existing lock answers `AlreadyExists`, as `mkdir` does.
+#[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+fn create_lock_dir(
+    path: &Path,
+    journal: &mut Journal<'_>,
+    record: &mut Record,
+) -> Result<(), CreateError> {
+    let mut staging = path.as_os_str().to_owned();
+    staging.push(format!(".{}.staging", std::process::id()));
+    let mut staged = Staged {
+        staging: PathBuf::from(staging),
+        lock: path.to_path_buf(),
+        made: None,
+    };
+    let mut note = |record: &mut Record, staged: Option<Staged>| {
+        record.staged = staged;
+        journal.write(record).map_err(CreateError::Journal)
+    };
+    note(record, Some(staged.clone()))?;
+    // A leftover of an earlier process with our pid is ours to replace.
+    let _ = std::fs::remove_dir(&staged.staging);
+    std::fs::create_dir(&staged.staging)?;
+    let made = identity_of(&staged.staging)
+        .ok_or_else(|| io::Error::other("the staging directory vanished"))?;
+    staged.made = Some((made.dev, made.ino));
+    note(record, Some(staged.clone()))?;
+    let renamed = rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        &staged.staging,
+        rustix::fs::CWD,
+        path,
+        rustix::fs::RenameFlags::NOREPLACE,
+    )
+    .map_err(io::Error::from);
+    if renamed.is_err() {
+        let _ = std::fs::remove_dir(&staged.staging);
+    }
+    renamed?;
+    // Until `try_all` records the identity, `staged` still names the lock for a successor.
+    Ok(())
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+fn create_lock_dir(
+    path: &Path,
+    _journal: &mut Journal<'_>,
+    _record: &mut Record,
+) -> Result<(), CreateError> {
+    Ok(std::fs::create_dir(path)?)
 }
 
 fn cannot_exist(error: &io::Error) -> bool {
@@ -473,6 +577,7 @@ mod tests {
         let dead = Record {
             pid: u32::MAX - 7,
             locks: identities.clone(),
+            staged: None,
         };
         Journal(&mut file).write(&dead).unwrap();
         // A live pid (ours is excluded, so use init) keeps them.
@@ -480,6 +585,7 @@ mod tests {
             .write(&Record {
                 pid: 1,
                 locks: identities,
+                staged: None,
             })
             .unwrap();
         assert_eq!(Journal(&mut file).recover_orphans(), 0);
@@ -487,6 +593,75 @@ mod tests {
         assert_eq!(Journal(&mut file).recover_orphans(), 2);
         assert!(locks.iter().all(|l| !l.path.exists()));
         assert_eq!(Journal(&mut file).read(), None);
+    }
+
+    #[test]
+    fn a_kill_at_any_step_of_taking_a_lock_leaves_nothing_to_wait_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join(".oauth_refresh.lock");
+        let staging = dir.path().join(".oauth_refresh.lock.4294967288.staging");
+        let mut file = journal_file(dir.path());
+        let dead = |made: Option<(u64, u64)>| Record {
+            pid: u32::MAX - 7,
+            locks: Vec::new(),
+            staged: Some(Staged {
+                staging: staging.clone(),
+                lock: lock.clone(),
+                made,
+            }),
+        };
+        let dev_ino = |path: &Path| identity_of(path).map(|i| (i.dev, i.ino));
+
+        // Killed after making the staging directory, before noting its inode.
+        std::fs::create_dir(&staging).unwrap();
+        Journal(&mut file).write(&dead(None)).unwrap();
+        Journal(&mut file).recover_orphans();
+        assert!(!staging.exists());
+
+        // Killed after the rename, before the identity was recorded.
+        std::fs::create_dir(&staging).unwrap();
+        let made = dev_ino(&staging);
+        std::fs::rename(&staging, &lock).unwrap();
+        Journal(&mut file).write(&dead(made)).unwrap();
+        assert_eq!(Journal(&mut file).recover_orphans(), 1);
+        assert!(!lock.exists());
+
+        // Someone else's lock at the path (another inode) is left alone.
+        std::fs::create_dir(&staging).unwrap();
+        let made = dev_ino(&staging);
+        std::fs::remove_dir(&staging).unwrap();
+        std::fs::create_dir(dir.path().join("keep-the-inode-busy")).unwrap();
+        std::fs::create_dir(&lock).unwrap();
+        if dev_ino(&lock) != made {
+            Journal(&mut file).write(&dead(made)).unwrap();
+            assert_eq!(Journal(&mut file).recover_orphans(), 0);
+            assert!(lock.exists());
+        }
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+    #[test]
+    fn taking_a_lock_never_replaces_one_that_appears_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".oauth_refresh.lock");
+        std::fs::create_dir(&path).unwrap();
+        let theirs = identity_of(&path).unwrap();
+        let mut file = journal_file(dir.path());
+        let mut record = Record::default();
+        let made = create_lock_dir(&path, &mut Journal(&mut file), &mut record);
+        assert!(
+            matches!(made, Err(CreateError::Io(ref e)) if e.kind() == io::ErrorKind::AlreadyExists)
+        );
+        assert_eq!(identity_of(&path), Some(theirs));
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            left.iter()
+                .all(|name| !name.to_string_lossy().ends_with(".staging")),
+            "{left:?}"
+        );
     }
 
     #[test]
