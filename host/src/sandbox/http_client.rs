@@ -43,8 +43,8 @@ pub(crate) async fn send(
     mut request: http::Request<WasiBody>,
     plan: Plan,
 ) -> Result<(http::Response<WasiBody>, Driver)> {
-    let tcp = match connect(&plan).await {
-        Ok(tcp) => tcp,
+    let connection = match establish(&plan).await {
+        Ok(connection) => connection,
         Err(e) => return Err(after_draining(request.into_body(), &plan, e).await),
     };
     // HTTP/1.1 origin form: scheme and authority travel in the Host header only.
@@ -57,24 +57,9 @@ pub(crate) async fn send(
         .path_and_query(path)
         .build()
         .map_err(|_| Error::HttpRequestUriInvalid)?;
-    let (response, driver) = match &plan.tls_name {
-        Some(name) => {
-            let name = rustls::pki_types::ServerName::try_from(name.clone())
-                .map_err(|_| Error::HttpRequestUriInvalid)?;
-            let tls = match timeout(plan.connect_timeout, tls_connector().connect(name, tcp)).await
-            {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    return Err(after_draining(request.into_body(), &plan, Error::Tls(e)).await);
-                }
-                Err(_) => {
-                    let e = Error::ConnectionTimeout;
-                    return Err(after_draining(request.into_body(), &plan, e).await);
-                }
-            };
-            exchange(TokioIo::new(tls), request, &plan).await?
-        }
-        None => exchange(TokioIo::new(tcp), request, &plan).await?,
+    let (response, driver) = match connection {
+        Connection::Tls(tls) => exchange(TokioIo::new(tls), request, &plan).await?,
+        Connection::Plain(tcp) => exchange(TokioIo::new(tcp), request, &plan).await?,
     };
     let (head, incoming) = response.into_parts();
     let body = Capped {
@@ -88,6 +73,27 @@ pub(crate) async fn send(
         http::Response::from_parts(head, body.boxed_unsync()),
         driver,
     ))
+}
+
+/// A connection ready for the request: TLS unless the plan is plain HTTP (loopback only).
+enum Connection {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// Connect, and complete the TLS handshake when the plan asks for it.
+async fn establish(plan: &Plan) -> Result<Connection> {
+    let tcp = connect(plan).await?;
+    let Some(name) = &plan.tls_name else {
+        return Ok(Connection::Plain(tcp));
+    };
+    let name = rustls::pki_types::ServerName::try_from(name.clone())
+        .map_err(|_| Error::HttpRequestUriInvalid)?;
+    let tls = timeout(plan.connect_timeout, tls_connector().connect(name, tcp))
+        .await
+        .map_err(|_| Error::ConnectionTimeout)?
+        .map_err(Error::Tls)?;
+    Ok(Connection::Tls(Box::new(tls)))
 }
 
 /// Most of a request body a failed request still reads from the component.

@@ -66,7 +66,7 @@ impl EnvTokenStore {
         }
         Ok(Zeroizing::new(
             json!({"claudeAiOauth": {
-                "accessToken": self.token.expose_secret(),
+                "accessToken": token,
                 "scopes": ["user:inference"],
             }})
             .to_string(),
