@@ -106,17 +106,25 @@ impl Journal<'_> {
         let mut text = String::new();
         self.0.seek(SeekFrom::Start(0)).ok()?;
         self.0.read_to_string(&mut text).ok()?;
-        serde_json::from_str(&text).ok()
+        // The first value: a kill between `write` and `set_len` leaves an older record's tail.
+        serde_json::Deserializer::from_str(&text)
+            .into_iter()
+            .next()?
+            .ok()
     }
 
     fn write(&mut self, record: &Record) -> io::Result<()> {
         let text = serde_json::to_vec(record).map_err(io::Error::other)?;
-        self.0.set_len(0)?;
+        // Overwritten in place, then cut to length: truncating first would leave, for a kill in
+        // between, no record at all. One `write` of a few hundred bytes is not split by a kill.
         self.0.seek(SeekFrom::Start(0))?;
+        self.0.write_all(&text)?;
+        self.0
+            .set_len(u64::try_from(text.len()).unwrap_or(u64::MAX))?;
         // No fsync: the record serves the next process after a crash of this one, and the page
         // cache outlives a process. After a machine crash every holder is dead anyway and the
         // locks go stale on their own.
-        self.0.write_all(&text)
+        Ok(())
     }
 
     /// Forget the record (the holder released its locks).
