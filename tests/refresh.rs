@@ -11,7 +11,8 @@ use std::sync::Arc;
 use entelix_auth_claude_code::loopback::{Reply, Response};
 use entelix_auth_claude_code::{
     CLAUDE_CODE_CLIENT_ID, ClaudeCodeAuthError, ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider,
-    CredentialFile, CredentialStore, FileCredentialStore, MemoryCredentialStore, RefreshOutcome,
+    CredentialFile, CredentialStore, DEFAULT_USER_AGENT, FileCredentialStore,
+    MemoryCredentialStore, RefreshOutcome,
 };
 use entelix_core::auth::CredentialProvider;
 use secrecy::ExposeSecret;
@@ -75,7 +76,10 @@ async fn expired_token_is_refreshed_and_written_back_with_every_other_key() {
             "user:sessions:claude_code"
         ])
     );
-    assert_eq!(without_token_fields(after), without_token_fields(before));
+    assert_eq!(
+        without_token_fields(after),
+        without_token_fields(before.clone())
+    );
     assert_eq!(scenario.mode(), 0o600);
     assert_eq!(endpoint.grants_served(), 1);
 
@@ -93,14 +97,31 @@ async fn expired_token_is_refreshed_and_written_back_with_every_other_key() {
             .header("user-agent")
             .is_none_or(|ua| !ua.starts_with("claude-cli/"))
     );
-    let body: Value = serde_json::from_slice(&request.body).unwrap();
+    // The `claude` CLI's request: a body of fixed length, never chunked, its fields in the
+    // CLI's order, the recorded scopes asked for, JSON accepted back.
+    assert_eq!(request.header("transfer-encoding"), None);
     assert_eq!(
-        body,
+        request.header("content-length"),
+        Some(request.body.len().to_string().as_str())
+    );
+    assert_eq!(request.header("accept"), Some("application/json"));
+    assert_eq!(request.header("user-agent"), Some(DEFAULT_USER_AGENT));
+    let scope = before["claudeAiOauth"]["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_eq!(
+        String::from_utf8(request.body.clone()).unwrap(),
         json!({
             "grant_type": "refresh_token",
             "refresh_token": "sk-ant-ort01-fixture-expired-refresh",
             "client_id": CLAUDE_CODE_CLIENT_ID,
+            "scope": scope,
         })
+        .to_string()
     );
 }
 
@@ -511,6 +532,30 @@ impl CredentialStore for CountingLocks {
     ) -> entelix_auth_claude_code::ClaudeCodeAuthResult<entelix_auth_claude_code::RefreshLock> {
         self.locks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.lock_refresh(wait).await
+    }
+
+    async fn prepare_save(
+        &self,
+        lock: &mut entelix_auth_claude_code::RefreshLock,
+        size: u64,
+    ) -> entelix_auth_claude_code::ClaudeCodeAuthResult<()> {
+        self.inner.prepare_save(lock, size).await
+    }
+
+    async fn lock_write(
+        &self,
+        lock: &mut entelix_auth_claude_code::RefreshLock,
+        wait: std::time::Duration,
+    ) -> entelix_auth_claude_code::ClaudeCodeAuthResult<()> {
+        self.inner.lock_write(lock, wait).await
+    }
+
+    async fn save_refreshed(
+        &self,
+        lock: &mut entelix_auth_claude_code::RefreshLock,
+        document: &str,
+    ) -> entelix_auth_claude_code::ClaudeCodeAuthResult<()> {
+        self.inner.save_refreshed(lock, document).await
     }
 
     fn fingerprint(&self) -> Option<entelix_auth_claude_code::Fingerprint> {

@@ -104,7 +104,7 @@ async fn no_token_appears_in_logs_errors_or_debug_output() {
     printed.push(error_forms(provider.refresh(true).await.unwrap_err()));
     endpoint.inject(Reply::Respond(Response::json(
         200,
-        &json!({"access_token": current_refresh, "expires_in": "soon"}),
+        &json!({"access_token": [current_refresh], "expires_in": "soon"}),
     )));
     printed.push(error_forms(provider.refresh(true).await.unwrap_err()));
     let stranger = TokenEndpoint::start().await.unwrap();

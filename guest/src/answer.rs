@@ -16,32 +16,44 @@ use crate::scrub::scrub;
 /// Longest token lifetime accepted: one year, in seconds.
 pub const MAX_EXPIRES_IN_S: i64 = 365 * 24 * 60 * 60;
 
-/// A successful refresh.
+/// A 2xx answer that carries at least one token. Every token it carries must be kept: once the
+/// endpoint answered 2xx, the refresh token that was sent is spent.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Grant {
-    /// The new bearer token.
-    pub access_token: String,
+    /// The new bearer token; `None` when the answer has no usable `access_token`.
+    pub access_token: Option<String>,
     /// The rotated refresh token; `None` means the old one stays valid.
     pub refresh_token: Option<String>,
-    /// Lifetime of the access token in seconds, 1 ..= [`MAX_EXPIRES_IN_S`].
-    pub expires_in_s: i64,
+    /// Lifetime of the access token in seconds, 1 ..= [`MAX_EXPIRES_IN_S`]; `None` when the
+    /// answer gives none or an unusable one (the token is then stored as due for a refresh).
+    pub expires_in_s: Option<i64>,
     /// Granted scopes when the answer lists them.
     pub scopes: Option<Vec<String>>,
-    /// The token type, when given (always `Bearer` once accepted).
-    pub token_type: Option<String>,
+    /// What was odd about the answer, naming fields, never values (empty for a normal answer).
+    pub oddities: Vec<String>,
+}
+
+impl Grant {
+    /// The grant holds an access token with a known lifetime: usable as it is.
+    pub const fn complete(&self) -> bool {
+        self.access_token.is_some() && self.expires_in_s.is_some()
+    }
 }
 
 impl fmt::Debug for Grant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Grant")
-            .field("access_token", &"[redacted]")
+            .field(
+                "access_token",
+                &self.access_token.as_ref().map(|_| "[redacted]"),
+            )
             .field(
                 "refresh_token",
                 &self.refresh_token.as_ref().map(|_| "[redacted]"),
             )
             .field("expires_in_s", &self.expires_in_s)
             .field("scopes", &self.scopes)
-            .field("token_type", &self.token_type)
+            .field("oddities", &self.oddities)
             .finish()
     }
 }
@@ -110,62 +122,48 @@ fn grant_from(body: &[u8]) -> Result<Grant, Rejection> {
         // A 2xx carrying an error body is still an error.
         return Err(error_fields(200, &fields));
     }
-    let access_token = match fields.get("access_token") {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        Some(Value::String(_)) | None | Some(Value::Null) => {
-            return Err(invalid("the answer has no `access_token`".into()));
-        }
-        Some(other) => {
-            return Err(invalid(format!(
-                "`access_token` must be a string, found {}",
-                type_name(other)
-            )));
-        }
-    };
-    let refresh_token = match fields.get("refresh_token") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.is_empty() => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(other) => {
-            return Err(invalid(format!(
-                "`refresh_token` must be a string, found {}",
-                type_name(other)
-            )));
-        }
-    };
+    // Lenient from here on, as the `claude` CLI is: the endpoint answered 2xx, so the refresh
+    // token sent is spent, and whatever token came back is the login's only future.
+    let mut oddities = Vec::new();
+    let access_token = token(&fields, "access_token", &mut oddities);
+    let refresh_token = token(&fields, "refresh_token", &mut oddities);
+    if access_token.is_none() && refresh_token.is_none() {
+        return Err(invalid(match oddities.first() {
+            Some(first) => format!("the answer carries no token ({first})"),
+            None => "the answer has no `access_token`".to_owned(),
+        }));
+    }
     let expires_in_s = match fields.get("expires_in") {
-        None | Some(Value::Null) => return Err(invalid("the answer has no `expires_in`".into())),
+        None | Some(Value::Null) => {
+            oddities.push("no `expires_in`".into());
+            None
+        }
         Some(Value::Number(n)) => match n.as_i64() {
-            Some(s) if (1..=MAX_EXPIRES_IN_S).contains(&s) => s,
+            Some(s) if (1..=MAX_EXPIRES_IN_S).contains(&s) => Some(s),
             _ => {
-                return Err(invalid(format!(
+                oddities.push(format!(
                     "`expires_in` must be a whole number of seconds from 1 to {MAX_EXPIRES_IN_S}, found {n}"
-                )));
+                ));
+                None
             }
         },
         Some(other) => {
-            return Err(invalid(format!(
+            oddities.push(format!(
                 "`expires_in` must be a number, found {}",
                 type_name(other)
-            )));
+            ));
+            None
         }
     };
-    let token_type = match fields.get("token_type") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => Some(t.clone()),
-        Some(Value::String(t)) => {
-            return Err(invalid(format!(
-                "`token_type` must be Bearer, found `{}`",
-                scrub(t)
-            )));
-        }
-        Some(other) => {
-            return Err(invalid(format!(
-                "`token_type` must be a string, found {}",
-                type_name(other)
-            )));
-        }
-    };
+    match fields.get("token_type") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => {}
+        Some(Value::String(t)) => oddities.push(format!("`token_type` is `{}`", scrub(t))),
+        Some(other) => oddities.push(format!(
+            "`token_type` must be a string, found {}",
+            type_name(other)
+        )),
+    }
     // Informational: a malformed `scope` keeps the stored scopes rather than failing a refresh.
     let scopes = fields
         .get("scope")
@@ -177,8 +175,24 @@ fn grant_from(body: &[u8]) -> Result<Grant, Rejection> {
         refresh_token,
         expires_in_s,
         scopes,
-        token_type,
+        oddities,
     })
+}
+
+/// The non-empty string at `key`; anything else is noted as odd (an absent refresh token is
+/// normal: the old one stays valid).
+fn token(fields: &Map<String, Value>, key: &str, oddities: &mut Vec<String>) -> Option<String> {
+    match fields.get(key) {
+        Some(Value::String(s)) if !s.is_empty() => return Some(s.clone()),
+        None | Some(Value::Null) if key == "refresh_token" => {}
+        None | Some(Value::Null) => oddities.push(format!("no `{key}`")),
+        Some(Value::String(_)) => oddities.push(format!("`{key}` is empty")),
+        Some(other) => oddities.push(format!(
+            "`{key}` must be a string, found {}",
+            type_name(other)
+        )),
+    }
+    None
 }
 
 fn error_from(status: u16, body: &[u8]) -> Rejection {
@@ -241,13 +255,14 @@ mod tests {
         assert_eq!(
             got,
             Grant {
-                access_token: "at".into(),
+                access_token: Some("at".into()),
                 refresh_token: Some("rt".into()),
-                expires_in_s: 28800,
+                expires_in_s: Some(28800),
                 scopes: Some(vec!["user:inference".into(), "user:profile".into()]),
-                token_type: Some("Bearer".into()),
+                oddities: Vec::new(),
             }
         );
+        assert!(got.complete());
     }
 
     #[test]
@@ -255,10 +270,112 @@ mod tests {
         let got = interpret(&answer(200, r#"{"access_token":"at","expires_in":60}"#)).unwrap();
         assert_eq!(got.refresh_token, None);
         assert_eq!(got.scopes, None);
+        assert!(got.complete() && got.oddities.is_empty());
+    }
+
+    /// A 2xx answer spent the refresh token: any token in it is kept, however odd the rest.
+    #[test]
+    fn odd_success_bodies_still_carry_their_tokens() {
+        // (body, access token kept, refresh token kept, lifetime, oddity named)
+        type Case<'a> = (
+            &'a str,
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<i64>,
+            &'a str,
+        );
+        let cases: &[Case] = &[
+            (
+                r#"{"access_token":"at","refresh_token":"rt"}"#,
+                Some("at"),
+                Some("rt"),
+                None,
+                "no `expires_in`",
+            ),
+            (
+                r#"{"access_token":"at","refresh_token":"rt","expires_in":0}"#,
+                Some("at"),
+                Some("rt"),
+                None,
+                "found 0",
+            ),
+            (
+                r#"{"access_token":"at","expires_in":-5}"#,
+                Some("at"),
+                None,
+                None,
+                "found -5",
+            ),
+            (
+                r#"{"access_token":"at","expires_in":31536001}"#,
+                Some("at"),
+                None,
+                None,
+                "found 31536001",
+            ),
+            (
+                r#"{"access_token":"at","expires_in":1.5}"#,
+                Some("at"),
+                None,
+                None,
+                "found 1.5",
+            ),
+            (
+                r#"{"access_token":"at","expires_in":"3600"}"#,
+                Some("at"),
+                None,
+                None,
+                "must be a number, found a string",
+            ),
+            (
+                r#"{"access_token":"at","expires_in":60,"token_type":"mac"}"#,
+                Some("at"),
+                None,
+                Some(60),
+                "`token_type` is `mac`",
+            ),
+            (
+                r#"{"access_token":"at","expires_in":60,"refresh_token":{}}"#,
+                Some("at"),
+                None,
+                Some(60),
+                "`refresh_token` must be a string",
+            ),
+            (
+                r#"{"refresh_token":"rt","expires_in":60}"#,
+                None,
+                Some("rt"),
+                Some(60),
+                "no `access_token`",
+            ),
+            (
+                r#"{"access_token":"","refresh_token":"rt","expires_in":60}"#,
+                None,
+                Some("rt"),
+                Some(60),
+                "`access_token` is empty",
+            ),
+        ];
+        for (body, access, refresh, lifetime, oddity) in cases {
+            let got = interpret(&answer(200, body)).unwrap_or_else(|e| panic!("{body}: {e:?}"));
+            assert_eq!(got.access_token.as_deref(), *access, "{body}");
+            assert_eq!(got.refresh_token.as_deref(), *refresh, "{body}");
+            assert_eq!(got.expires_in_s, *lifetime, "{body}");
+            assert_eq!(
+                got.complete(),
+                access.is_some() && lifetime.is_some(),
+                "{body}"
+            );
+            assert!(
+                got.oddities.iter().any(|o| o.contains(oddity)),
+                "{body}: {:?}",
+                got.oddities
+            );
+        }
     }
 
     #[test]
-    fn invalid_success_bodies() {
+    fn success_bodies_without_any_token_are_invalid() {
         let cases: &[(&str, &str)] = &[
             ("", "empty body"),
             ("<html>Welcome</html>", "not JSON"),
@@ -266,31 +383,11 @@ mod tests {
             (r#"{"expires_in":60}"#, "no `access_token`"),
             (
                 r#"{"access_token":"","expires_in":60}"#,
-                "no `access_token`",
+                "`access_token` is empty",
             ),
             (
                 r#"{"access_token":7,"expires_in":60}"#,
                 "`access_token` must be a string",
-            ),
-            (r#"{"access_token":"at"}"#, "no `expires_in`"),
-            (r#"{"access_token":"at","expires_in":0}"#, "found 0"),
-            (r#"{"access_token":"at","expires_in":-5}"#, "found -5"),
-            (
-                r#"{"access_token":"at","expires_in":31536001}"#,
-                "found 31536001",
-            ),
-            (r#"{"access_token":"at","expires_in":1.5}"#, "found 1.5"),
-            (
-                r#"{"access_token":"at","expires_in":"3600"}"#,
-                "must be a number, found a string",
-            ),
-            (
-                r#"{"access_token":"at","expires_in":60,"refresh_token":{}}"#,
-                "`refresh_token` must be a string",
-            ),
-            (
-                r#"{"access_token":"at","expires_in":60,"token_type":"mac"}"#,
-                "must be Bearer",
             ),
         ];
         for (body, want) in cases {

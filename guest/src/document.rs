@@ -51,9 +51,6 @@ pub enum DocumentError {
         /// What it is.
         found: &'static str,
     },
-    /// A required field is absent.
-    #[error("`{0}` is missing from the credential document")]
-    MissingField(&'static str),
     /// The document has no OAuth section at all (or it is `null`).
     #[error("the credential document has no `claudeAiOauth` section")]
     NoOAuthSection,
@@ -62,8 +59,8 @@ pub enum DocumentError {
 /// The OAuth section's fields the logic uses.
 #[derive(Clone, PartialEq, Eq)]
 pub struct OAuthView {
-    /// The bearer token.
-    pub access_token: String,
+    /// The bearer token; `None` when absent, null or empty (the CLI blanks it on logout).
+    pub access_token: Option<String>,
     /// The refresh token; `None` when absent, null or empty.
     pub refresh_token: Option<String>,
     /// When the access token expires.
@@ -74,12 +71,18 @@ pub struct OAuthView {
     pub subscription_type: Option<String>,
     /// Rate-limit tier, informational.
     pub rate_limit_tier: Option<String>,
+    /// The login's hard deadline (`refreshTokenExpiresAt`) in Unix milliseconds, when recorded
+    /// and representable. Refreshes do not extend it.
+    pub login_expires_at_ms: Option<i64>,
 }
 
 impl fmt::Debug for OAuthView {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OAuthView")
-            .field("access_token", &"[redacted]")
+            .field(
+                "access_token",
+                &self.access_token.as_ref().map(|_| "[redacted]"),
+            )
             .field(
                 "refresh_token",
                 &self.refresh_token.as_ref().map(|_| "[redacted]"),
@@ -88,6 +91,7 @@ impl fmt::Debug for OAuthView {
             .field("scopes", &self.scopes)
             .field("subscription_type", &self.subscription_type)
             .field("rate_limit_tier", &self.rate_limit_tier)
+            .field("login_expires_at_ms", &self.login_expires_at_ms)
             .finish()
     }
 }
@@ -101,16 +105,27 @@ impl OAuthView {
         }
     }
 
+    /// The document holds a token to use or to refresh with. `false` is the `claude` CLI's
+    /// logged-out shape (`accessToken` and `refreshToken` empty), left after `invalid_grant`.
+    pub const fn logged_in(&self) -> bool {
+        self.access_token.is_some() || self.refresh_token.is_some()
+    }
+
     /// A long-lived token: no expiry recorded and no way to refresh. This is the shape of the
     /// token `claude setup-token` prints (used through `CLAUDE_CODE_OAUTH_TOKEN`): it is used as
     /// it is and never refreshed.
     pub const fn long_lived(&self) -> bool {
-        matches!(self.expiry, Expiry::Missing) && self.refresh_token.is_none()
+        matches!(self.expiry, Expiry::Missing)
+            && self.refresh_token.is_none()
+            && self.access_token.is_some()
     }
 
     /// Past its expiry at `now_ms`. An unknown expiry counts as expired, unless the token is
-    /// [long-lived](Self::long_lived).
+    /// [long-lived](Self::long_lived); so does a missing access token.
     pub const fn expired(&self, now_ms: i64) -> bool {
+        if self.access_token.is_none() {
+            return true;
+        }
         match self.expiry {
             Expiry::At(ms) => now_ms >= ms,
             Expiry::Missing | Expiry::Unrepresentable => !self.long_lived(),
@@ -118,8 +133,11 @@ impl OAuthView {
     }
 
     /// Expires within `skew_ms` of `now_ms`. An unknown expiry always needs a refresh, unless
-    /// the token is [long-lived](Self::long_lived).
+    /// the token is [long-lived](Self::long_lived); so does a missing access token.
     pub const fn needs_refresh(&self, now_ms: i64, skew_ms: i64) -> bool {
+        if self.access_token.is_none() {
+            return true;
+        }
         match self.expiry {
             Expiry::At(ms) => now_ms.saturating_add(skew_ms) >= ms,
             Expiry::Missing | Expiry::Unrepresentable => !self.long_lived(),
@@ -161,13 +179,9 @@ impl Document {
             Some(other) => return Err(wrong_type(OAUTH_KEY, "an object", other)),
         };
         let access_token = match section.get("accessToken") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            None | Some(Value::Null) => {
-                return Err(DocumentError::MissingField("claudeAiOauth.accessToken"));
-            }
-            Some(Value::String(_)) => {
-                return Err(DocumentError::MissingField("claudeAiOauth.accessToken"));
-            }
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.is_empty() => None,
+            Some(Value::String(s)) => Some(s.clone()),
             Some(other) => {
                 return Err(wrong_type("claudeAiOauth.accessToken", "a string", other));
             }
@@ -215,6 +229,13 @@ impl Document {
         // Informational fields: tolerated whatever their shape, so a format change in the CLI
         // never blocks a refresh.
         let text = |key: &str| section.get(key).and_then(Value::as_str).map(str::to_owned);
+        let login_expires_at_ms = match section.get("refreshTokenExpiresAt") {
+            Some(Value::Number(n)) => match expiry_of(n) {
+                Expiry::At(ms) => Some(ms),
+                Expiry::Missing | Expiry::Unrepresentable => None,
+            },
+            _ => None,
+        };
         Ok(OAuthView {
             access_token,
             refresh_token,
@@ -222,24 +243,29 @@ impl Document {
             scopes,
             subscription_type: text("subscriptionType"),
             rate_limit_tier: text("rateLimitTier"),
+            login_expires_at_ms,
         })
     }
 
     /// The document with `grant` applied at `now_ms`, as JSON text. Every other key, in the
-    /// section and outside it, is kept as it was and where it was.
+    /// section and outside it, is kept as it was and where it was. A grant without a usable
+    /// access token or lifetime is stored as due now, so the next use refreshes with the
+    /// rotated refresh token (the `claude` CLI refreshes it too).
     pub fn with_grant(&self, grant: &Grant, now_ms: i64) -> Result<String, DocumentError> {
         let mut root = self.root.clone();
         let Some(Value::Object(section)) = root.get_mut(OAUTH_KEY) else {
             return Err(DocumentError::NoOAuthSection);
         };
-        section.insert(
-            "accessToken".into(),
-            Value::String(grant.access_token.clone()),
-        );
+        if let Some(access) = &grant.access_token {
+            section.insert("accessToken".into(), Value::String(access.clone()));
+        }
         if let Some(refresh) = &grant.refresh_token {
             section.insert("refreshToken".into(), Value::String(refresh.clone()));
         }
-        let expires_at = now_ms.saturating_add(grant.expires_in_s.saturating_mul(1000));
+        let expires_at = match (&grant.access_token, grant.expires_in_s) {
+            (Some(_), Some(lifetime)) => now_ms.saturating_add(lifetime.saturating_mul(1000)),
+            _ => now_ms,
+        };
         section.insert("expiresAt".into(), Value::Number(expires_at.into()));
         if let Some(scopes) = &grant.scopes {
             section.insert(
@@ -372,18 +398,20 @@ mod tests {
 
     fn grant() -> Grant {
         Grant {
-            access_token: "at-2".into(),
+            access_token: Some("at-2".into()),
             refresh_token: Some("rt-2".into()),
-            expires_in_s: 3600,
+            expires_in_s: Some(3600),
             scopes: None,
-            token_type: Some("Bearer".into()),
+            oddities: Vec::new(),
         }
     }
 
     #[test]
     fn reads_every_known_field() {
         let view = Document::parse(FULL).unwrap().oauth().unwrap();
-        assert_eq!(view.access_token, "at-1");
+        assert_eq!(view.access_token.as_deref(), Some("at-1"));
+        assert_eq!(view.login_expires_at_ms, Some(1_800_000_000_000));
+        assert!(view.logged_in());
         assert_eq!(view.refresh_token.as_deref(), Some("rt-1"));
         assert_eq!(view.expiry, Expiry::At(1_700_000_000_000));
         assert_eq!(view.scopes, ["user:inference", "user:profile"]);
@@ -442,12 +470,13 @@ mod tests {
     #[test]
     fn refresh_decision_table() {
         let at = |ms| OAuthView {
-            access_token: "a".into(),
+            access_token: Some("a".into()),
             refresh_token: None,
             expiry: ms,
             scopes: vec![],
             subscription_type: None,
             rate_limit_tier: None,
+            login_expires_at_ms: None,
         };
         // (expiry, has a refresh token, now, skew) -> (expired, needs_refresh)
         let cases = [
@@ -496,14 +525,6 @@ mod tests {
                     expected: "an object",
                     found: "an array",
                 },
-            ),
-            (
-                r#"{"claudeAiOauth":{"refreshToken":"r"}}"#.into(),
-                DocumentError::MissingField("claudeAiOauth.accessToken"),
-            ),
-            (
-                r#"{"claudeAiOauth":{"accessToken":""}}"#.into(),
-                DocumentError::MissingField("claudeAiOauth.accessToken"),
             ),
             (
                 r#"{"claudeAiOauth":{"accessToken":42}}"#.into(),
@@ -606,6 +627,63 @@ mod tests {
             assert_eq!(value(text, key), value(&written, key), "{key}");
         }
         assert!(written.contains("1.9300066666666667e+62"), "{written}");
+    }
+
+    /// The shape the `claude` CLI leaves after `invalid_grant` or a logout, and its neighbours.
+    #[test]
+    fn logged_out_and_half_empty_sections() {
+        // (section, logged in, needs a refresh at any time)
+        let cases = [
+            (
+                r#"{"accessToken":"","refreshToken":"","expiresAt":0}"#,
+                false,
+                true,
+            ),
+            (r#"{"accessToken":null}"#, false, true),
+            (r#"{}"#, false, true),
+            (
+                r#"{"accessToken":"","refreshToken":"r","expiresAt":9999999999999}"#,
+                true,
+                true,
+            ),
+            (
+                r#"{"accessToken":"a","refreshToken":"","expiresAt":0}"#,
+                true,
+                true,
+            ),
+            (r#"{"accessToken":"a"}"#, true, false),
+        ];
+        for (section, logged_in, refresh) in cases {
+            let text = format!(r#"{{"claudeAiOauth":{section}}}"#);
+            let view = Document::parse(&text).unwrap().oauth().unwrap();
+            assert_eq!(view.logged_in(), logged_in, "{section}");
+            assert_eq!(view.needs_refresh(1, 0), refresh, "{section}");
+        }
+    }
+
+    /// A grant that lacks a lifetime or an access token is still written, due at once.
+    #[test]
+    fn an_incomplete_grant_is_stored_due_for_a_refresh() {
+        let doc = Document::parse(FULL).unwrap();
+        let mut g = grant();
+        g.expires_in_s = None;
+        let view = Document::parse(&doc.with_grant(&g, 5_000).unwrap())
+            .unwrap()
+            .oauth()
+            .unwrap();
+        assert_eq!(view.access_token.as_deref(), Some("at-2"));
+        assert_eq!(view.refresh_token.as_deref(), Some("rt-2"));
+        assert_eq!(view.expiry, Expiry::At(5_000));
+
+        let mut g = grant();
+        g.access_token = None;
+        let view = Document::parse(&doc.with_grant(&g, 5_000).unwrap())
+            .unwrap()
+            .oauth()
+            .unwrap();
+        assert_eq!(view.access_token.as_deref(), Some("at-1"));
+        assert_eq!(view.refresh_token.as_deref(), Some("rt-2"));
+        assert!(view.needs_refresh(5_000, 0));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use crate::answer::{Grant, Rejection, interpret};
 use crate::document::{Document, DocumentError, OAuthView};
 use crate::failure::{AuthFailure, Cause};
-use crate::ports::{Clock, Http, HttpFailure, Store, StoreError};
+use crate::ports::{Clock, GrantRequest, HeldLock, Http, HttpFailure, Store, StoreError};
 
 /// Attempts per refresh exchange when the endpoint is unavailable (5xx, 429, unreachable).
 pub const MAX_ATTEMPTS: u32 = 4;
@@ -17,6 +17,13 @@ pub const MAX_ATTEMPTS: u32 = 4;
 pub const MAX_LOCK_CONFLICTS: u32 = 3;
 /// Backoff before the second attempt; it doubles for each further attempt, plus up to 50 % jitter.
 pub const BASE_BACKOFF: Duration = Duration::from_millis(250);
+/// The scopes the `claude` CLI asks for when it refreshes; sent when the document records none.
+pub const CLI_SCOPES: &str =
+    "user:profile user:inference user:sessions:claude_code user:mcp_servers user:file_upload";
+/// The `User-Agent` the `claude` CLI (2.1.197) sends with its refresh request; ours by default.
+pub const DEFAULT_USER_AGENT: &str = "axios/1.15.2";
+/// Room prepared on top of the current document's size: rotated tokens may be longer.
+pub const WRITE_MARGIN: u64 = 4096;
 
 /// How to reach the token endpoint and when to refresh.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +36,8 @@ pub struct Settings {
     pub skew_ms: i64,
     /// Budget for one exchange with the endpoint, retries included.
     pub timeout: Duration,
+    /// `User-Agent` of the refresh request.
+    pub user_agent: String,
 }
 
 /// Whether to refresh a token that is still fresh.
@@ -57,6 +66,8 @@ pub enum Outcome {
 /// What is known about the stored credential. Never carries a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
+    /// The document holds a token; `false` is the CLI's logged-out shape.
+    pub logged_in: bool,
     /// Expiry in Unix milliseconds, when known and representable.
     pub expires_at_ms: Option<i64>,
     /// Past its expiry.
@@ -71,6 +82,8 @@ pub struct Status {
     pub rate_limit_tier: Option<String>,
     /// Granted scopes.
     pub scopes: Vec<String>,
+    /// The login's hard deadline in Unix milliseconds (`refreshTokenExpiresAt`).
+    pub login_expires_at_ms: Option<i64>,
 }
 
 /// The refresh logic over its three ports.
@@ -88,7 +101,7 @@ pub struct Refresher<S, H, C> {
 impl<S: Store, H: Http, C: Clock> Refresher<S, H, C> {
     /// Describe the stored credential; no lock, no network.
     pub fn status(&mut self) -> Result<Status, AuthFailure> {
-        let (_, view) = self.load()?;
+        let (_, view, _) = self.load()?;
         Ok(self.status_of(&view))
     }
 
@@ -96,6 +109,7 @@ impl<S: Store, H: Http, C: Clock> Refresher<S, H, C> {
     pub fn status_of(&self, view: &OAuthView) -> Status {
         let now = self.clock.now_ms();
         Status {
+            logged_in: view.logged_in(),
             expires_at_ms: view.expires_at_ms(),
             expired: view.expired(now),
             needs_refresh: view.needs_refresh(now, self.settings.skew_ms),
@@ -103,12 +117,16 @@ impl<S: Store, H: Http, C: Clock> Refresher<S, H, C> {
             subscription_type: view.subscription_type.clone(),
             rate_limit_tier: view.rate_limit_tier.clone(),
             scopes: view.scopes.clone(),
+            login_expires_at_ms: view.login_expires_at_ms,
         }
     }
 
     /// A usable credential: the stored one when fresh, else a refreshed one.
     pub fn ensure(&mut self, mode: Mode) -> Result<(OAuthView, Outcome), AuthFailure> {
-        let (_, seen) = self.load()?;
+        let (_, seen, _) = self.load()?;
+        if !seen.logged_in() {
+            return Err(logged_out());
+        }
         if mode == Mode::IfNeeded && !seen.needs_refresh(self.clock.now_ms(), self.settings.skew_ms)
         {
             return Ok((seen, Outcome::StillFresh));
@@ -136,13 +154,13 @@ impl<S: Store, H: Http, C: Clock> Refresher<S, H, C> {
             return Err(refresh_token_missing());
         }
         let mut conflicts = 0;
-        let _lock = loop {
+        let mut lock = loop {
             match self.store.lock() {
                 Ok(lock) => break lock,
                 // A refresh finished while we waited: its result may be all we need.
                 Err(StoreError::Conflict(_)) if conflicts < MAX_LOCK_CONFLICTS => {
                     conflicts += 1;
-                    let (_, current) = self.load()?;
+                    let (_, current, _) = self.load()?;
                     if self.satisfied_by(mode, seen, &current) {
                         return Ok((current, Outcome::Adopted));
                     }
@@ -152,7 +170,10 @@ impl<S: Store, H: Http, C: Clock> Refresher<S, H, C> {
         };
 
         // Whoever held the lock before us may have refreshed already.
-        let (doc, current) = self.load()?;
+        let (doc, current, size) = self.load()?;
+        if !current.logged_in() {
+            return Err(logged_out());
+        }
         if self.satisfied_by(mode, seen, &current) {
             return Ok((current, Outcome::Adopted));
         }
@@ -160,7 +181,17 @@ impl<S: Store, H: Http, C: Clock> Refresher<S, H, C> {
             return Err(refresh_token_missing());
         };
 
-        let grant = match self.exchange(&spent) {
+        // Nothing is spent yet: whatever would stop the write must show now.
+        let size = u64::try_from(size).unwrap_or(u64::MAX);
+        lock.prepare(size.saturating_add(WRITE_MARGIN))
+            .map_err(|e| {
+                store_failure(
+                    &e,
+                    "get ready to save a refreshed credential (no refresh was attempted)",
+                )
+            })?;
+        let request = self.grant_request(&spent, &current.scopes);
+        let grant = match self.exchange(&request) {
             Ok(grant) => grant,
             Err(failure) if failure.cause == Cause::GrantRejected => {
                 // A writer that ignores our lock (an old CLI) may have rotated the token.
@@ -171,20 +202,56 @@ impl<S: Store, H: Http, C: Clock> Refresher<S, H, C> {
             }
             Err(failure) => return Err(failure),
         };
+        self.keep(&mut lock, &doc, &spent, &grant)
+    }
 
-        let text = doc
-            .with_grant(&grant, self.clock.now_ms())
+    /// Store `grant`, which spent `spent`: from here on it is the login's only future, so it is
+    /// kept whatever else fails. The document written is the one stored now, re-read under the
+    /// store's write lock (other writers' changes survive), with the grant applied.
+    fn keep(
+        &mut self,
+        lock: &mut S::Lock,
+        read_under_lock: &Document,
+        spent: &str,
+        grant: &Grant,
+    ) -> Result<(OAuthView, Outcome), AuthFailure> {
+        let now = self.clock.now_ms();
+        let latest = lock
+            .load_for_write()
+            .ok()
+            .and_then(|text| Document::parse(&text).ok())
+            .and_then(|doc| doc.oauth().ok().map(|view| (doc, view)));
+        let base = match latest {
+            // Never overwrite a newer login someone stored meanwhile (a writer that ignores the
+            // refresh lock, or a new `claude login`).
+            Some((_, view))
+                if view.refresh_token.as_deref() != Some(spent)
+                    && !view.needs_refresh(now, self.settings.skew_ms) =>
+            {
+                return Ok((view, Outcome::Adopted));
+            }
+            Some((doc, _)) => doc,
+            // Unreadable or gone under the write lock: what was read under the refresh lock.
+            None => read_under_lock.clone(),
+        };
+        let text = base
+            .with_grant(grant, now)
+            .or_else(|_| read_under_lock.with_grant(grant, now))
             .map_err(|e| document_failure(&e))?;
-        // The same check just before writing: never overwrite a credential newer than ours.
-        if let Some(theirs) = self.rotated_by_someone_else(&spent) {
-            return Ok((theirs, Outcome::Adopted));
-        }
-        self.store
-            .save(&text)
-            .map_err(|e| store_failure(&e, "save the refreshed credential"))?;
+        lock.commit(&text)
+            .map_err(|e| store_failure(&e, "keep the refreshed credential anywhere"))?;
         let saved = Document::parse(&text)
             .and_then(|d| d.oauth())
             .map_err(|e| document_failure(&e))?;
+        if grant.access_token.is_none() {
+            return Err(AuthFailure::new(
+                Cause::AnswerInvalid,
+                format!(
+                    "the token endpoint's answer had no usable access token ({}); the rotated refresh token was saved and the next use refreshes again",
+                    grant.oddities.join("; ")
+                ),
+            ));
+        }
         Ok((saved, Outcome::Refreshed))
     }
 
@@ -197,17 +264,31 @@ impl<S: Store, H: Http, C: Clock> Refresher<S, H, C> {
 
     /// The stored credential, when its refresh token is no longer `spent` and it is fresh.
     fn rotated_by_someone_else(&mut self, spent: &str) -> Option<OAuthView> {
-        let (_, now_stored) = self.load().ok()?;
+        let (_, now_stored, _) = self.load().ok()?;
         let rotated = now_stored.refresh_token.as_deref() != Some(spent);
         let fresh = !now_stored.needs_refresh(self.clock.now_ms(), self.settings.skew_ms);
         (rotated && fresh).then_some(now_stored)
     }
 
+    /// The refresh request for `refresh_token`, asking for the recorded scopes (the CLI's list
+    /// when none are recorded), as the CLI asks.
+    fn grant_request(&self, refresh_token: &str, scopes: &[String]) -> GrantRequest {
+        let scope = if scopes.is_empty() {
+            CLI_SCOPES.to_owned()
+        } else {
+            scopes.join(" ")
+        };
+        GrantRequest {
+            url: self.settings.token_url.clone(),
+            body: grant_body(refresh_token, self.settings.client_id.as_deref(), &scope),
+            user_agent: self.settings.user_agent.clone(),
+        }
+    }
+
     /// One refresh-token exchange, retrying what may pass, within the timeout.
-    fn exchange(&mut self, refresh_token: &str) -> Result<Grant, AuthFailure> {
+    fn exchange(&mut self, request: &GrantRequest) -> Result<Grant, AuthFailure> {
         let started = self.clock.elapsed();
         let budget = self.settings.timeout;
-        let body = grant_body(refresh_token, self.settings.client_id.as_deref());
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -218,27 +299,23 @@ impl<S: Store, H: Http, C: Clock> Refresher<S, H, C> {
                     human(budget)
                 )));
             }
-            let (why, asked_wait) =
-                match self
-                    .http
-                    .post_json(&self.settings.token_url, &body, remaining)
-                {
-                    Ok(answer) => match interpret(&answer) {
-                        Ok(grant) => return Ok(grant),
-                        Err(Rejection::Unavailable {
-                            status,
-                            retry_after,
-                        }) => (format!("HTTP {status}"), retry_after),
-                        Err(rejection) => return Err(final_rejection(rejection)),
-                    },
-                    Err(HttpFailure::TooLarge { limit }) => {
-                        return Err(AuthFailure::new(
-                            Cause::AnswerInvalid,
-                            format!("the token endpoint's answer is larger than {limit} bytes"),
-                        ));
-                    }
-                    Err(HttpFailure::Unreachable(why)) => (why, None),
-                };
+            let (why, asked_wait) = match self.http.post_json(request, remaining) {
+                Ok(answer) => match interpret(&answer) {
+                    Ok(grant) => return Ok(grant),
+                    Err(Rejection::Unavailable {
+                        status,
+                        retry_after,
+                    }) => (format!("HTTP {status}"), retry_after),
+                    Err(rejection) => return Err(final_rejection(rejection)),
+                },
+                Err(HttpFailure::TooLarge { limit }) => {
+                    return Err(AuthFailure::new(
+                        Cause::AnswerInvalid,
+                        format!("the token endpoint's answer is larger than {limit} bytes"),
+                    ));
+                }
+                Err(HttpFailure::Unreachable(why)) => (why, None),
+            };
             if attempt >= MAX_ATTEMPTS {
                 return Err(unavailable(format!(
                     "the token endpoint is unavailable ({why}) after {attempt} attempts"
@@ -246,7 +323,7 @@ impl<S: Store, H: Http, C: Clock> Refresher<S, H, C> {
             }
             let wait = asked_wait.unwrap_or_else(|| self.backoff(attempt));
             let spent = self.clock.elapsed().saturating_sub(started);
-            if spent + wait >= budget {
+            if spent.saturating_add(wait) >= budget {
                 return Err(unavailable(format!(
                     "the token endpoint is unavailable ({why}); waiting {} more would pass the {} refresh timeout",
                     human(wait),
@@ -265,7 +342,8 @@ impl<S: Store, H: Http, C: Clock> Refresher<S, H, C> {
         base + base.mul_f64(jitter_permille as f64 / 1000.0)
     }
 
-    fn load(&mut self) -> Result<(Document, OAuthView), AuthFailure> {
+    /// The stored document, its OAuth section, and the length of its text.
+    fn load(&mut self) -> Result<(Document, OAuthView, usize), AuthFailure> {
         let text = self.store.load().map_err(|e| match e {
             StoreError::NotFound => AuthFailure::new(
                 Cause::CredentialsMissing,
@@ -275,7 +353,7 @@ impl<S: Store, H: Http, C: Clock> Refresher<S, H, C> {
         })?;
         let doc = Document::parse(&text).map_err(|e| document_failure(&e))?;
         let view = doc.oauth().map_err(|e| document_failure(&e))?;
-        Ok((doc, view))
+        Ok((doc, view, text.len()))
     }
 }
 
@@ -287,14 +365,16 @@ const fn may_pass(cause: Cause) -> bool {
     )
 }
 
-/// The JSON body of the grant; `client_id` is left out when none is configured.
-pub fn grant_body(refresh_token: &str, client_id: Option<&str>) -> String {
+/// The JSON body of the grant, its fields in the CLI's order; `client_id` is left out when none
+/// is configured.
+pub fn grant_body(refresh_token: &str, client_id: Option<&str>, scope: &str) -> String {
     let mut body = Map::new();
     body.insert("grant_type".into(), Value::String("refresh_token".into()));
     body.insert("refresh_token".into(), Value::String(refresh_token.into()));
     if let Some(id) = client_id {
         body.insert("client_id".into(), Value::String(id.into()));
     }
+    body.insert("scope".into(), Value::String(scope.into()));
     Value::Object(body).to_string()
 }
 
@@ -322,6 +402,13 @@ fn final_rejection(rejection: Rejection) -> AuthFailure {
 
 fn unavailable(message: String) -> AuthFailure {
     AuthFailure::new(Cause::EndpointUnavailable, message)
+}
+
+fn logged_out() -> AuthFailure {
+    AuthFailure::new(
+        Cause::LoggedOut,
+        "not logged in: the credential holds no token (the `claude` CLI's logged-out state); run `claude login`",
+    )
 }
 
 fn refresh_token_missing() -> AuthFailure {

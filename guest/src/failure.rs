@@ -24,6 +24,8 @@ pub enum Cause {
     OAuthSectionMissing,
     /// A refresh is needed but there is no refresh token.
     RefreshTokenMissing,
+    /// The document holds no token at all: the `claude` CLI's logged-out shape.
+    LoggedOut,
     /// The document is not JSON or a known field has the wrong type.
     DocumentInvalid,
     /// The endpoint answered `invalid_grant`.
@@ -45,7 +47,7 @@ impl Cause {
     pub const fn kind(self) -> Kind {
         match self {
             Self::CredentialsMissing | Self::OAuthSectionMissing => Kind::Missing,
-            Self::RefreshTokenMissing | Self::GrantRejected => Kind::Expired,
+            Self::RefreshTokenMissing | Self::LoggedOut | Self::GrantRejected => Kind::Expired,
             Self::DocumentInvalid | Self::EndpointRefused | Self::StoreFailed => Kind::Refused,
             Self::EndpointUnavailable | Self::AnswerInvalid | Self::LockTimeout => {
                 Kind::SourceUnreachable

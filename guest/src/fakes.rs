@@ -5,26 +5,40 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::ports::{Clock, Http, HttpAnswer, HttpFailure, Store, StoreError};
+use crate::ports::{
+    Clock, GrantRequest, HeldLock, Http, HttpAnswer, HttpFailure, Kept, Store, StoreError,
+};
 
 /// The stored document, shared so a fake HTTP exchange can play "another process".
 pub type Shared = Rc<RefCell<Option<String>>>;
+
+/// What happened, in order, across the store and HTTP: `lock`, `prepare`, `post`,
+/// `load-for-write`, `commit`, `unlock`.
+pub type Events = Rc<RefCell<Vec<&'static str>>>;
 
 /// A store holding one document in memory.
 #[derive(Default)]
 pub struct FakeStore {
     /// The document; `None` is "not found".
     pub doc: Shared,
-    /// Every saved document, in order.
-    pub saves: Vec<String>,
+    /// Every committed document, in order.
+    pub saves: Rc<RefCell<Vec<String>>>,
     /// Locks taken.
     pub locks: u32,
     /// Errors for the next `lock` calls, in order.
     pub lock_errors: VecDeque<StoreError>,
-    /// Error for every `save`.
-    pub save_error: Option<StoreError>,
+    /// Error for `prepare`.
+    pub prepare_error: Option<StoreError>,
+    /// Error for `load-for-write`.
+    pub load_for_write_error: Option<StoreError>,
+    /// Error for every `commit`.
+    pub commit_error: Option<StoreError>,
+    /// Where a successful `commit` says the document went.
+    pub kept: Option<Kept>,
     /// Document another process writes while this one waits for the lock.
     pub written_while_waiting: Option<String>,
+    /// The event log.
+    pub events: Events,
 }
 
 impl FakeStore {
@@ -35,36 +49,82 @@ impl FakeStore {
             ..Self::default()
         }
     }
+
+    /// The committed documents.
+    pub fn saved(&self) -> Vec<String> {
+        self.saves.borrow().clone()
+    }
+}
+
+/// The lock a [`FakeStore`] hands out: it reaches the same document.
+pub struct FakeLock {
+    doc: Shared,
+    saves: Rc<RefCell<Vec<String>>>,
+    prepare_error: Option<StoreError>,
+    load_for_write_error: Option<StoreError>,
+    commit_error: Option<StoreError>,
+    kept: Kept,
+    events: Events,
+}
+
+impl HeldLock for FakeLock {
+    fn prepare(&mut self, _size: u64) -> Result<(), StoreError> {
+        self.events.borrow_mut().push("prepare");
+        self.prepare_error.clone().map_or(Ok(()), Err)
+    }
+
+    fn load_for_write(&mut self) -> Result<String, StoreError> {
+        self.events.borrow_mut().push("load-for-write");
+        if let Some(e) = &self.load_for_write_error {
+            return Err(e.clone());
+        }
+        self.doc.borrow().clone().ok_or(StoreError::NotFound)
+    }
+
+    fn commit(&mut self, document: &str) -> Result<Kept, StoreError> {
+        self.events.borrow_mut().push("commit");
+        if let Some(e) = &self.commit_error {
+            return Err(e.clone());
+        }
+        self.saves.borrow_mut().push(document.to_owned());
+        if self.kept == Kept::Stored {
+            *self.doc.borrow_mut() = Some(document.to_owned());
+        }
+        Ok(self.kept)
+    }
+}
+
+impl Drop for FakeLock {
+    fn drop(&mut self) {
+        self.events.borrow_mut().push("unlock");
+    }
 }
 
 impl Store for FakeStore {
-    type Lock = ();
+    type Lock = FakeLock;
 
     fn load(&mut self) -> Result<String, StoreError> {
         self.doc.borrow().clone().ok_or(StoreError::NotFound)
     }
 
-    fn save(&mut self, document: &str) -> Result<(), StoreError> {
-        if let Some(e) = &self.save_error {
-            return Err(e.clone());
-        }
-        self.saves.push(document.to_owned());
-        *self.doc.borrow_mut() = Some(document.to_owned());
-        Ok(())
-    }
-
-    fn lock(&mut self) -> Result<(), StoreError> {
-        if let Some(e) = self.lock_errors.pop_front() {
-            if let Some(theirs) = self.written_while_waiting.take() {
-                *self.doc.borrow_mut() = Some(theirs);
-            }
-            return Err(e);
-        }
-        self.locks += 1;
+    fn lock(&mut self) -> Result<FakeLock, StoreError> {
         if let Some(theirs) = self.written_while_waiting.take() {
             *self.doc.borrow_mut() = Some(theirs);
         }
-        Ok(())
+        if let Some(e) = self.lock_errors.pop_front() {
+            return Err(e);
+        }
+        self.locks += 1;
+        self.events.borrow_mut().push("lock");
+        Ok(FakeLock {
+            doc: self.doc.clone(),
+            saves: self.saves.clone(),
+            prepare_error: self.prepare_error.clone(),
+            load_for_write_error: self.load_for_write_error.clone(),
+            commit_error: self.commit_error.clone(),
+            kept: self.kept.unwrap_or(Kept::Stored),
+            events: self.events.clone(),
+        })
     }
 }
 
@@ -81,10 +141,12 @@ pub struct Scripted {
 pub struct FakeHttp {
     /// Answers still to give.
     pub script: VecDeque<Scripted>,
-    /// (url, body, timeout) of every request.
-    pub requests: Vec<(String, String, Duration)>,
+    /// Every request and the timeout it was given.
+    pub requests: Vec<(GrantRequest, Duration)>,
     /// The store a scripted answer may rewrite.
     pub store: Shared,
+    /// The event log, shared with the store by [`crate::engine::tests`].
+    pub events: Events,
 }
 
 impl FakeHttp {
@@ -136,12 +198,11 @@ impl FakeHttp {
 impl Http for FakeHttp {
     fn post_json(
         &mut self,
-        url: &str,
-        body: &str,
+        request: &GrantRequest,
         timeout: Duration,
     ) -> Result<HttpAnswer, HttpFailure> {
-        self.requests
-            .push((url.to_owned(), body.to_owned(), timeout));
+        self.events.borrow_mut().push("post");
+        self.requests.push((request.clone(), timeout));
         let next = self
             .script
             .pop_front()

@@ -22,16 +22,55 @@ pub enum StoreError {
     LockTimeout(String),
 }
 
+/// Where a committed document was kept. Mirrors the WIT `kept` enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    /// In the store.
+    Stored,
+    /// In the host's rescue place, because the store refused it.
+    Rescued,
+}
+
 /// The credential document's home.
 pub trait Store {
     /// A held refresh lock; dropping it releases the lock.
-    type Lock;
+    type Lock: HeldLock;
     /// Load the document as raw JSON text.
     fn load(&mut self) -> Result<String, StoreError>;
-    /// Replace the document.
-    fn save(&mut self, document: &str) -> Result<(), StoreError>;
     /// Take the cross-process refresh lock.
     fn lock(&mut self) -> Result<Self::Lock, StoreError>;
+}
+
+/// What a held refresh lock offers: the write that follows a refresh, prepared before the
+/// refresh token is spent and done as a read-modify-write under the store's write lock.
+pub trait HeldLock {
+    /// Get ready to store a document of up to `size` bytes. Called before the refresh request.
+    fn prepare(&mut self, size: u64) -> Result<(), StoreError>;
+    /// Take the store's write lock and load the document under it.
+    fn load_for_write(&mut self) -> Result<String, StoreError>;
+    /// Keep `document`: in the store, or in the host's rescue place.
+    fn commit(&mut self, document: &str) -> Result<Kept, StoreError>;
+}
+
+/// The refresh request, as the `claude` CLI sends it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GrantRequest {
+    /// The token endpoint.
+    pub url: String,
+    /// The JSON body; it holds the refresh token.
+    pub body: String,
+    /// The `User-Agent` header.
+    pub user_agent: String,
+}
+
+impl std::fmt::Debug for GrantRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrantRequest")
+            .field("url", &self.url)
+            .field("body_bytes", &self.body.len())
+            .field("user_agent", &self.user_agent)
+            .finish()
+    }
 }
 
 /// What the token endpoint answered, with the body already capped by the transport.
@@ -59,11 +98,11 @@ pub enum HttpFailure {
 
 /// Outgoing HTTP, as the refresh grant needs it.
 pub trait Http {
-    /// POST `body` as `application/json` to `url`, giving up after `timeout`.
+    /// POST `request.body` as `application/json` with a `Content-Length` (never chunked),
+    /// giving up after `timeout` for the whole exchange.
     fn post_json(
         &mut self,
-        url: &str,
-        body: &str,
+        request: &GrantRequest,
         timeout: Duration,
     ) -> Result<HttpAnswer, HttpFailure>;
 }

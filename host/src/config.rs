@@ -1,6 +1,7 @@
 //! Constants and [`ClaudeCodeOAuthConfig`].
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -49,6 +50,11 @@ pub const DEFAULT_MEMORY_LIMIT: usize = 16 << 20;
 /// stays far below this; a looping component is stopped within about a second.
 pub const DEFAULT_FUEL: u64 = 500_000_000;
 
+/// The `User-Agent` the component sends with a refresh unless told otherwise: the one the
+/// `claude` CLI (2.1.197) sends with its own refresh request, so the service sees the same
+/// request from both.
+pub const DEFAULT_USER_AGENT: &str = "axios/1.15.2";
+
 /// A source of wall-clock time, injectable so expiry decisions can be tested.
 pub type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
@@ -90,6 +96,12 @@ pub struct ClaudeCodeOAuthConfig {
     pub memory_limit: usize,
     /// CPU budget of one call in fuel units. Defaults to [`DEFAULT_FUEL`].
     pub fuel: u64,
+    /// `User-Agent` of the refresh request. Defaults to [`DEFAULT_USER_AGENT`].
+    pub user_agent: String,
+    /// Directory for rescue files (a rotated login the store refused to take); `None` is
+    /// `$CLAUDE_CODE_AUTH_STATE_DIR/rescue`, else `$XDG_STATE_HOME` or `~/.local/state`, under
+    /// `entelix-auth-claude-code/rescue`.
+    pub rescue_dir: Option<PathBuf>,
 }
 
 impl fmt::Debug for ClaudeCodeOAuthConfig {
@@ -112,6 +124,8 @@ impl fmt::Debug for ClaudeCodeOAuthConfig {
             .field("max_answer_bytes", &self.max_answer_bytes)
             .field("memory_limit", &self.memory_limit)
             .field("fuel", &self.fuel)
+            .field("user_agent", &self.user_agent)
+            .field("rescue_dir", &self.rescue_dir)
             .finish()
     }
 }
@@ -133,6 +147,8 @@ impl Default for ClaudeCodeOAuthConfig {
             max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
             memory_limit: DEFAULT_MEMORY_LIMIT,
             fuel: DEFAULT_FUEL,
+            user_agent: DEFAULT_USER_AGENT.to_owned(),
+            rescue_dir: None,
         }
     }
 }
@@ -244,6 +260,21 @@ impl ClaudeCodeOAuthConfig {
         self
     }
 
+    /// Send `user_agent` as the refresh request's `User-Agent` (default:
+    /// [`DEFAULT_USER_AGENT`]).
+    #[must_use]
+    pub fn with_user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.user_agent = user_agent.into();
+        self
+    }
+
+    /// Keep rescue files in `dir` (see [`Self::rescue_dir`]).
+    #[must_use]
+    pub fn with_rescue_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.rescue_dir = Some(dir.into());
+        self
+    }
+
     /// Show the component another wall clock (tests, simulations).
     #[must_use]
     pub fn with_clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
@@ -269,6 +300,7 @@ mod tests {
         );
         assert_eq!(config.refresh_timeout, Duration::from_secs(30));
         assert_eq!(config.expiry_skew, Duration::from_secs(300));
+        assert_eq!(config.user_agent, "axios/1.15.2");
     }
 
     #[test]
@@ -280,7 +312,9 @@ mod tests {
             .with_refresh_timeout(Duration::from_secs(3))
             .with_expiry_skew(Duration::from_secs(60))
             .with_lock_timeout(Duration::from_secs(4))
+            .with_user_agent("agent/1")
             .with_clock(move || at);
+        assert_eq!(config.user_agent, "agent/1");
         assert_eq!(config.token_url, "http://127.0.0.1:9/t");
         assert_eq!(config.client_id.as_deref(), Some("other"));
         assert_eq!(config.refresh_timeout, Duration::from_secs(3));

@@ -23,6 +23,12 @@ pub enum ClaudeCodeAuthError {
     },
     /// The token expired and there is no refresh token to renew it.
     RefreshTokenMissing,
+    /// The credential holds no token at all: the `claude` CLI's logged-out shape (after a
+    /// logout, or after the endpoint rejected its refresh token).
+    LoggedOut {
+        /// Where the store looked.
+        path: String,
+    },
     /// The token endpoint could not be reached, timed out, or answered 5xx, 429 or an unusable body.
     RefreshHttp {
         /// What failed; never holds a token.
@@ -112,6 +118,10 @@ impl fmt::Display for ClaudeCodeAuthError {
             Self::RefreshTokenMissing => f.write_str(
                 "the access token has expired and the credentials hold no refresh token; run `claude login` to sign in again",
             ),
+            Self::LoggedOut { path } => write!(
+                f,
+                "not logged in: the credentials at `{path}` hold no token; run `claude login`"
+            ),
             Self::RefreshHttp { message } => write!(f, "token refresh failed: {message}"),
             Self::RefreshRejected { message } | Self::RefreshRefused { message } => {
                 f.write_str(message)
@@ -193,6 +203,7 @@ impl ClaudeCodeAuthError {
             Self::CredentialsMissing { .. } => "CredentialsMissing",
             Self::OAuthSectionMissing { .. } => "OAuthSectionMissing",
             Self::RefreshTokenMissing => "RefreshTokenMissing",
+            Self::LoggedOut { .. } => "LoggedOut",
             Self::RefreshHttp { .. } => "RefreshHttp",
             Self::RefreshRejected { .. } => "RefreshRejected",
             Self::RefreshRefused { .. } => "RefreshRefused",
@@ -216,7 +227,7 @@ impl ClaudeCodeAuthError {
             Self::CredentialsMissing { .. }
             | Self::OAuthSectionMissing { .. }
             | Self::HomeUnresolved => AuthError::missing_from(message),
-            Self::RefreshTokenMissing | Self::RefreshRejected { .. } => {
+            Self::RefreshTokenMissing | Self::LoggedOut { .. } | Self::RefreshRejected { .. } => {
                 AuthError::expired_with(message)
             }
             Self::RefreshHttp { .. } | Self::LockTimeout { .. } | Self::TimedOut { .. } => {
@@ -259,6 +270,10 @@ mod tests {
             ),
             (ClaudeCodeAuthError::HomeUnresolved, "missing"),
             (ClaudeCodeAuthError::RefreshTokenMissing, "expired"),
+            (
+                ClaudeCodeAuthError::LoggedOut { path: "p".into() },
+                "expired",
+            ),
             (
                 ClaudeCodeAuthError::RefreshRejected {
                     message: "m".into(),
@@ -369,6 +384,7 @@ mod tests {
             ClaudeCodeAuthError::CredentialsMissing { path: "p".into() },
             ClaudeCodeAuthError::OAuthSectionMissing { path: "p".into() },
             ClaudeCodeAuthError::RefreshTokenMissing,
+            ClaudeCodeAuthError::LoggedOut { path: "p".into() },
         ] {
             assert!(error.to_string().contains("claude login"), "{error}");
         }

@@ -6,7 +6,7 @@ use std::sync::{Mutex, PoisonError};
 
 use secrecy::SecretString;
 
-use crate::sandbox::wit::TokenStatus;
+use crate::provider::TokenStatus;
 use crate::store::Fingerprint;
 
 /// The last header a component produced, and what it is valid for.
@@ -19,25 +19,26 @@ struct Entry {
     fingerprint: Fingerprint,
     component: usize,
     header: SecretString,
+    status: TokenStatus,
     /// Unix ms from which the component must be asked again.
     refresh_at_ms: i64,
 }
 
 impl HeaderCache {
-    /// The cached header, if it was produced by `component` from the store state
-    /// `fingerprint` and `now_ms` is before its refresh window.
+    /// The cached header and its status, if it was produced by `component` from the store
+    /// state `fingerprint` and `now_ms` is before its refresh window.
     pub(crate) fn get(
         &self,
         fingerprint: Fingerprint,
         component: usize,
         now_ms: i64,
-    ) -> Option<SecretString> {
+    ) -> Option<(SecretString, TokenStatus)> {
         let slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
         slot.as_ref()
             .filter(|e| {
                 e.fingerprint == fingerprint && e.component == component && now_ms < e.refresh_at_ms
             })
-            .map(|e| e.header.clone())
+            .map(|e| (e.header.clone(), e.status.clone()))
     }
 
     /// Remember `header`, produced by `component` from the store state `fingerprint`, for as
@@ -60,6 +61,7 @@ impl HeaderCache {
             fingerprint,
             component,
             header: header.clone(),
+            status: status.clone(),
             refresh_at_ms,
         });
     }
@@ -72,6 +74,7 @@ mod tests {
 
     fn status(expires_at_ms: Option<i64>, needs_refresh: bool) -> TokenStatus {
         TokenStatus {
+            logged_in: true,
             expires_at_ms,
             expired: false,
             needs_refresh,
@@ -79,6 +82,7 @@ mod tests {
             subscription_type: None,
             rate_limit_tier: None,
             scopes: Vec::new(),
+            login_expires_at_ms: None,
         }
     }
 
@@ -88,7 +92,10 @@ mod tests {
         let fp = Fingerprint::new([1, 2, 3, 4, 5]);
         let header = SecretString::from("Bearer a");
         cache.put(fp, 7, &header, &status(Some(10_000), false), 1_000);
-        assert_eq!(cache.get(fp, 7, 8_999).unwrap().expose_secret(), "Bearer a");
+        assert_eq!(
+            cache.get(fp, 7, 8_999).unwrap().0.expose_secret(),
+            "Bearer a"
+        );
         assert!(
             cache.get(fp, 7, 9_000).is_none(),
             "inside the refresh window"

@@ -50,15 +50,17 @@ pub use config::{
     CLAUDE_CODE_BETA, CLAUDE_CODE_CLIENT_ID, ClaudeCodeOAuthConfig, DEFAULT_BETWEEN_BYTES_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_EXPIRY_SKEW, DEFAULT_FIRST_BYTE_TIMEOUT, DEFAULT_FUEL,
     DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_ANSWER_BYTES, DEFAULT_MEMORY_LIMIT, DEFAULT_REFRESH_TIMEOUT,
-    DEFAULT_TOKEN_URL, OAUTH_BETA, WallClock,
+    DEFAULT_TOKEN_URL, DEFAULT_USER_AGENT, OAUTH_BETA, WallClock,
 };
 pub use credential::{CredentialFile, OAuthCredential};
 pub use error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
-pub use provider::{ClaudeCodeOAuthProvider, RefreshOutcome, RefreshReport, TokenStatus};
+pub use provider::{
+    ClaudeCodeOAuthProvider, LOGIN_WARNING, RefreshOutcome, RefreshReport, TokenStatus,
+};
 pub use sandbox::{CACHE_DIR_ENV, COMPONENT_WASM, ProviderComponent};
 pub use secret::SecretToken;
 pub use store::{
     CommandOutput, CommandRunner, CredentialStore, EnvTokenStore, FileCredentialStore, Fingerprint,
     KEYCHAIN_SERVICE, KeychainCredentialStore, MemoryCredentialStore, OAUTH_TOKEN_ENV, RefreshLock,
-    SystemRunner, keychain_service_name,
+    STATE_DIR_ENV, SystemRunner, keychain_service_name,
 };

@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::config::ClaudeCodeOAuthConfig;
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
 use crate::header_cache::HeaderCache;
-use crate::sandbox::{CallContext, LocalLock, ProviderComponent, wit};
+use crate::sandbox::{CallContext, LocalLock, ProviderComponent, RefreshMode};
 use crate::store::CredentialStore;
 
 /// Resolves the `Authorization` header from a [`CredentialStore`], refreshing the access token
@@ -27,6 +27,8 @@ use crate::store::CredentialStore;
 #[derive(Clone)]
 pub struct ClaudeCodeOAuthProvider {
     ctx: Arc<CallContext>,
+    /// The last header, reused while the store is unchanged (shared by clones).
+    cache: Arc<HeaderCache>,
     /// `None`: the embedded component.
     component: Option<ProviderComponent>,
 }
@@ -44,6 +46,9 @@ impl fmt::Debug for ClaudeCodeOAuthProvider {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TokenStatus {
+    /// The credential holds a token. `false` is the `claude` CLI's logged-out shape (tokens
+    /// blanked after a logout or a rejected refresh): run `claude login`.
+    pub logged_in: bool,
     /// Expiry of the access token in Unix milliseconds, when known and representable.
     pub expires_at_ms: Option<i64>,
     /// The access token is past its expiry.
@@ -58,13 +63,33 @@ pub struct TokenStatus {
     pub rate_limit_tier: Option<String>,
     /// Granted scopes.
     pub scopes: Vec<String>,
+    /// The login's hard deadline (`refreshTokenExpiresAt`) in Unix milliseconds, when recorded:
+    /// refreshes do not extend it; after it, `claude login` is needed.
+    pub login_expires_at_ms: Option<i64>,
 }
+
+/// How far ahead of the login's deadline [`TokenStatus::login_expires_soon`] warns (the CLI
+/// warns 3 days ahead).
+pub const LOGIN_WARNING: std::time::Duration = std::time::Duration::from_secs(3 * 24 * 60 * 60);
 
 impl TokenStatus {
     /// The expiry as a date, when known.
     pub fn expires_at(&self) -> Option<DateTime<Utc>> {
         self.expires_at_ms
             .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+    }
+
+    /// The login's deadline as a date, when recorded.
+    pub fn login_expires_at(&self) -> Option<DateTime<Utc>> {
+        self.login_expires_at_ms
+            .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+    }
+
+    /// The login ends within [`LOGIN_WARNING`] of `now` (or has ended): time to plan a
+    /// `claude login`.
+    pub fn login_expires_soon(&self, now: DateTime<Utc>) -> bool {
+        let warning = chrono::TimeDelta::from_std(LOGIN_WARNING).unwrap_or_default();
+        self.login_expires_at().is_some_and(|at| at - now < warning)
     }
 }
 
@@ -106,8 +131,8 @@ impl ClaudeCodeOAuthProvider {
                 store: Arc::new(store),
                 local_lock: Arc::new(LocalLock::default()),
                 config,
-                cache: HeaderCache::default(),
             }),
+            cache: Arc::default(),
             component: None,
         }
     }
@@ -151,102 +176,47 @@ impl ClaudeCodeOAuthProvider {
 
     /// `Bearer <access token>`, refreshed first when it expires within the skew.
     pub async fn header_value(&self) -> ClaudeCodeAuthResult<SecretString> {
+        Ok(self.header_with_status().await?.0)
+    }
+
+    /// `Bearer <access token>` and the status of the credential it came from (for the login's
+    /// deadline, say), refreshed first when it expires within the skew.
+    pub async fn header_with_status(&self) -> ClaudeCodeAuthResult<(SecretString, TokenStatus)> {
         let component = self.component().await?;
         let before = self.ctx.store.fingerprint();
         if let Some(fingerprint) = before {
             let now = now_ms(&self.ctx.config);
-            if let Some(header) = self.ctx.cache.get(fingerprint, component.id(), now) {
-                return Ok(header);
+            if let Some(hit) = self.cache.get(fingerprint, component.id(), now) {
+                return Ok(hit);
             }
         }
-        let resolution = component
-            .call(&self.ctx, |bindings, store, config| {
-                Box::pin(
-                    bindings
-                        .entelix_claude_code_auth_provider()
-                        .call_resolve_with_status(store, config),
-                )
-            })
-            .await?;
-        let header = SecretString::from(checked_header(resolution.header)?);
+        let (header, status) = component.resolve(&self.ctx).await?;
         // Only a state that did not move during the call is worth remembering (a write of ours
         // or of anyone else's is read through the component next time).
         if let Some(fingerprint) = before.filter(|fp| self.ctx.store.fingerprint() == Some(*fp)) {
             let skew_ms =
                 i64::try_from(self.ctx.config.expiry_skew.as_millis()).unwrap_or(i64::MAX);
-            self.ctx.cache.put(
-                fingerprint,
-                component.id(),
-                &header,
-                &resolution.status,
-                skew_ms,
-            );
+            self.cache
+                .put(fingerprint, component.id(), &header, &status, skew_ms);
         }
-        Ok(header)
+        Ok((header, status))
     }
 
     /// Describe the stored credential without refreshing and without network access.
     pub async fn status(&self) -> ClaudeCodeAuthResult<TokenStatus> {
-        self.component()
-            .await?
-            .call(&self.ctx, |bindings, store, config| {
-                Box::pin(
-                    bindings
-                        .entelix_claude_code_auth_provider()
-                        .call_status(store, config),
-                )
-            })
-            .await
-            .map(token_status)
+        self.component().await?.status(&self.ctx).await
     }
 
     /// Refresh when the token expires within the skew, or always when `force` is set (unless
     /// another process refreshed while this one waited for the lock).
     pub async fn refresh(&self, force: bool) -> ClaudeCodeAuthResult<RefreshReport> {
-        let report = self
-            .component()
-            .await?
-            .call(&self.ctx, |bindings, store, config| {
-                let provider = bindings.entelix_claude_code_auth_provider();
-                if force {
-                    Box::pin(provider.call_force_refresh(store, config))
-                } else {
-                    Box::pin(provider.call_ensure_fresh(store, config))
-                }
-            })
-            .await?;
-        Ok(RefreshReport {
-            outcome: match report.outcome {
-                wit::RefreshOutcome::StillFresh => RefreshOutcome::StillFresh,
-                wit::RefreshOutcome::Refreshed => RefreshOutcome::Refreshed,
-                wit::RefreshOutcome::Adopted => RefreshOutcome::Adopted,
-                wit::RefreshOutcome::Deferred => RefreshOutcome::Deferred,
-            },
-            status: token_status(report.status),
-        })
+        let mode = if force {
+            RefreshMode::Force
+        } else {
+            RefreshMode::IfNeeded
+        };
+        self.component().await?.refresh(&self.ctx, mode).await
     }
-}
-
-/// The component's header, if it is one a transport can send: `authorization: Bearer <token>`
-/// with a token of visible ASCII. Anything else (a misbehaving component) is refused.
-fn checked_header(header: wit::Header) -> ClaudeCodeAuthResult<String> {
-    let refused = |what: &str| ClaudeCodeAuthError::Sandbox {
-        message: format!("the component returned {what}; refused"),
-    };
-    if !header.name.eq_ignore_ascii_case("authorization") {
-        return Err(refused("a header other than authorization"));
-    }
-    let token = header
-        .value
-        .strip_prefix("Bearer ")
-        .ok_or_else(|| refused("a header value that is not a bearer token"))?;
-    let visible = token.bytes().all(|b| b.is_ascii_graphic());
-    if token.is_empty() || token.len() > MAX_TOKEN_BYTES || !visible {
-        return Err(refused(
-            "a bearer token that is empty, oversized or not visible ASCII",
-        ));
-    }
-    Ok(header.value)
 }
 
 /// The current time on the configured clock, in Unix milliseconds.
@@ -257,21 +227,6 @@ fn now_ms(config: &ClaudeCodeOAuthConfig) -> i64 {
         .map_or_else(SystemTime::now, |clock| clock());
     now.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// Longest bearer token accepted from the component.
-const MAX_TOKEN_BYTES: usize = 16 * 1024;
-
-fn token_status(status: wit::TokenStatus) -> TokenStatus {
-    TokenStatus {
-        expires_at_ms: status.expires_at_ms,
-        expired: status.expired,
-        needs_refresh: status.needs_refresh,
-        has_refresh_token: status.has_refresh_token,
-        subscription_type: status.subscription_type,
-        rate_limit_tier: status.rate_limit_tier,
-        scopes: status.scopes,
-    }
 }
 
 #[async_trait]

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::fakes::{FakeClock, FakeHttp, FakeStore};
-use crate::ports::HttpFailure;
+use crate::ports::{HttpFailure, Kept};
 
 const NOW: i64 = 1_800_000_000_000;
 const MINUTE: i64 = 60_000;
@@ -18,7 +18,8 @@ fn doc(access: &str, refresh: Option<&str>, expires_at: i64) -> String {
 
 const GRANT: &str = r#"{"access_token":"at-2","refresh_token":"rt-2","expires_in":28800,"scope":"user:inference user:profile","token_type":"Bearer"}"#;
 
-fn refresher(store: FakeStore, http: FakeHttp) -> Refresher<FakeStore, FakeHttp, FakeClock> {
+fn refresher(store: FakeStore, mut http: FakeHttp) -> Refresher<FakeStore, FakeHttp, FakeClock> {
+    http.events = store.events.clone();
     Refresher {
         store,
         http,
@@ -31,8 +32,21 @@ fn refresher(store: FakeStore, http: FakeHttp) -> Refresher<FakeStore, FakeHttp,
             client_id: Some(CLIENT.into()),
             skew_ms: 5 * MINUTE,
             timeout: Duration::from_secs(30),
+            user_agent: DEFAULT_USER_AGENT.into(),
         },
     }
+}
+
+/// The access token of `view`.
+fn access(view: &OAuthView) -> &str {
+    view.access_token.as_deref().unwrap_or_default()
+}
+
+/// The body the CLI sends for `refresh`, asking for `scope`.
+fn body(refresh: &str, scope: &str) -> String {
+    format!(
+        r#"{{"grant_type":"refresh_token","refresh_token":"{refresh}","client_id":"{CLIENT}","scope":"{scope}"}}"#
+    )
 }
 
 fn expired() -> String {
@@ -46,12 +60,9 @@ fn fresh_token_needs_no_lock_and_no_request() {
         FakeHttp::default(),
     );
     let (view, outcome) = r.ensure(Mode::IfNeeded).unwrap();
+    assert_eq!((access(&view), outcome), ("at-1", Outcome::StillFresh));
     assert_eq!(
-        (view.access_token.as_str(), outcome),
-        ("at-1", Outcome::StillFresh)
-    );
-    assert_eq!(
-        (r.store.locks, r.http.requests.len(), r.store.saves.len()),
+        (r.store.locks, r.http.requests.len(), r.store.saved().len()),
         (0, 0, 0)
     );
 }
@@ -79,11 +90,7 @@ fn refresh_decision_by_expiry() {
         } else {
             ("at-1", Outcome::StillFresh)
         };
-        assert_eq!(
-            (view.access_token.as_str(), outcome),
-            want,
-            "offset {offset} {mode:?}"
-        );
+        assert_eq!((access(&view), outcome), want, "offset {offset} {mode:?}");
     }
 }
 
@@ -119,18 +126,14 @@ fn refresh_sends_the_grant_and_writes_back_everything() {
     let (view, outcome) = r.ensure(Mode::IfNeeded).unwrap();
     assert_eq!(outcome, Outcome::Refreshed);
     assert_eq!(view.refresh_token.as_deref(), Some("rt-2"));
-    let (url, body, timeout) = &r.http.requests[0];
-    assert_eq!(url, URL);
-    assert_eq!(
-        body,
-        &format!(
-            r#"{{"grant_type":"refresh_token","refresh_token":"rt-1","client_id":"{CLIENT}"}}"#
-        )
-    );
+    let (request, timeout) = &r.http.requests[0];
+    assert_eq!(request.url, URL);
+    assert_eq!(request.body, body("rt-1", "user:inference"));
+    assert_eq!(request.user_agent, DEFAULT_USER_AGENT);
     assert_eq!(*timeout, Duration::from_secs(30));
     assert_eq!(r.store.locks, 1);
     assert_eq!(
-        r.store.saves,
+        r.store.saved(),
         [format!(
             r#"{{"claudeAiOauth":{{"accessToken":"at-2","refreshToken":"rt-2","expiresAt":{},"scopes":["user:inference","user:profile"],"subscriptionType":"max","rateLimitTier":"tier"}},"mcpOAuth":{{"k":"v"}}}}"#,
             NOW + 28_800_000
@@ -147,8 +150,8 @@ fn no_client_id_leaves_the_field_out() {
     r.settings.client_id = None;
     r.ensure(Mode::IfNeeded).unwrap();
     assert_eq!(
-        r.http.requests[0].1,
-        r#"{"grant_type":"refresh_token","refresh_token":"rt-1"}"#
+        r.http.requests[0].0.body,
+        r#"{"grant_type":"refresh_token","refresh_token":"rt-1","scope":"user:inference"}"#
     );
 }
 
@@ -160,11 +163,11 @@ fn another_process_refreshed_while_waiting_for_the_lock() {
         let mut r = refresher(store, FakeHttp::default());
         let (view, outcome) = r.ensure(mode).unwrap();
         assert_eq!(
-            (view.access_token.as_str(), outcome),
+            (access(&view), outcome),
             ("at-9", Outcome::Adopted),
             "{mode:?}"
         );
-        assert!(r.http.requests.is_empty() && r.store.saves.is_empty());
+        assert!(r.http.requests.is_empty() && r.store.saved().is_empty());
     }
 }
 
@@ -178,7 +181,7 @@ fn expired_without_refresh_token_is_expired_and_sends_nothing() {
     assert_eq!(err.cause, Cause::RefreshTokenMissing);
     assert_eq!(err.kind(), crate::failure::Kind::Expired);
     assert!(err.message.contains("claude login"));
-    assert!(r.http.requests.is_empty() && r.store.saves.is_empty());
+    assert!(r.http.requests.is_empty() && r.store.saved().is_empty());
 }
 
 #[test]
@@ -192,7 +195,7 @@ fn invalid_grant_is_expired_and_writes_nothing() {
     assert_eq!(err.cause, Cause::GrantRejected);
     assert!(err.message.contains("claude login"), "{}", err.message);
     assert!(err.message.contains("Refresh token not found or invalid"));
-    assert_eq!((r.http.requests.len(), r.store.saves.len()), (1, 0));
+    assert_eq!((r.http.requests.len(), r.store.saved().len()), (1, 0));
 }
 
 #[test]
@@ -204,11 +207,8 @@ fn invalid_grant_after_a_sibling_rotated_adopts_the_siblings_token() {
         .while_store_becomes(&shared, &doc("at-9", Some("rt-9"), NOW + 60 * MINUTE));
     let mut r = refresher(store, http);
     let (view, outcome) = r.ensure(Mode::IfNeeded).unwrap();
-    assert_eq!(
-        (view.access_token.as_str(), outcome),
-        ("at-9", Outcome::Adopted)
-    );
-    assert!(r.store.saves.is_empty());
+    assert_eq!((access(&view), outcome), ("at-9", Outcome::Adopted));
+    assert!(r.store.saved().is_empty());
 }
 
 #[test]
@@ -221,11 +221,8 @@ fn a_credential_rotated_during_the_exchange_is_not_overwritten() {
         .while_store_becomes(&shared, &theirs);
     let mut r = refresher(store, http);
     let (view, outcome) = r.ensure(Mode::IfNeeded).unwrap();
-    assert_eq!(
-        (view.access_token.as_str(), outcome),
-        ("at-9", Outcome::Adopted)
-    );
-    assert!(r.store.saves.is_empty());
+    assert_eq!((access(&view), outcome), ("at-9", Outcome::Adopted));
+    assert!(r.store.saved().is_empty());
     assert_eq!(shared.borrow().as_deref(), Some(theirs.as_str()));
 }
 
@@ -249,7 +246,7 @@ fn transient_failures_retry_with_backoff_then_succeed() {
         "{sleeps:?}"
     );
     // Each attempt gets only what is left of the budget.
-    assert!(r.http.requests[2].2 < Duration::from_secs(30));
+    assert!(r.http.requests[2].1 < Duration::from_secs(30));
 }
 
 #[test]
@@ -293,7 +290,7 @@ fn attempts_are_bounded() {
         err.message
     );
     assert_eq!(r.http.requests.len() as u32, MAX_ATTEMPTS);
-    assert!(r.store.saves.is_empty());
+    assert!(r.store.saved().is_empty());
 }
 
 #[test]
@@ -306,10 +303,7 @@ fn a_still_valid_token_bridges_failures_that_may_pass() {
     }
     let mut r = refresher(FakeStore::holding(&in_skew), http);
     let (view, outcome) = r.ensure(Mode::IfNeeded).unwrap();
-    assert_eq!(
-        (view.access_token.as_str(), outcome),
-        ("at-1", Outcome::Deferred)
-    );
+    assert_eq!((access(&view), outcome), ("at-1", Outcome::Deferred));
 
     // A lock that cannot be taken is bridged the same way.
     let mut store = FakeStore::holding(&in_skew);
@@ -349,11 +343,7 @@ fn answers_that_do_not_pass_are_not_retried() {
         (400, r#"{"error":"invalid_client"}"#, Cause::EndpointRefused),
         (404, "Not Found", Cause::EndpointRefused),
         (200, "<html>hi</html>", Cause::AnswerInvalid),
-        (
-            200,
-            r#"{"access_token":"x","expires_in":0}"#,
-            Cause::AnswerInvalid,
-        ),
+        (200, r#"{"expires_in":60}"#, Cause::AnswerInvalid),
     ];
     for (status, body, cause) in cases {
         let mut r = refresher(
@@ -362,7 +352,7 @@ fn answers_that_do_not_pass_are_not_retried() {
         );
         let err = r.ensure(Mode::IfNeeded).unwrap_err();
         assert_eq!(err.cause, cause, "{status} {body}");
-        assert_eq!((r.http.requests.len(), r.store.saves.len()), (1, 0));
+        assert_eq!((r.http.requests.len(), r.store.saved().len()), (1, 0));
     }
     let http = FakeHttp::default().fail(HttpFailure::TooLarge { limit: 1 << 20 });
     let mut r = refresher(FakeStore::holding(&expired()), http);
@@ -399,11 +389,11 @@ fn store_problems_are_typed() {
 #[test]
 fn a_failed_save_is_reported() {
     let mut store = FakeStore::holding(&expired());
-    store.save_error = Some(StoreError::ReadOnly("the store is read-only".into()));
+    store.commit_error = Some(StoreError::Unavailable("the disk is gone".into()));
     let mut r = refresher(store, FakeHttp::default().answer(200, GRANT));
     let err = r.ensure(Mode::IfNeeded).unwrap_err();
     assert_eq!(err.cause, Cause::StoreFailed);
-    assert!(err.message.contains("read-only"));
+    assert!(err.message.contains("the disk is gone"), "{}", err.message);
 }
 
 #[test]
@@ -416,6 +406,7 @@ fn status_reports_without_tokens() {
     assert_eq!(
         status,
         Status {
+            logged_in: true,
             expires_at_ms: Some(NOW + 2 * MINUTE),
             expired: false,
             needs_refresh: true,
@@ -423,6 +414,7 @@ fn status_reports_without_tokens() {
             subscription_type: Some("max".into()),
             rate_limit_tier: Some("tier".into()),
             scopes: vec!["user:inference".into()],
+            login_expires_at_ms: None,
         }
     );
     assert!(r.http.requests.is_empty() && r.store.locks == 0);
@@ -452,10 +444,7 @@ fn a_refresh_that_finished_while_waiting_is_used_without_taking_the_lock() {
     store.written_while_waiting = Some(doc("at-9", Some("rt-9"), NOW + 60 * MINUTE));
     let mut r = refresher(store, FakeHttp::default());
     let (view, outcome) = r.ensure(Mode::IfNeeded).unwrap();
-    assert_eq!(
-        (view.access_token.as_str(), outcome),
-        ("at-9", Outcome::Adopted)
-    );
+    assert_eq!((access(&view), outcome), ("at-9", Outcome::Adopted));
     assert_eq!((r.store.locks, r.http.requests.len()), (0, 0));
 }
 
@@ -496,7 +485,7 @@ fn a_long_lived_token_is_used_and_never_refreshed() {
             Mode::Force => assert_eq!(result.unwrap_err().cause, Cause::RefreshTokenMissing),
         }
         assert_eq!(
-            (r.store.locks, r.http.requests.len(), r.store.saves.len()),
+            (r.store.locks, r.http.requests.len(), r.store.saved().len()),
             (0, 0, 0)
         );
     }
@@ -504,4 +493,164 @@ fn a_long_lived_token_is_used_and_never_refreshed() {
     let status = r.status().unwrap();
     assert!(!status.expired && !status.needs_refresh && !status.has_refresh_token);
     assert_eq!(status.expires_at_ms, None);
+}
+
+/// The order that keeps a rotated login: nothing is sent before the write is prepared, and the
+/// write is a read-modify-write under the store's write lock, inside the refresh lock.
+#[test]
+fn the_write_is_prepared_before_the_request_and_done_under_the_write_lock() {
+    let mut r = refresher(
+        FakeStore::holding(&expired()),
+        FakeHttp::default().answer(200, GRANT),
+    );
+    r.ensure(Mode::IfNeeded).unwrap();
+    assert_eq!(
+        *r.store.events.borrow(),
+        [
+            "lock",
+            "prepare",
+            "post",
+            "load-for-write",
+            "commit",
+            "unlock"
+        ]
+    );
+}
+
+#[test]
+fn a_write_that_cannot_work_fails_before_anything_is_sent() {
+    let mut store = FakeStore::holding(&expired());
+    store.prepare_error = Some(StoreError::Unavailable("No space left on device".into()));
+    let mut r = refresher(store, FakeHttp::default());
+    let err = r.ensure(Mode::IfNeeded).unwrap_err();
+    assert_eq!(err.cause, Cause::StoreFailed);
+    assert!(
+        err.message.contains("No space left") && err.message.contains("no refresh was attempted"),
+        "{}",
+        err.message
+    );
+    assert!(r.http.requests.is_empty() && r.store.saved().is_empty());
+}
+
+/// Another writer (the CLI storing an MCP token) changed the document during the exchange:
+/// its change and our tokens both survive.
+#[test]
+fn a_concurrent_writers_change_survives_the_write_back() {
+    let store = FakeStore::holding(&expired());
+    let shared = store.doc.clone();
+    let theirs = expired().replace(r#""mcpOAuth":{"k":"v"}"#, r#""mcpOAuth":{"k":"new"}"#);
+    let http = FakeHttp::default()
+        .answer(200, GRANT)
+        .while_store_becomes(&shared, &theirs);
+    let mut r = refresher(store, http);
+    assert_eq!(r.ensure(Mode::IfNeeded).unwrap().1, Outcome::Refreshed);
+    let saved = r.store.saved().pop().unwrap();
+    assert!(saved.contains(r#""mcpOAuth":{"k":"new"}"#), "{saved}");
+    assert!(saved.contains(r#""refreshToken":"rt-2""#), "{saved}");
+}
+
+/// When the write lock or the re-read fails, the grant is still committed (onto the document
+/// read under the refresh lock): the host keeps it, in the store or rescued.
+#[test]
+fn a_failed_re_read_still_keeps_the_grant() {
+    let mut store = FakeStore::holding(&expired());
+    store.load_for_write_error = Some(StoreError::LockTimeout("write lock busy".into()));
+    let mut r = refresher(store, FakeHttp::default().answer(200, GRANT));
+    assert_eq!(r.ensure(Mode::IfNeeded).unwrap().1, Outcome::Refreshed);
+    assert!(r.store.saved()[0].contains(r#""refreshToken":"rt-2""#));
+}
+
+#[test]
+fn a_rescued_grant_is_used() {
+    let mut store = FakeStore::holding(&expired());
+    store.kept = Some(Kept::Rescued);
+    let mut r = refresher(store, FakeHttp::default().answer(200, GRANT));
+    let (view, outcome) = r.ensure(Mode::IfNeeded).unwrap();
+    assert_eq!((access(&view), outcome), ("at-2", Outcome::Refreshed));
+}
+
+/// A 2xx answer spent the refresh token: whatever tokens it carries are stored, due for a
+/// refresh when their lifetime is unknown; without an access token the call says so.
+#[test]
+fn odd_success_answers_are_kept() {
+    let no_lifetime = r#"{"access_token":"at-2","refresh_token":"rt-2","token_type":"mac"}"#;
+    let mut r = refresher(
+        FakeStore::holding(&expired()),
+        FakeHttp::default().answer(200, no_lifetime),
+    );
+    let (view, outcome) = r.ensure(Mode::IfNeeded).unwrap();
+    assert_eq!((access(&view), outcome), ("at-2", Outcome::Refreshed));
+    assert_eq!(view.refresh_token.as_deref(), Some("rt-2"));
+    assert_eq!(view.expires_at_ms(), Some(NOW));
+    assert!(view.needs_refresh(NOW, 0), "the next use refreshes");
+
+    let no_access = r#"{"refresh_token":"rt-2","expires_in":28800}"#;
+    let mut r = refresher(
+        FakeStore::holding(&expired()),
+        FakeHttp::default().answer(200, no_access),
+    );
+    let err = r.ensure(Mode::IfNeeded).unwrap_err();
+    assert_eq!(err.cause, Cause::AnswerInvalid);
+    assert!(
+        err.message.contains("rotated refresh token was saved"),
+        "{}",
+        err.message
+    );
+    let saved = r.store.saved().pop().unwrap();
+    assert!(saved.contains(r#""refreshToken":"rt-2""#), "{saved}");
+
+    // With a still-valid access token the call goes on with it; the new refresh token is kept.
+    let in_skew = doc("at-1", Some("rt-1"), NOW + 2 * MINUTE);
+    let mut r = refresher(
+        FakeStore::holding(&in_skew),
+        FakeHttp::default().answer(200, no_access),
+    );
+    let (view, outcome) = r.ensure(Mode::IfNeeded).unwrap();
+    assert_eq!((access(&view), outcome), ("at-1", Outcome::Deferred));
+    assert!(r.store.saved()[0].contains(r#""refreshToken":"rt-2""#));
+}
+
+/// The `claude` CLI's logged-out shape is "not logged in", whatever is asked; nothing is sent
+/// or written.
+#[test]
+fn the_logged_out_shape_is_not_logged_in() {
+    let blank = r#"{"claudeAiOauth":{"accessToken":"","refreshToken":"","expiresAt":0,"scopes":["user:inference"]},"mcpOAuth":{}}"#;
+    for mode in [Mode::IfNeeded, Mode::Force] {
+        let mut r = refresher(FakeStore::holding(blank), FakeHttp::default());
+        let err = r.ensure(mode).unwrap_err();
+        assert_eq!(err.cause, Cause::LoggedOut, "{mode:?}");
+        assert_eq!(err.kind(), crate::failure::Kind::Expired);
+        assert!(err.message.contains("claude login"), "{}", err.message);
+        assert_eq!((r.store.locks, r.http.requests.len()), (0, 0));
+    }
+    let mut r = refresher(FakeStore::holding(blank), FakeHttp::default());
+    let status = r.status().unwrap();
+    assert!(!status.logged_in && status.expired && !status.has_refresh_token);
+}
+
+#[test]
+fn the_request_asks_for_the_recorded_scopes_or_the_clis() {
+    let none_recorded =
+        r#"{"claudeAiOauth":{"accessToken":"at-1","refreshToken":"rt-1","expiresAt":0}}"#;
+    let mut r = refresher(
+        FakeStore::holding(none_recorded),
+        FakeHttp::default().answer(200, GRANT),
+    );
+    r.settings.user_agent = "my-agent/1".into();
+    r.ensure(Mode::IfNeeded).unwrap();
+    let (request, _) = &r.http.requests[0];
+    assert_eq!(request.body, body("rt-1", CLI_SCOPES));
+    assert_eq!(request.user_agent, "my-agent/1");
+    let shown = format!("{request:?}");
+    assert!(!shown.contains("rt-1"), "{shown}");
+}
+
+#[test]
+fn the_login_deadline_is_reported() {
+    let text = r#"{"claudeAiOauth":{"accessToken":"a","refreshToken":"r","expiresAt":1,"refreshTokenExpiresAt":1900000000000}}"#;
+    let mut r = refresher(FakeStore::holding(text), FakeHttp::default());
+    assert_eq!(
+        r.status().unwrap().login_expires_at_ms,
+        Some(1_900_000_000_000)
+    );
 }

@@ -17,7 +17,7 @@ use secrecy::ExposeSecret;
 
 use crate::{
     ClaudeCodeAuthError, ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider, CredentialStore,
-    EnvTokenStore, FileCredentialStore, KeychainCredentialStore,
+    EnvTokenStore, FileCredentialStore, KeychainCredentialStore, TokenStatus,
 };
 
 /// Use the `claude` CLI's Claude.ai login from other programs, refreshed in a sandbox.
@@ -32,6 +32,9 @@ pub struct Cli {
     /// Token endpoint [default: https://platform.claude.com/v1/oauth/token]
     #[arg(long, global = true, value_name = "URL")]
     pub token_url: Option<String>,
+    /// User-Agent of the refresh request [default: axios/1.15.2, as the claude CLI sends]
+    #[arg(long, global = true, value_name = "TEXT")]
+    pub user_agent: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -114,24 +117,52 @@ pub async fn run(cli: Cli) -> Result<(), ClaudeCodeAuthError> {
     if let Some(url) = cli.token_url {
         config = config.with_token_url(url);
     }
+    if let Some(agent) = cli.user_agent {
+        config = config.with_user_agent(agent);
+    }
     let provider = ClaudeCodeOAuthProvider::with_config(store, config);
     let location = provider.location();
     let out = match cli.command {
-        Command::Status { json: true } => {
-            render::status_json(source, &location, &provider.status().await?)
+        Command::Status { json } => {
+            let status = provider.status().await?;
+            let shown = if json {
+                render::status_json(source, &location, &status)
+            } else {
+                render::status_text(source, &location, &status, chrono::Utc::now())
+            };
+            print(&shown)?;
+            // Logged out: fail as `token` would (exit 4), so a script can test `status` alone.
+            return match status.logged_in {
+                true => Ok(()),
+                false => Err(ClaudeCodeAuthError::LoggedOut { path: location }),
+            };
         }
-        Command::Status { json: false } => {
-            render::status_text(source, &location, &provider.status().await?)
+        Command::Token => {
+            let (header, status) = provider.header_with_status().await?;
+            warn_login_deadline(&status);
+            let token = header.expose_secret();
+            token.strip_prefix("Bearer ").unwrap_or(token).to_owned()
         }
-        Command::Token => provider.access_token().await?.expose_secret().to_owned(),
-        Command::Header => format!(
-            "Authorization: {}",
-            provider.header_value().await?.expose_secret()
-        ),
-        Command::Refresh { force } => render::refresh_text(&provider.refresh(force).await?),
+        Command::Header => {
+            let (header, status) = provider.header_with_status().await?;
+            warn_login_deadline(&status);
+            format!("Authorization: {}", header.expose_secret())
+        }
+        Command::Refresh { force } => {
+            let report = provider.refresh(force).await?;
+            warn_login_deadline(&report.status);
+            render::refresh_text(&report)
+        }
         Command::Demo => unreachable!("handled above"),
     };
     print(&out)
+}
+
+/// One line on stderr when the login ends within three days (stdout is left alone).
+fn warn_login_deadline(status: &TokenStatus) {
+    if let Some(line) = render::login_warning(status, chrono::Utc::now()) {
+        let _ = writeln!(std::io::stderr(), "warning: {line}");
+    }
 }
 
 /// Where the credential comes from, as the `claude` CLI decides: an explicit `--credentials`

@@ -6,11 +6,23 @@ use sha2::{Digest, Sha256};
 
 use crate::{RefreshOutcome, RefreshReport, TokenStatus};
 
-/// `status` as text.
-pub(super) fn status_text(source: &str, location: &str, status: &TokenStatus) -> String {
+/// `status` as text, at `now`.
+pub(super) fn status_text(
+    source: &str,
+    location: &str,
+    status: &TokenStatus,
+    now: DateTime<Utc>,
+) -> String {
+    if !status.logged_in {
+        return [
+            format!("source:        {source}: {location}"),
+            "logged in:     no (the credential holds no token); run `claude login`".to_owned(),
+        ]
+        .join("\n");
+    }
     let mut lines = vec![
         format!("source:        {source}: {location}"),
-        format!("access token:  {}", expiry_phrase(status, Utc::now())),
+        format!("access token:  {}", expiry_phrase(status, now)),
         format!(
             "refresh token: {}",
             if status.has_refresh_token {
@@ -29,7 +41,42 @@ pub(super) fn status_text(source: &str, location: &str, status: &TokenStatus) ->
     if !status.scopes.is_empty() {
         lines.push(format!("scopes:        {}", status.scopes.join(" ")));
     }
+    if let Some(at) = status.login_expires_at() {
+        lines.push(format!("login ends:    {}", login_phrase(at, now)));
+    }
     lines.join("\n")
+}
+
+/// "2030-03-20 17:46:40 UTC (in 2d 23h; run `claude login` before then)", "… (ended 1d 2h ago)".
+fn login_phrase(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let when = at.format("%Y-%m-%d %H:%M:%S UTC");
+    if at <= now {
+        return format!("{when} (ended {} ago; run `claude login`)", span(now - at));
+    }
+    let days = (at - now).num_days();
+    let left = format!(
+        "in {}, {days} day{} left",
+        span(at - now),
+        if days == 1 { "" } else { "s" }
+    );
+    let warning = chrono::TimeDelta::from_std(crate::LOGIN_WARNING).unwrap_or_default();
+    if at - now < warning {
+        format!("{when} ({left}; run `claude login` before then)")
+    } else {
+        format!("{when} ({left})")
+    }
+}
+
+/// The one-line warning `token`, `header` and `refresh` print when the login ends soon.
+pub(super) fn login_warning(status: &TokenStatus, now: DateTime<Utc>) -> Option<String> {
+    if !status.login_expires_soon(now) {
+        return None;
+    }
+    let at = status.login_expires_at()?;
+    Some(format!(
+        "this Claude login ends {}; refreshing cannot extend it",
+        login_phrase(at, now)
+    ))
 }
 
 /// `status --json`.
@@ -37,6 +84,7 @@ pub(super) fn status_json(source: &str, location: &str, status: &TokenStatus) ->
     json!({
         "source": source,
         "location": location,
+        "loggedIn": status.logged_in,
         "expiresAt": status.expires_at_ms,
         "expiresAtIso": status.expires_at().map(|at| at.to_rfc3339()),
         "expired": status.expired,
@@ -45,6 +93,8 @@ pub(super) fn status_json(source: &str, location: &str, status: &TokenStatus) ->
         "subscriptionType": status.subscription_type,
         "rateLimitTier": status.rate_limit_tier,
         "scopes": status.scopes,
+        "loginExpiresAt": status.login_expires_at_ms,
+        "loginExpiresAtIso": status.login_expires_at().map(|at| at.to_rfc3339()),
     })
     .to_string()
 }
@@ -149,6 +199,8 @@ mod tests {
 
     fn status(expires_at_ms: Option<i64>, expired: bool, needs_refresh: bool) -> TokenStatus {
         TokenStatus {
+            logged_in: true,
+            login_expires_at_ms: None,
             expires_at_ms,
             expired,
             needs_refresh,
@@ -189,6 +241,28 @@ mod tests {
             let got = expiry_phrase(&status, now);
             assert!(got.contains(want), "{got}");
         }
+    }
+
+    #[test]
+    fn the_login_deadline_is_shown_and_warned_about_in_its_last_three_days() {
+        let now = DateTime::from_timestamp(1_900_000_000, 0).unwrap();
+        let day = 86_400_000;
+        let mut s = status(Some(1), false, false);
+        assert!(login_warning(&s, now).is_none(), "no deadline recorded");
+        s.login_expires_at_ms = Some(1_900_000_000_000 + 10 * day);
+        assert!(login_warning(&s, now).is_none());
+        assert!(status_text("file", "/x", &s, now).contains("(in 10d 0h, 10 days left)"));
+        s.login_expires_at_ms = Some(1_900_000_000_000 + 2 * day + 3_600_000);
+        let warning = login_warning(&s, now).unwrap();
+        assert!(
+            warning.contains("in 2d 1h, 2 days left; run `claude login` before then"),
+            "{warning}"
+        );
+        s.login_expires_at_ms = Some(1_900_000_000_000 - day);
+        assert!(login_warning(&s, now).unwrap().contains("ended 1d 0h ago"));
+        let json: Value = serde_json::from_str(&status_json("file", "/x", &s)).unwrap();
+        assert_eq!(json["loginExpiresAt"], 1_900_000_000_000_i64 - day);
+        assert_eq!(json["loggedIn"], true);
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! A loopback OAuth token endpoint that behaves like the real one: JSON only, the client id
-//! required, the `claude-cli/…` user agent blocked, the refresh token rotated on every grant, and
-//! a whole token family revoked when an already-spent refresh token comes back.
+//! A loopback OAuth token endpoint at least as strict as the real one: JSON only, in a body of
+//! fixed length (`Content-Length`; a chunked body is refused, as fronts that read only
+//! `Content-Length` do), the client id and `scope` required, the `claude-cli/…` user agent
+//! blocked, the refresh token rotated on every grant, and a whole token family revoked when an
+//! already-spent refresh token comes back.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, RandomState};
@@ -40,13 +42,15 @@ impl std::fmt::Debug for Issued {
 }
 
 /// The endpoint's running state.
-#[derive(Debug)]
 pub struct TokenEndpoint {
     server: LoopbackServer,
     state: Arc<Mutex<State>>,
 }
 
-#[derive(Debug, Default)]
+/// An edit of a successful answer's JSON object.
+pub type Reshape = Box<dyn FnOnce(&mut Map<String, Value>) + Send>;
+
+#[derive(Default)]
 struct State {
     client_id: String,
     access_ttl: Duration,
@@ -58,6 +62,9 @@ struct State {
     grants_served: u64,
     requests: Vec<Request>,
     faults: VecDeque<Reply>,
+    /// Edits applied to the next successful answers, in order (an odd but 2xx answer, after
+    /// the refresh token was rotated).
+    reshapes: VecDeque<Reshape>,
     /// Whether the original crate's form-encoded request is accepted too.
     accept_forms: bool,
     /// Range of the random delay before each normal answer.
@@ -111,6 +118,13 @@ impl TokenEndpoint {
         lock(&self.state).faults.push_back(reply);
     }
 
+    /// Serve the next grant normally — rotating the refresh token — but pass its answer through
+    /// `edit` first (drop `expires_in`, change `token_type`...): an odd 2xx the client must not
+    /// throw away.
+    pub fn reshape_next_grant(&self, edit: impl FnOnce(&mut Map<String, Value>) + Send + 'static) {
+        lock(&self.state).reshapes.push_back(Box::new(edit));
+    }
+
     /// Also accept what the original native crate (0.6.1) sends — a form-encoded body without a
     /// client id — which the real service no longer takes. For side-by-side benchmarks only.
     pub fn accept_forms(&self) {
@@ -150,6 +164,14 @@ impl TokenEndpoint {
     pub fn access_token_checker(&self) -> Arc<dyn Fn(&str) -> bool + Send + Sync> {
         let state = self.state.clone();
         Arc::new(move |token| lock(&state).accepts(token))
+    }
+}
+
+impl std::fmt::Debug for TokenEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenEndpoint")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
     }
 }
 
@@ -270,6 +292,20 @@ impl State {
         {
             return api_error(403, "permission_error", "Request blocked");
         }
+        // Fronts that read only `Content-Length` see a chunked body as empty.
+        let chunked = request
+            .header("transfer-encoding")
+            .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
+        let length = request
+            .header("content-length")
+            .and_then(|v| v.parse::<usize>().ok());
+        if chunked || length != Some(request.body.len()) {
+            return api_error(
+                400,
+                "invalid_request_error",
+                "Invalid request format: a body of fixed length (Content-Length) is required",
+            );
+        }
         let content_type = request.header("content-type").unwrap_or_default();
         let body: Map<String, Value> = if content_type.starts_with("application/json") {
             let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&request.body) else {
@@ -308,6 +344,10 @@ impl State {
         let Some(presented) = text("refresh_token") else {
             return oauth_error(400, "invalid_request", "Missing refresh_token");
         };
+        // Public reports say the service answers this to a refresh without `scope`.
+        if text("scope").is_none_or(str::is_empty) && !self.accept_forms {
+            return api_error(400, "invalid_request_error", "Invalid request format");
+        }
         let Some(&index) = self.refresh_tokens.get(presented) else {
             return oauth_error(400, "invalid_grant", "Refresh token not found or invalid");
         };
@@ -330,17 +370,18 @@ impl State {
         self.refresh_tokens.insert(rotated.clone(), index);
         let access = self.issue_access(index);
         self.grants_served += 1;
-        Reply::Respond(Response::json(
-            200,
-            &json!({
-                "token_type": "Bearer",
-                "access_token": access,
-                "expires_in": self.access_ttl.as_secs(),
-                "refresh_token": rotated,
-                "scope": GRANTED_SCOPE,
-                "account": {"uuid": "00000000-0000-4000-8000-000000000001", "email_address": "demo@example.com"},
-                "organization": {"uuid": "00000000-0000-4000-8000-000000000002", "name": "Demo"},
-            }),
-        ))
+        let mut answer = json!({
+            "token_type": "Bearer",
+            "access_token": access,
+            "expires_in": self.access_ttl.as_secs(),
+            "refresh_token": rotated,
+            "scope": GRANTED_SCOPE,
+            "account": {"uuid": "00000000-0000-4000-8000-000000000001", "email_address": "demo@example.com"},
+            "organization": {"uuid": "00000000-0000-4000-8000-000000000002", "name": "Demo"},
+        });
+        if let (Some(edit), Value::Object(fields)) = (self.reshapes.pop_front(), &mut answer) {
+            edit(fields);
+        }
+        Reply::Respond(Response::json(200, &answer))
     }
 }

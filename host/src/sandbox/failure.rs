@@ -1,53 +1,9 @@
-//! The component's failures and traps as this crate's error type, preferring what the host
-//! recorded (the store's own typed error, the policy's reason for refusing a request) over the
-//! component's one-line summary.
+//! A call that trapped, as this crate's error type: named by what the guest did, not by
+//! wasmtime's internals. Independent of the contract's version.
 
-use std::io;
-
-use super::state::HostState;
-use super::{PACKAGE, wit};
+use super::PACKAGE;
 use crate::config::ClaudeCodeOAuthConfig;
 use crate::error::ClaudeCodeAuthError;
-
-/// The error for a failure the component reported.
-pub(super) fn host_error(
-    failure: wit::AuthError,
-    state: &mut HostState,
-    config: &ClaudeCodeOAuthConfig,
-) -> ClaudeCodeAuthError {
-    use wit::Cause;
-    let (wit::AuthError::Missing(detail)
-    | wit::AuthError::Expired(detail)
-    | wit::AuthError::Refused(detail)
-    | wit::AuthError::SourceUnreachable(detail)) = failure;
-    let location = state.store.location();
-    let recorded = state.store_error.take();
-    let refused = state.policy.refusal();
-    let message = detail.message;
-    match detail.cause {
-        Cause::CredentialsMissing => ClaudeCodeAuthError::CredentialsMissing { path: location },
-        Cause::OauthSectionMissing => ClaudeCodeAuthError::OAuthSectionMissing { path: location },
-        Cause::RefreshTokenMissing => ClaudeCodeAuthError::RefreshTokenMissing,
-        Cause::GrantRejected => ClaudeCodeAuthError::RefreshRejected { message },
-        Cause::EndpointRefused => ClaudeCodeAuthError::RefreshRefused { message },
-        Cause::EndpointUnavailable | Cause::AnswerInvalid => match refused {
-            Some(refusal) => refusal.into_error(&config.token_url),
-            None => ClaudeCodeAuthError::RefreshHttp { message },
-        },
-        Cause::DocumentInvalid => recorded.unwrap_or(ClaudeCodeAuthError::InvalidDocument {
-            path: location,
-            problem: message,
-        }),
-        Cause::LockTimeout => recorded.unwrap_or(ClaudeCodeAuthError::LockTimeout {
-            lock: location,
-            waited: config.lock_timeout,
-        }),
-        Cause::StoreFailed => recorded.unwrap_or_else(|| ClaudeCodeAuthError::Io {
-            path: location,
-            source: io::Error::other(message),
-        }),
-    }
-}
 
 /// The error for a call that trapped: named by what the guest did, not by wasmtime's internals.
 pub(super) fn trap_error(

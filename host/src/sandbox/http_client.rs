@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tokio::net::TcpStream;
 use tokio::time::{Sleep, sleep, timeout};
@@ -24,6 +24,8 @@ use wasmtime_wasi_http::{Error, Result, WasiBody};
 pub(crate) struct Plan {
     /// Vetted addresses, tried in order.
     pub(crate) addrs: Vec<SocketAddr>,
+    /// The whole exchange, the answer's last byte included, ends by then.
+    pub(crate) deadline: tokio::time::Instant,
     /// The TLS server name, or `None` for plain HTTP (loopback only).
     pub(crate) tls_name: Option<String>,
     pub(crate) connect_timeout: Duration,
@@ -38,15 +40,27 @@ pub(crate) struct Plan {
 /// The future that drives the connection after the response head arrived.
 pub(crate) type Driver = Box<dyn Future<Output = Result<()>> + Send>;
 
-/// Send `request` according to `plan`.
+/// Send `request` according to `plan`: its whole body is read from the component first and sent
+/// with a `Content-Length`, never chunked.
 pub(crate) async fn send(
-    mut request: http::Request<WasiBody>,
+    request: http::Request<WasiBody>,
     plan: Plan,
 ) -> Result<(http::Response<WasiBody>, Driver)> {
+    let (head, body) = request.into_parts();
     let connection = match establish(&plan).await {
         Ok(connection) => connection,
-        Err(e) => return Err(after_draining(request.into_body(), &plan, e).await),
+        Err(e) => return Err(after_draining(body, &plan, e).await),
     };
+    // Whole before it leaves: a fixed-length request, as the token endpoint's fronts require,
+    // and the component's writes and `finish` all succeed before any answer can arrive (sent
+    // as a stream of known length, the body could be dropped once its bytes were sent, failing
+    // the component's last flush after the endpoint had already spent the refresh token).
+    let body = read_whole(body, &plan).await?;
+    let length = http::HeaderValue::from(body.len());
+    let mut request = http::Request::from_parts(head, Full::new(body));
+    request
+        .headers_mut()
+        .insert(http::header::CONTENT_LENGTH, length);
     // HTTP/1.1 origin form: scheme and authority travel in the Host header only.
     let path = request
         .uri()
@@ -66,6 +80,7 @@ pub(crate) async fn send(
         inner: incoming,
         idle: plan.between_bytes_timeout,
         timer: Box::pin(sleep(plan.between_bytes_timeout)),
+        deadline: Box::pin(tokio::time::sleep_until(plan.deadline)),
         left: plan.max_body,
         oversized: plan.oversized.clone(),
     };
@@ -96,16 +111,28 @@ async fn establish(plan: &Plan) -> Result<Connection> {
     Ok(Connection::Tls(Box::new(tls)))
 }
 
-/// Most of a request body a failed request still reads from the component.
-const DRAIN_LIMIT: usize = 64 * 1024;
+/// Most of a request body read from the component (a refresh grant is under 1 KiB).
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// The request body the component writes, whole, within the connect timeout.
+async fn read_whole(body: WasiBody, plan: &Plan) -> Result<Bytes> {
+    let collected = timeout(
+        plan.connect_timeout,
+        http_body_util::Limited::new(body, BODY_LIMIT).collect(),
+    )
+    .await
+    .map_err(|_| Error::ConnectionWriteTimeout)?
+    .map_err(|_| Error::HttpRequestBodySize(u64::try_from(BODY_LIMIT).ok()))?;
+    Ok(collected.to_bytes())
+}
 
 /// `error`, once the body the component is still writing has been read (within the connect
-/// timeout and [`DRAIN_LIMIT`]). The component writes the body after it has handed over the
+/// timeout and [`BODY_LIMIT`]). The component writes the body after it has handed over the
 /// request; dropping the body at once would fail that write with a closed stream, racing the
 /// real reason ("connection refused") to the component.
 pub(crate) async fn after_draining(mut body: WasiBody, plan: &Plan, error: Error) -> Error {
     let drain = async {
-        let mut left = DRAIN_LIMIT;
+        let mut left = BODY_LIMIT;
         while let Some(Ok(frame)) = body.frame().await {
             let read = frame.data_ref().map_or(0, Bytes::len);
             if read >= left {
@@ -155,7 +182,7 @@ fn tls_connector() -> tokio_rustls::TlsConnector {
 
 async fn exchange<T>(
     io: T,
-    request: http::Request<WasiBody>,
+    request: http::Request<Full<Bytes>>,
     plan: &Plan,
 ) -> Result<(http::Response<Incoming>, Driver)>
 where
@@ -168,7 +195,11 @@ where
     .await
     .map_err(|_| Error::ConnectionTimeout)??;
     let driver = tokio::spawn(connection);
-    let response = timeout(plan.first_byte_timeout, sender.send_request(request))
+    let first_byte = plan.first_byte_timeout.min(
+        plan.deadline
+            .saturating_duration_since(tokio::time::Instant::now()),
+    );
+    let response = timeout(first_byte, sender.send_request(request))
         .await
         .map_err(|_| Error::ConnectionReadTimeout)??;
     let driver: Driver = Box::new(async move {
@@ -181,11 +212,12 @@ where
     Ok((response, driver))
 }
 
-/// The answer's body with a between-bytes timeout and a size cap.
+/// The answer's body with a between-bytes timeout, an overall deadline and a size cap.
 struct Capped {
     inner: Incoming,
     idle: Duration,
     timer: Pin<Box<Sleep>>,
+    deadline: Pin<Box<Sleep>>,
     left: usize,
     oversized: Arc<AtomicBool>,
 }
@@ -199,6 +231,9 @@ impl Body for Capped {
         cx: &mut Context<'_>,
     ) -> Poll<Option<std::result::Result<Frame<Bytes>, Error>>> {
         let this = &mut *self;
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(Error::ConnectionReadTimeout)));
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
@@ -253,6 +288,7 @@ mod tests {
     fn plan(connect_timeout: Duration) -> Plan {
         Plan {
             addrs: Vec::new(),
+            deadline: tokio::time::Instant::now() + connect_timeout,
             tls_name: None,
             connect_timeout,
             first_byte_timeout: connect_timeout,

@@ -99,8 +99,14 @@ pub(crate) struct HttpPolicy {
     first_byte_timeout: Duration,
     between_bytes_timeout: Duration,
     max_answer_bytes: usize,
+    /// Bound for one exchange, from the moment the request is handed over to the last byte of
+    /// the answer: the refresh budget.
+    exchange_timeout: Duration,
     refusal: Arc<Mutex<Option<Refusal>>>,
     oversized: Arc<AtomicBool>,
+    /// When the last request was handed over; the call's deadline follows it (see
+    /// `ProviderComponent::call`).
+    last_sent: Arc<Mutex<Option<tokio::time::Instant>>>,
 }
 
 impl HttpPolicy {
@@ -123,9 +129,16 @@ impl HttpPolicy {
             first_byte_timeout: config.first_byte_timeout.min(config.refresh_timeout),
             between_bytes_timeout: config.between_bytes_timeout.min(config.refresh_timeout),
             max_answer_bytes: config.max_answer_bytes,
+            exchange_timeout: config.refresh_timeout,
             refusal: Arc::default(),
             oversized: Arc::default(),
+            last_sent: Arc::default(),
         })
+    }
+
+    /// When the last request was handed over, shared with whoever bounds the call.
+    pub(crate) fn last_sent(&self) -> Arc<Mutex<Option<tokio::time::Instant>>> {
+        self.last_sent.clone()
     }
 
     /// Why the last request was refused, if one was.
@@ -232,7 +245,15 @@ impl WasiHttpHooks for HttpPolicy {
         // The component may ask for shorter timeouts, never longer ones.
         let cap = |asked: Option<Duration>, limit: Duration| asked.map_or(limit, |a| a.min(limit));
         let options = options.unwrap_or_default();
+        // From here the request may reach the endpoint: its answer is read within the refresh
+        // budget, and the call's own bound makes room for that.
+        let sent = tokio::time::Instant::now();
+        *self
+            .last_sent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(sent);
         let plan = Plan {
+            deadline: sent + self.exchange_timeout,
             addrs: Vec::new(),
             tls_name: origin.https.then(|| origin.host.clone()),
             connect_timeout: cap(options.connect_timeout, self.connect_timeout),

@@ -9,7 +9,7 @@ mod http_client;
 mod http_policy;
 mod output;
 mod state;
-mod v0_1;
+mod v0_2;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,17 +24,17 @@ use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::config::{ClaudeCodeOAuthConfig, WallClock};
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
-use crate::header_cache::HeaderCache;
 use crate::store::CredentialStore;
+use crate::store::rescue::RescueFile;
 
 pub use cache::CACHE_DIR_ENV;
-use failure::{host_error, trap_error};
+use failure::trap_error;
 use http_policy::HttpPolicy;
 use output::DiscardedOutput;
 use state::HostState;
 pub(crate) use state::LocalLock;
-pub(crate) use v0_1::exports::entelix::claude_code_auth::provider as wit;
-use v0_1::{PACKAGE, ProviderHost, ProviderHostPre};
+use v0_2::exports::entelix::claude_code_auth::provider as wit;
+use v0_2::{PACKAGE, ProviderHost, ProviderHostPre, host_error, wit_config};
 
 /// The component this crate was built with (from `guest/`, by `build/main.rs`).
 pub const COMPONENT_WASM: &[u8] = include_bytes!(env!("CLAUDE_CODE_AUTH_COMPONENT"));
@@ -51,7 +51,15 @@ pub(crate) struct CallContext {
     pub(crate) store: Arc<dyn CredentialStore>,
     pub(crate) local_lock: Arc<LocalLock>,
     pub(crate) config: ClaudeCodeOAuthConfig,
-    pub(crate) cache: HeaderCache,
+}
+
+/// Which refresh to ask the component for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RefreshMode {
+    /// Only when the token expires within the skew.
+    IfNeeded,
+    /// Whatever the expiry, unless another process refreshed while this one waited.
+    Force,
 }
 
 /// A call of one export, borrowed for the duration of the call.
@@ -59,7 +67,7 @@ pub(crate) type ExportCall<'a, T> =
     Pin<Box<dyn Future<Output = wasmtime::Result<Result<T, wit::AuthError>>> + Send + 'a>>;
 
 /// A compiled provider component, type-checked against this host's world
-/// (`entelix:claude-code-auth/provider-host@0.1.0`) and ready to instantiate.
+/// (`entelix:claude-code-auth/provider-host@0.2.0`) and ready to instantiate.
 ///
 /// The provider uses [`ProviderComponent::embedded`] unless given another one with
 /// [`crate::ClaudeCodeOAuthProvider::with_component`] (a newer build of the component, or a
@@ -126,7 +134,12 @@ impl ProviderComponent {
 
     /// Run one export in a fresh instance, within the limits of `ctx.config`, and turn its
     /// answer into this crate's error type.
-    pub(crate) async fn call<T>(
+    ///
+    /// The call is bounded by the lock and refresh bounds plus some slack; once the component
+    /// has sent a request, the bound also covers the refresh budget from that moment on, so an
+    /// answer that arrives within the budget is never cut off after the endpoint rotated the
+    /// refresh token.
+    async fn call<T>(
         &self,
         ctx: &CallContext,
         export: impl for<'a> FnOnce(
@@ -137,6 +150,7 @@ impl ProviderComponent {
     ) -> ClaudeCodeAuthResult<T> {
         let config = &ctx.config;
         let policy = HttpPolicy::for_config(config)?;
+        let last_sent = policy.last_sent();
         let limits = StoreLimitsBuilder::new()
             .memory_size(config.memory_limit)
             .table_elements(100_000)
@@ -155,6 +169,7 @@ impl ProviderComponent {
             local_lock: ctx.local_lock.clone(),
             finished_seen: ctx.local_lock.finished(),
             lock_timeout: config.lock_timeout,
+            rescue: RescueFile::for_location(&ctx.store.location(), config.rescue_dir.as_deref()),
             store_error: None,
         };
         let mut store = Store::new(engine()?, state);
@@ -165,23 +180,39 @@ impl ProviderComponent {
         // Yield to the runtime at every tick: a guest that never returns cannot hold a worker
         // thread, and the deadline below always gets to fire.
         store.epoch_deadline_async_yield_and_update(1);
-        let wit_config = wit::Config {
-            token_url: config.token_url.clone(),
-            client_id: config.client_id.clone(),
-            expiry_skew_ms: millis(config.expiry_skew),
-            timeout_ms: millis(config.refresh_timeout),
-        };
+        let wit_config = wit_config(config);
         let bound = config.lock_timeout + config.refresh_timeout + CALL_SLACK;
-        let run = async {
-            let bindings = self.pre.instantiate_async(&mut store).await?;
-            export(&bindings, &mut store, &wit_config).await
+        let started = tokio::time::Instant::now();
+        let deadline = || {
+            let sent = *last_sent
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let call = started + bound;
+            sent.map_or(call, |sent| {
+                call.max(sent + config.refresh_timeout + CALL_SLACK)
+            })
         };
-        let outcome = tokio::time::timeout(bound, run).await;
+        let outcome = {
+            let run = async {
+                let bindings = self.pre.instantiate_async(&mut store).await?;
+                export(&bindings, &mut store, &wit_config).await
+            };
+            let mut run = std::pin::pin!(run);
+            loop {
+                let until = deadline();
+                match tokio::time::timeout_at(until, &mut run).await {
+                    Ok(outcome) => break Ok(outcome),
+                    // A request sent meanwhile moved the deadline: keep waiting for its answer.
+                    Err(_) if deadline() > until => {}
+                    Err(_) => break Err(until - started),
+                }
+            }
+        };
         if let Ok(left) = store.get_fuel() {
             tracing::debug!(fuel_used = config.fuel - left, "component call finished");
         }
         match outcome {
-            Err(_) => Err(ClaudeCodeAuthError::TimedOut { after: bound }),
+            Err(after) => Err(ClaudeCodeAuthError::TimedOut { after }),
             Ok(Err(trap)) => Err(trap_error(&trap, config)),
             Ok(Ok(Ok(value))) => Ok(value),
             Ok(Ok(Err(failure))) => Err(host_error(failure, store.data_mut(), config)),
@@ -302,11 +333,15 @@ mod tests {
     #[test]
     fn contract_versions() {
         let cases = [
-            ("entelix:claude-code-auth/provider@0.1.0", None),
-            ("entelix:claude-code-auth/credential-store@0.1.7", None),
+            ("entelix:claude-code-auth/provider@0.2.0", None),
+            ("entelix:claude-code-auth/credential-store@0.2.7", None),
             (
-                "entelix:claude-code-auth/provider@0.2.0",
-                Some("entelix:claude-code-auth@0.2.0"),
+                "entelix:claude-code-auth/provider@0.1.0",
+                Some("entelix:claude-code-auth@0.1.0"),
+            ),
+            (
+                "entelix:claude-code-auth/provider@0.3.0",
+                Some("entelix:claude-code-auth@0.3.0"),
             ),
             (
                 "entelix:claude-code-auth/credential-store@1.0.0",

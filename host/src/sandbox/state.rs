@@ -1,5 +1,5 @@
-//! The host side of one call: the WASI context, the HTTP policy, and the `credential-store`
-//! import implemented over a [`CredentialStore`].
+//! The host side of one call: the WASI context, the HTTP policy, the store, and the refresh lock
+//! handed to the component. The contract's own types stay in its version's module.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,16 +7,15 @@ use std::time::Duration;
 
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use wasmtime::StoreLimits;
-use wasmtime::component::{Resource, ResourceTable};
+use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
-use zeroize::Zeroizing;
 
 use crate::error::ClaudeCodeAuthError;
+use crate::store::rescue::RescueFile;
 use crate::store::{CredentialStore, RefreshLock};
 
 use super::http_policy::HttpPolicy;
-use super::v0_1::entelix::claude_code_auth::credential_store::{self, StoreError};
 
 /// The in-process half of the refresh lock, shared by every call of one provider.
 #[derive(Debug, Default)]
@@ -31,7 +30,7 @@ pub(crate) struct LocalLock {
 /// cross-process lock. Dropping it (when the component drops the handle, or the call ends in any
 /// way) releases both.
 pub struct HeldLock {
-    _store: RefreshLock,
+    pub(crate) store: RefreshLock,
     local: Arc<LocalLock>,
     _guard: OwnedMutexGuard<()>,
 }
@@ -63,30 +62,17 @@ pub(crate) struct HostState {
     /// `local_lock.finished` when this call last looked.
     pub(crate) finished_seen: u64,
     pub(crate) lock_timeout: Duration,
+    /// Where a rotated login the store refused is kept (`None`: nowhere to keep one).
+    pub(crate) rescue: Option<RescueFile>,
     /// The typed error behind the last store operation, when it failed. The component only
     /// sees a summary; the host returns this.
     pub(crate) store_error: Option<ClaudeCodeAuthError>,
 }
 
 impl HostState {
-    /// Keep `error` for the host and give the component its summary.
-    fn record(&mut self, error: ClaudeCodeAuthError) -> StoreError {
-        let summary = error.to_string();
-        let wit = match &error {
-            ClaudeCodeAuthError::CredentialsMissing { .. } => StoreError::NotFound,
-            ClaudeCodeAuthError::InvalidStorage { .. }
-            | ClaudeCodeAuthError::InvalidDocument { .. } => StoreError::Corrupt(summary),
-            ClaudeCodeAuthError::ReadOnly { .. } => StoreError::ReadOnly(summary),
-            ClaudeCodeAuthError::LockTimeout { .. } => StoreError::LockTimeout(summary),
-            _ => StoreError::Unavailable(summary),
-        };
-        self.store_error = Some(error);
-        wit
-    }
-
     /// `Ok(None)`: a refresh in this process finished while we waited; the component should
     /// load again before deciding (answered as `conflict`, no lock held).
-    async fn take_lock(&mut self) -> Result<Option<HeldLock>, ClaudeCodeAuthError> {
+    pub(crate) async fn take_lock(&mut self) -> Result<Option<HeldLock>, ClaudeCodeAuthError> {
         let started = tokio::time::Instant::now();
         let local = self.local_lock.clone();
         let guard = tokio::time::timeout(self.lock_timeout, local.mutex.clone().lock_owned())
@@ -103,7 +89,7 @@ impl HostState {
         let remaining = self.lock_timeout.saturating_sub(started.elapsed());
         let store = self.store.lock_refresh(remaining).await?;
         Ok(Some(HeldLock {
-            _store: store,
+            store,
             local,
             _guard: guard,
         }))
@@ -126,47 +112,5 @@ impl WasiHttpView for HostState {
             table: &mut self.table,
             hooks: &mut self.policy,
         }
-    }
-}
-
-impl credential_store::Host for HostState {
-    async fn load(&mut self) -> Result<String, StoreError> {
-        self.store_error = None;
-        match self.store.load_document().await {
-            Ok(Some(document)) => Ok(document),
-            Ok(None) => Err(StoreError::NotFound),
-            Err(error) => Err(self.record(error)),
-        }
-    }
-
-    async fn save(&mut self, document: String) -> Result<(), StoreError> {
-        self.store_error = None;
-        // The document holds fresh tokens: wipe this copy once written.
-        let document = Zeroizing::new(document);
-        let result = self.store.save_document(&document).await;
-        result.map_err(|error| self.record(error))
-    }
-
-    async fn lock(&mut self) -> Result<Resource<HeldLock>, StoreError> {
-        self.store_error = None;
-        let held = match self.take_lock().await {
-            Ok(Some(held)) => held,
-            Ok(None) => {
-                return Err(StoreError::Conflict(
-                    "a refresh in this process finished while waiting for the lock".into(),
-                ));
-            }
-            Err(error) => return Err(self.record(error)),
-        };
-        self.table
-            .push(held)
-            .map_err(|e| StoreError::Unavailable(format!("cannot hand out the lock: {e}")))
-    }
-}
-
-impl credential_store::HostRefreshLock for HostState {
-    async fn drop(&mut self, lock: Resource<HeldLock>) -> wasmtime::Result<()> {
-        self.table.delete(lock)?;
-        Ok(())
     }
 }

@@ -1,71 +1,158 @@
 //! Crash-safe replacement of a file: a reader sees the old content or the new, never a mix, and a
 //! crash at any moment leaves one of the two on disk.
+//!
+//! The write comes in two halves so that the part that can fail for lack of space, permission or
+//! name length happens before anything is at stake: [`prepare`] creates the same-directory
+//! temporary file exclusively and reserves its space; [`Prepared::fill`] and
+//! [`Prepared::install`] write into it and rename it over the target.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::liveness::process_alive;
-
-/// Replace `path` with `contents`: write a same-directory temporary file created `0600`, fsync it,
-/// rename it over the target, fsync the directory. A symlink is written through to its target
-/// and stays a symlink.
-pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let target = write_target(path)?;
-    let dir = match target.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    create_private_dir(&dir)?;
-    let tmp = dir.join(temp_name(&target));
-    let result = write_then_rename(&tmp, &target, contents);
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result?;
-    sync_dir(&dir)
+/// A temporary file created next to the target, its space reserved, not yet written.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    file: File,
+    path: PathBuf,
 }
 
-/// Remove temporary files that writers of `target` left when they died mid-write. Called by the
-/// next holder of the refresh lock (writers write under it), not on every write.
-pub(crate) fn remove_orphaned_temps(dir: &Path, target: &Path) {
-    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-        return;
-    };
-    let prefix = format!(".{name}.");
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let file_name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = file_name
-            .strip_prefix(&prefix)
-            .and_then(|r| r.strip_suffix(".tmp"))
-        else {
-            continue;
-        };
-        let writer = rest
-            .split('.')
-            .next()
-            .and_then(|pid| pid.parse::<u32>().ok());
-        if writer.is_some_and(|pid| pid != std::process::id() && !process_alive(pid)) {
-            let _ = fs::remove_file(entry.path());
+/// A fresh name for a temporary file in `dir`: short and fixed in length
+/// (`.ccauth-<pid>-<n>.tmp`), so it fits whatever the target's name; unique in this process.
+pub(crate) fn temp_path(dir: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!(".ccauth-{}-{n}.tmp", std::process::id()))
+}
+
+/// Create the temporary file `path` (its directory created `0700` if missing) exclusively,
+/// `0600`, never through a symlink, and reserve `size` bytes for it.
+pub(crate) fn prepare(path: PathBuf, size: u64) -> io::Result<Prepared> {
+    create_private_dir(&parent_of(&path))?;
+    let file = private_options().open(&path)?;
+    if let Err(e) = reserve(&file, size) {
+        drop(file);
+        let _ = fs::remove_file(&path);
+        return Err(e);
+    }
+    Ok(Prepared { file, path })
+}
+
+/// Whether `name` is one [`prepare`] gives its temporary files.
+pub(crate) fn is_temp_name(name: &str) -> bool {
+    name.starts_with(".ccauth-") && name.ends_with(".tmp")
+}
+
+impl Prepared {
+    /// Where the temporary file is.
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Write `contents` from the start, cut the file to its length, and fsync it. An fsync
+    /// failure is returned apart (`Ok(Err(_))`): the bytes were written and may still be used.
+    pub(crate) fn fill(&mut self, contents: &[u8]) -> io::Result<io::Result<()>> {
+        self.file.seek(SeekFrom::Start(0))?;
+        self.file.write_all(contents)?;
+        self.file
+            .set_len(u64::try_from(contents.len()).unwrap_or(u64::MAX))?;
+        Ok(self.file.sync_all())
+    }
+
+    /// Rename the file over `target` and fsync the directory. On failure the file is handed
+    /// back, for the caller to decide.
+    pub(crate) fn install(self, target: &Path) -> Result<(), (Self, io::Error)> {
+        if let Err(e) = fs::rename(&self.path, target) {
+            return Err((self, e));
+        }
+        if let Some(dir) = target.parent() {
+            // The rename happened; a failed directory fsync only weakens durability.
+            if let Err(e) = sync_dir(dir) {
+                tracing::warn!(error = %e, "could not fsync the credential directory");
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove the file.
+    pub(crate) fn discard(self) {
+        drop(self.file);
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Reserve `size` bytes for `file`, so that writing that much later cannot fail for space.
+fn reserve(file: &File, size: u64) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{FallocateFlags, fallocate};
+        match fallocate(file, FallocateFlags::empty(), 0, size) {
+            Ok(()) => return Ok(()),
+            // File systems without fallocate: write the space instead.
+            Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => {}
+            Err(e) => return Err(e.into()),
         }
     }
+    let mut writer = file;
+    let zeros = [0u8; 4096];
+    let mut left = size;
+    while left > 0 {
+        let n = usize::try_from(left.min(4096)).unwrap_or(4096);
+        writer.write_all(&zeros[..n])?;
+        left -= n as u64;
+    }
+    writer.flush()
 }
 
-fn write_then_rename(tmp: &Path, target: &Path, contents: &[u8]) -> io::Result<()> {
-    let mut file = private_options().open(tmp)?;
+/// Replace `path` with `contents` at once: prepare, fill, install. A symlink is written through
+/// to its target and stays a symlink.
+pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let target = write_target(path)?;
+    let mut prepared = prepare(temp_path(&parent_of(&target)), contents.len() as u64)?;
+    if let Err(e) = prepared.fill(contents).and_then(|synced| synced) {
+        prepared.discard();
+        return Err(e);
+    }
+    prepared.install(&target).map_err(|(prepared, e)| {
+        prepared.discard();
+        e
+    })
+}
+
+/// Overwrite `target` in place (no rename): for when the directory refuses a new entry but the
+/// file itself is writable. Not atomic for a concurrent reader, so only a fallback.
+pub(crate) fn overwrite_in_place(target: &Path, contents: &[u8]) -> io::Result<()> {
+    let mut options = OpenOptions::new();
+    options.write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    let mut file = options.open(target)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
     file.write_all(contents)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(tmp, target)
+    file.set_len(u64::try_from(contents.len()).unwrap_or(u64::MAX))?;
+    file.sync_all()
+}
+
+/// The directory holding `path` (`.` for a bare name).
+pub(crate) fn parent_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 /// The file a write must replace: `path` itself, or what it links to.
-fn write_target(path: &Path) -> io::Result<PathBuf> {
+pub(crate) fn write_target(path: &Path) -> io::Result<PathBuf> {
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => match fs::canonicalize(path) {
             Ok(resolved) => Ok(resolved),
@@ -82,28 +169,14 @@ fn write_target(path: &Path) -> io::Result<PathBuf> {
     }
 }
 
-/// `.<name>.<pid>.<n>.<nanos>.tmp`: unique across processes and threads, hidden, and never a
-/// name the CLI's own lock directories use.
-fn temp_name(target: &Path) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = target
-        .file_name()
-        .map_or_else(|| "credentials".into(), |n| n.to_string_lossy());
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!(".{name}.{}.{n}.{nanos}.tmp", std::process::id())
-}
-
-/// Options for a new file only its owner can read.
+/// Options for a new file only its owner can read, never opened through a symlink.
 pub(crate) fn private_options() -> OpenOptions {
     let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
+    options.read(true).write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
     }
     options
 }
@@ -161,20 +234,46 @@ mod tests {
     }
 
     #[test]
-    fn temps_of_dead_writers_are_removed_live_ones_kept() {
+    fn a_prepared_file_holds_its_space_and_is_cut_to_length() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(".credentials.json");
-        // Temp names are `.<file name>.<pid>.<n>.<nanos>.tmp`.
-        let dead = dir
-            .path()
-            .join(format!("..credentials.json.{}.0.1.tmp", u32::MAX - 7));
-        let live = dir.path().join("..credentials.json.1.0.1.tmp");
-        let other = dir.path().join(".other.json.4294967288.0.1.tmp");
-        for p in [&dead, &live, &other] {
-            fs::write(p, b"half").unwrap();
-        }
-        remove_orphaned_temps(dir.path(), &path);
-        assert!(!dead.exists() && live.exists() && other.exists());
+        let mut prepared = prepare(temp_path(dir.path()), 8192).unwrap();
+        assert!(is_temp_name(
+            &prepared.path().file_name().unwrap().to_string_lossy()
+        ));
+        assert_eq!(fs::metadata(prepared.path()).unwrap().len(), 8192);
+        prepared.fill(b"short").unwrap().unwrap();
+        let target = dir.path().join(format!("{}.json", "n".repeat(250)));
+        prepared.install(&target).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"short");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_prepared_file_never_follows_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        let planted = temp_path(dir.path());
+        symlink(&victim, &planted).unwrap();
+        assert!(prepare(planted, 16).is_err());
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn in_place_overwrite_keeps_the_inode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        fs::write(&path, b"a longer old content").unwrap();
+        let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
+        let before = inode(&path);
+        overwrite_in_place(&path, b"new").unwrap();
+        assert_eq!(
+            (fs::read(&path).unwrap(), inode(&path)),
+            (b"new".to_vec(), before)
+        );
+        let link = dir.path().join("l");
+        symlink(&path, &link).unwrap();
+        assert!(overwrite_in_place(&link, b"x").is_err());
     }
 
     #[test]

@@ -61,14 +61,62 @@ pub(crate) fn claude_cli_locks(config_dir: &Path) -> Vec<DirLock> {
     locks
 }
 
+/// The lock the CLI takes around every read-modify-write of its credential store
+/// (`<config dir>/.storage-write.lock`, stale after 15 s), refresh or not.
+pub(crate) fn claude_cli_write_lock(config_dir: &Path) -> DirLock {
+    DirLock {
+        path: config_dir.join(".storage-write.lock"),
+        stale_after: Duration::from_secs(15),
+    }
+}
+
 /// What the current holder wrote down, so a successor can tell our orphans from live locks.
-#[derive(Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-struct Record {
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct Record {
     pid: u32,
     locks: Vec<Identity>,
     /// A lock directory on its way in (see [`create_lock_dir`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     staged: Option<Staged>,
+    /// The temporary file a refreshed credential is written to before it replaces the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) prepared: Option<PreparedRecord>,
+}
+
+impl Record {
+    /// An empty record of this process.
+    pub(crate) fn new() -> Self {
+        Self {
+            pid: std::process::id(),
+            ..Self::default()
+        }
+    }
+
+    /// Stop naming `released` (lock directories given back).
+    pub(crate) fn forget(&mut self, released: &[Identity]) {
+        self.locks
+            .retain(|lock| !released.iter().any(|r| r.path == lock.path));
+    }
+
+    /// Leave this record to whoever takes the lock next, even while this process lives (pid 0
+    /// names no process).
+    pub(crate) fn release_holder(&mut self) {
+        self.pid = 0;
+    }
+}
+
+/// A prepared write, as recorded: once `complete`, the temporary file holds the whole refreshed
+/// document, the only copy of a rotated login until it replaces `target`. A successor hands it
+/// over when `target` still holds the refresh token it replaced.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct PreparedRecord {
+    pub(crate) temp: PathBuf,
+    pub(crate) target: PathBuf,
+    pub(crate) complete: bool,
+    /// SHA-256 (hex) of the refresh token `target` held when the write began; `None` when it
+    /// held none.
+    #[serde(default)]
+    pub(crate) replaced_sha256: Option<String>,
 }
 
 /// A lock directory being created: made under a name only this process uses, noted here, then
@@ -86,7 +134,7 @@ struct Staged {
 /// directory someone else created at the same path — even on a reused inode — is never taken
 /// for ours.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-struct Identity {
+pub(crate) struct Identity {
     path: PathBuf,
     dev: u64,
     ino: u64,
@@ -113,7 +161,7 @@ impl Journal<'_> {
             .ok()
     }
 
-    fn write(&mut self, record: &Record) -> io::Result<()> {
+    pub(crate) fn write(&mut self, record: &Record) -> io::Result<()> {
         let text = serde_json::to_vec(record).map_err(io::Error::other)?;
         // Overwritten in place, then cut to length: truncating first would leave, for a kill in
         // between, no record at all. One `write` of a few hundred bytes is not split by a kill.
@@ -132,13 +180,18 @@ impl Journal<'_> {
         self.0.set_len(0)
     }
 
-    /// Remove the locks a dead process of ours left behind. Call with the OS lock held.
-    pub(crate) fn recover_orphans(&mut self) -> usize {
+    /// Remove the locks a dead process of ours left behind, and hand over the write it had
+    /// prepared, if any (the caller adopts or removes it once it holds the locks). Call with the
+    /// OS lock held.
+    pub(crate) fn recover_orphans(&mut self) -> Orphans {
         let Some(record) = self.read() else {
-            return 0;
+            return Orphans::default();
         };
-        if record.pid == std::process::id() || process_alive(record.pid) {
-            return 0;
+        // pid 0: a record its holder left on purpose (see `Record::release_holder`).
+        let held =
+            record.pid != 0 && (record.pid == std::process::id() || process_alive(record.pid));
+        if held {
+            return Orphans::default();
         }
         let mut removed = record
             .locks
@@ -163,8 +216,17 @@ impl Journal<'_> {
                 "removed refresh locks left by a dead process"
             );
         }
-        removed
+        Orphans {
+            prepared: record.prepared,
+        }
     }
+}
+
+/// What a dead holder left besides its lock directories (which are removed): the write it had
+/// prepared.
+#[derive(Debug, Default)]
+pub(crate) struct Orphans {
+    pub(crate) prepared: Option<PreparedRecord>,
 }
 
 /// Held lock directories, refreshed in the background and removed on drop.
@@ -181,6 +243,14 @@ impl std::fmt::Debug for HeldDirLocks {
 }
 
 impl HeldDirLocks {
+    /// The held directories as they are now (the toucher moves their mtimes).
+    pub(crate) fn identities(&self) -> Vec<Identity> {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Stop touching and remove the directories that are still ours. Idempotent.
     pub(crate) fn release(&mut self) {
         // Emptied under the toucher's lock: it never touches a directory after this.
@@ -199,17 +269,19 @@ impl Drop for HeldDirLocks {
     }
 }
 
-/// Take every lock in `locks`, all or nothing, waiting at most `wait`; note them in `journal`.
-/// Blocking: call from a blocking thread.
+/// Take every lock in `locks`, all or nothing, waiting at most `wait`; note them in `journal`
+/// on top of what `record` already holds (`record` then names them too). Blocking: call from a
+/// blocking thread.
 pub(crate) fn acquire_all(
     locks: &[DirLock],
     wait: Duration,
     journal: &mut Journal<'_>,
+    record: &mut Record,
 ) -> ClaudeCodeAuthResult<HeldDirLocks> {
     let started = Instant::now();
     let mut pause = Duration::from_millis(5);
     loop {
-        match try_all(locks, journal) {
+        match try_all(locks, journal, record) {
             Ok(held) => {
                 let held = Arc::new(Mutex::new(held));
                 keep_touched(&held);
@@ -251,30 +323,32 @@ enum Busy {
     Journal(io::Error),
 }
 
-fn try_all(locks: &[DirLock], journal: &mut Journal<'_>) -> Result<Vec<Identity>, Busy> {
-    let mut record = Record {
-        pid: std::process::id(),
-        locks: Vec::with_capacity(locks.len()),
-        staged: None,
-    };
+fn try_all(
+    locks: &[DirLock],
+    journal: &mut Journal<'_>,
+    record: &mut Record,
+) -> Result<Vec<Identity>, Busy> {
+    let base = record.locks.len();
     for lock in locks {
-        let taken = try_one(lock, journal, &mut record);
+        let taken = try_one(lock, journal, record);
         record.staged = None;
         match taken {
             Ok(Some(identity)) => record.locks.push(identity),
             Ok(None) => {}
             Err(busy) => {
-                release_all(&record.locks);
-                let _ = journal.clear();
+                release_all(&record.locks[base..]);
+                record.locks.truncate(base);
+                let _ = journal.write(record);
                 return Err(busy);
             }
         }
     }
-    if let Err(e) = journal.write(&record) {
-        release_all(&record.locks);
+    if let Err(e) = journal.write(record) {
+        release_all(&record.locks[base..]);
+        record.locks.truncate(base);
         return Err(Busy::Journal(e));
     }
-    Ok(record.locks)
+    Ok(record.locks[base..].to_vec())
 }
 
 /// Take `lock`; `None` when it cannot exist at all (its parent is missing or not writable):
@@ -521,20 +595,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let locks = claude_cli_locks(dir.path());
         let mut file = journal_file(dir.path());
-        let mut held = acquire_all(&locks, Duration::ZERO, &mut Journal(&mut file)).unwrap();
+        let mut held = acquire_all(
+            &locks,
+            Duration::ZERO,
+            &mut Journal(&mut file),
+            &mut Record::new(),
+        )
+        .unwrap();
         assert!(locks.iter().all(|l| l.path.is_dir()));
         // A second taker finds them held and gives up at its bound, naming the lock.
         let mut other = journal_file(dir.path());
-        let err =
-            acquire_all(&locks, Duration::from_millis(50), &mut Journal(&mut other)).unwrap_err();
+        let err = acquire_all(
+            &locks,
+            Duration::from_millis(50),
+            &mut Journal(&mut other),
+            &mut Record::new(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains(".oauth_refresh.lock"), "{err}");
         held.release();
         assert!(locks.iter().all(|l| !l.path.exists()));
 
         // The second lock held by someone else: the first is not kept while waiting.
         std::fs::create_dir(&locks[1].path).unwrap();
-        let err =
-            acquire_all(&locks, Duration::from_millis(50), &mut Journal(&mut file)).unwrap_err();
+        let err = acquire_all(
+            &locks,
+            Duration::from_millis(50),
+            &mut Journal(&mut file),
+            &mut Record::new(),
+        )
+        .unwrap_err();
         assert!(
             err.to_string()
                 .contains(&locks[1].path.display().to_string()),
@@ -566,6 +656,7 @@ mod tests {
                 std::slice::from_ref(&lock),
                 Duration::ZERO,
                 &mut Journal(&mut file),
+                &mut Record::new(),
             );
             assert_eq!(got.is_ok(), taken, "mtime {mtime:?}");
             drop(got);
@@ -578,14 +669,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let locks = claude_cli_locks(dir.path());
         let mut file = journal_file(dir.path());
-        let held = acquire_all(&locks, Duration::ZERO, &mut Journal(&mut file)).unwrap();
+        let held = acquire_all(
+            &locks,
+            Duration::ZERO,
+            &mut Journal(&mut file),
+            &mut Record::new(),
+        )
+        .unwrap();
         // Pretend the holder crashed: forget the guard, rewrite the record with a dead pid.
         let identities = held.held.lock().unwrap().clone();
         std::mem::forget(held);
         let dead = Record {
             pid: u32::MAX - 7,
             locks: identities.clone(),
-            staged: None,
+            ..Record::default()
         };
         Journal(&mut file).write(&dead).unwrap();
         // A live pid (ours is excluded, so use init) keeps them.
@@ -593,12 +690,13 @@ mod tests {
             .write(&Record {
                 pid: 1,
                 locks: identities,
-                staged: None,
+                ..Record::default()
             })
             .unwrap();
-        assert_eq!(Journal(&mut file).recover_orphans(), 0);
+        Journal(&mut file).recover_orphans();
+        assert!(locks.iter().all(|l| l.path.exists()));
         Journal(&mut file).write(&dead).unwrap();
-        assert_eq!(Journal(&mut file).recover_orphans(), 2);
+        Journal(&mut file).recover_orphans();
         assert!(locks.iter().all(|l| !l.path.exists()));
         assert_eq!(Journal(&mut file).read(), None);
     }
@@ -617,6 +715,7 @@ mod tests {
                 lock: lock.clone(),
                 made,
             }),
+            prepared: None,
         };
         let dev_ino = |path: &Path| identity_of(path).map(|i| (i.dev, i.ino));
 
@@ -631,7 +730,7 @@ mod tests {
         let made = dev_ino(&staging);
         std::fs::rename(&staging, &lock).unwrap();
         Journal(&mut file).write(&dead(made)).unwrap();
-        assert_eq!(Journal(&mut file).recover_orphans(), 1);
+        Journal(&mut file).recover_orphans();
         assert!(!lock.exists());
 
         // Someone else's lock at the path (another inode) is left alone.
@@ -642,7 +741,7 @@ mod tests {
         std::fs::create_dir(&lock).unwrap();
         if dev_ino(&lock) != made {
             Journal(&mut file).write(&dead(made)).unwrap();
-            assert_eq!(Journal(&mut file).recover_orphans(), 0);
+            Journal(&mut file).recover_orphans();
             assert!(lock.exists());
         }
     }
@@ -677,7 +776,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let locks = claude_cli_locks(dir.path());
         let mut file = journal_file(dir.path());
-        let mut held = acquire_all(&locks[..1], Duration::ZERO, &mut Journal(&mut file)).unwrap();
+        let mut held = acquire_all(
+            &locks[..1],
+            Duration::ZERO,
+            &mut Journal(&mut file),
+            &mut Record::new(),
+        )
+        .unwrap();
         // Someone steals and re-creates it (perhaps on the same inode, which file systems reuse
         // at once): our release must leave it alone.
         std::fs::remove_dir(&locks[0].path).unwrap();

@@ -12,9 +12,9 @@ use zeroize::Zeroizing;
 use crate::credential::CredentialFile;
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
 
+use super::session::{self, Session, Site};
 use super::{
-    CredentialStore, Fingerprint, RefreshLock, atomic, blocking, config_dir_lock, parse_document,
-    render_document,
+    CredentialStore, Fingerprint, RefreshLock, atomic, blocking, parse_document, render_document,
 };
 
 /// Largest credential file read. The CLI's is under 4 KiB; anything this large is not one.
@@ -25,7 +25,9 @@ pub const MAX_DOCUMENT_BYTES: u64 = 1 << 20;
 /// Reads and writes run on tokio's blocking pool. Writes are atomic and leave the file `0600`.
 /// Refreshes are serialised across our processes with an OS lock on `<file>.flock` (released by
 /// the kernel when a holder dies), and with the `claude` CLI through the lock directories it takes
-/// itself (`<dir>/.oauth_refresh.lock`, `<realpath(dir)>.lock`).
+/// itself (`<dir>/.oauth_refresh.lock`, `<realpath(dir)>.lock`) — for the path as given and, when
+/// it is a symlink, for the file it resolves to, so both names exclude each other. Every write is
+/// a read-modify-write under the CLI's `<dir>/.storage-write.lock`.
 #[derive(Debug, Clone)]
 pub struct FileCredentialStore {
     path: PathBuf,
@@ -44,12 +46,10 @@ impl FileCredentialStore {
         &self.path
     }
 
-    /// The file the OS refresh lock is taken on.
+    /// The file the OS refresh lock is taken on (for the path as given).
     #[must_use]
     pub fn lock_path(&self) -> PathBuf {
-        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
-        name.push(".flock");
-        self.path.with_file_name(name)
+        lock_path_for(&self.path)
     }
 
     /// Where the `claude` CLI keeps its credentials: `$CLAUDE_CONFIG_DIR/.credentials.json` when
@@ -65,6 +65,19 @@ impl FileCredentialStore {
             source,
         }
     }
+}
+
+/// `<file>.flock`; for a name too long to take the suffix, `.<digest of the name>.flock`.
+fn lock_path_for(path: &Path) -> PathBuf {
+    const NAME_MAX: usize = 255;
+    let name = path.file_name().unwrap_or_default();
+    let mut lock = name.to_os_string();
+    lock.push(".flock");
+    if lock.len() > NAME_MAX {
+        let digest = super::handover::digest_hex(name.as_encoded_bytes());
+        lock = format!(".{}.flock", &digest[..32]).into();
+    }
+    path.with_file_name(lock)
 }
 
 /// [`FileCredentialStore::default_claude_path`] over any environment, so it is testable.
@@ -99,23 +112,40 @@ impl CredentialStore for FileCredentialStore {
         blocking(move || store.read()).await
     }
 
+    /// A write outside a refresh: atomic, under the CLI's write lock, as the CLI's own writes
+    /// outside a refresh are.
     async fn save_document(&self, document: &str) -> ClaudeCodeAuthResult<()> {
-        let store = self.clone();
         let bytes = Zeroizing::new(document.as_bytes().to_vec());
-        blocking(move || {
-            atomic::write_atomically(&store.path, &bytes).map_err(|e| store.io_error(e))
-        })
-        .await
+        session::write_alone(self.sites(), self.target()?, bytes, SAVE_LOCK_WAIT).await
     }
 
     async fn lock_refresh(&self, wait: Duration) -> ClaudeCodeAuthResult<RefreshLock> {
-        config_dir_lock::lock(
-            self.lock_path(),
-            self.config_dir(),
-            Some(self.path.clone()),
-            wait,
-        )
-        .await
+        session::lock(self.sites(), wait).await
+    }
+
+    async fn prepare_save(&self, lock: &mut RefreshLock, size: u64) -> ClaudeCodeAuthResult<()> {
+        let target = self.target()?;
+        self.session(lock)?
+            .with(move |held| held.prepare(&target, size))
+            .await
+    }
+
+    async fn lock_write(&self, lock: &mut RefreshLock, wait: Duration) -> ClaudeCodeAuthResult<()> {
+        self.session(lock)?
+            .with(move |held| held.lock_write(wait))
+            .await
+    }
+
+    async fn save_refreshed(
+        &self,
+        lock: &mut RefreshLock,
+        document: &str,
+    ) -> ClaudeCodeAuthResult<()> {
+        let target = self.target()?;
+        let bytes = Zeroizing::new(document.as_bytes().to_vec());
+        self.session(lock)?
+            .with(move |held| held.commit(&target, &bytes))
+            .await
     }
 
     fn location(&self) -> String {
@@ -143,13 +173,42 @@ impl CredentialStore for FileCredentialStore {
     }
 }
 
+/// How long a save outside a refresh waits for the CLI's write lock.
+const SAVE_LOCK_WAIT: Duration = crate::config::DEFAULT_LOCK_TIMEOUT;
+
 impl FileCredentialStore {
-    /// The directory holding the file: the `claude` config dir whose locks are honoured.
-    fn config_dir(&self) -> PathBuf {
-        match self.path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-            _ => PathBuf::from("."),
+    /// Where the locks are taken: for the path as given, and for the file it resolves to when a
+    /// symlink is on the way (a link in `~/.claude` to a dotfiles folder), so a process using
+    /// either name excludes the other. One site when both are the same.
+    fn sites(&self) -> Vec<Site> {
+        let site = |path: &Path| Site {
+            flock: lock_path_for(path),
+            config_dir: atomic::parent_of(path),
+        };
+        let given = site(&self.path);
+        let resolved = std::fs::canonicalize(&self.path)
+            .or_else(|_| atomic::write_target(&self.path))
+            .map(|target| site(&target));
+        match resolved {
+            Ok(target) if session::physical(&target.flock) != session::physical(&given.flock) => {
+                vec![given, target]
+            }
+            _ => vec![given],
         }
+    }
+
+    /// The file a write replaces: the path, or the file its symlink points to.
+    fn target(&self) -> ClaudeCodeAuthResult<PathBuf> {
+        atomic::write_target(&self.path).map_err(|e| self.io_error(e))
+    }
+
+    /// The file store's own state in `lock`.
+    fn session<'a>(&self, lock: &'a RefreshLock) -> ClaudeCodeAuthResult<&'a Session> {
+        lock.guard::<Session>().ok_or_else(|| {
+            self.io_error(io::Error::other(
+                "the refresh lock was not taken by this file store",
+            ))
+        })
     }
 
     /// Read the file as text, refusing anything that cannot be a credential file.

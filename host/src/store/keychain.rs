@@ -20,9 +20,8 @@ use zeroize::Zeroizing;
 use crate::credential::CredentialFile;
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
 
-use super::{
-    CredentialStore, RefreshLock, blocking, config_dir_lock, parse_document, render_document,
-};
+use super::session::{self, Session, Site};
+use super::{CredentialStore, RefreshLock, blocking, parse_document, render_document};
 
 /// The service name the `claude` CLI gives its keychain item.
 pub const KEYCHAIN_SERVICE: &str = "Claude Code-credentials";
@@ -269,8 +268,36 @@ impl CredentialStore for KeychainCredentialStore {
     }
 
     async fn lock_refresh(&self, wait: Duration) -> ClaudeCodeAuthResult<RefreshLock> {
-        let lock_file = self.config_dir.join(".credentials.keychain.flock");
-        config_dir_lock::lock(lock_file, self.config_dir.clone(), None, wait).await
+        let site = Site {
+            flock: self.config_dir.join(".credentials.keychain.flock"),
+            config_dir: self.config_dir.clone(),
+        };
+        session::lock(vec![site], wait).await
+    }
+
+    /// The CLI takes `.storage-write.lock` of its config dir around keychain writes too.
+    async fn lock_write(&self, lock: &mut RefreshLock, wait: Duration) -> ClaudeCodeAuthResult<()> {
+        match lock.guard::<Session>() {
+            Some(session) => session.with(move |held| held.lock_write(wait)).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn save_refreshed(
+        &self,
+        lock: &mut RefreshLock,
+        document: &str,
+    ) -> ClaudeCodeAuthResult<()> {
+        let written = self.save_document(document).await;
+        if let Some(session) = lock.guard::<Session>() {
+            session
+                .with(|held| {
+                    held.unlock_write();
+                    Ok(())
+                })
+                .await?;
+        }
+        written
     }
 
     fn location(&self) -> String {

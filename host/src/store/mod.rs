@@ -3,13 +3,15 @@
 
 pub(crate) mod atomic;
 mod cli_lock;
-mod config_dir_lock;
 mod env_token;
 mod file;
 mod flock;
+pub(crate) mod handover;
 mod keychain;
 mod liveness;
 mod memory;
+pub(crate) mod rescue;
+mod session;
 
 use std::any::Any;
 use std::fmt;
@@ -29,6 +31,7 @@ pub use keychain::{
     service_name as keychain_service_name,
 };
 pub use memory::MemoryCredentialStore;
+pub use rescue::STATE_DIR_ENV;
 
 /// Async credential storage.
 ///
@@ -37,6 +40,16 @@ pub use memory::MemoryCredentialStore;
 /// [`load_document`](Self::load_document) and [`save_document`](Self::save_document) so unknown
 /// content survives byte for byte, and cross-process stores override
 /// [`lock_refresh`](Self::lock_refresh).
+///
+/// A refresh writes through three more methods, all called while the refresh lock is held:
+/// [`prepare_save`](Self::prepare_save) before the refresh token is spent (so a write that cannot
+/// work fails while nothing is lost), then [`lock_write`](Self::lock_write) and
+/// [`save_refreshed`](Self::save_refreshed) once the endpoint has answered, as a
+/// read-modify-write under the lock every writer of the document takes. Their defaults prepare
+/// nothing, take no write lock and call [`save_document`](Self::save_document). If
+/// `save_refreshed` fails, the provider keeps the rotated tokens in a rescue file of its own and
+/// writes them back under the next refresh lock. A store that wraps another forwards all of
+/// these methods, so the inner store's guarantees hold.
 #[async_trait]
 pub trait CredentialStore: Send + Sync + 'static {
     /// The stored credential, or `None` when nothing is stored.
@@ -66,6 +79,35 @@ pub trait CredentialStore: Send + Sync + 'static {
     async fn lock_refresh(&self, wait: Duration) -> ClaudeCodeAuthResult<RefreshLock> {
         let _ = wait;
         Ok(RefreshLock::none())
+    }
+
+    /// Get ready, under `lock`, to save a document of up to `size` bytes after a refresh: create
+    /// and reserve whatever the write needs. Called before the refresh token is spent; an error
+    /// stops the refresh with nothing lost. The default prepares nothing.
+    async fn prepare_save(&self, lock: &mut RefreshLock, size: u64) -> ClaudeCodeAuthResult<()> {
+        let _ = (lock, size);
+        Ok(())
+    }
+
+    /// Take, under `lock`, the lock every writer of the document takes for a read-modify-write
+    /// (the `claude` CLI's `.storage-write.lock`), waiting at most `wait`; held until
+    /// [`save_refreshed`](Self::save_refreshed) or until `lock` is dropped. The default takes
+    /// none.
+    async fn lock_write(&self, lock: &mut RefreshLock, wait: Duration) -> ClaudeCodeAuthResult<()> {
+        let _ = (lock, wait);
+        Ok(())
+    }
+
+    /// Save `document`, which holds freshly rotated tokens, under `lock`, through what
+    /// [`prepare_save`](Self::prepare_save) set up, and release the write lock. The default calls
+    /// [`save_document`](Self::save_document).
+    async fn save_refreshed(
+        &self,
+        lock: &mut RefreshLock,
+        document: &str,
+    ) -> ClaudeCodeAuthResult<()> {
+        let _ = lock;
+        self.save_document(document).await
     }
 
     /// Where the credential lives, for messages (a path, a keychain item).
@@ -115,6 +157,22 @@ impl<T: CredentialStore + ?Sized> CredentialStore for Arc<T> {
         (**self).lock_refresh(wait).await
     }
 
+    async fn prepare_save(&self, lock: &mut RefreshLock, size: u64) -> ClaudeCodeAuthResult<()> {
+        (**self).prepare_save(lock, size).await
+    }
+
+    async fn lock_write(&self, lock: &mut RefreshLock, wait: Duration) -> ClaudeCodeAuthResult<()> {
+        (**self).lock_write(lock, wait).await
+    }
+
+    async fn save_refreshed(
+        &self,
+        lock: &mut RefreshLock,
+        document: &str,
+    ) -> ClaudeCodeAuthResult<()> {
+        (**self).save_refreshed(lock, document).await
+    }
+
     fn location(&self) -> String {
         (**self).location()
     }
@@ -140,6 +198,12 @@ impl RefreshLock {
         Self {
             _guard: Some(Box::new(guard)),
         }
+    }
+
+    /// The guard this lock was made with, if it is a `T`: how a store reaches its own state
+    /// (a prepared write, a held write lock) in the methods that take the lock.
+    pub fn guard<T: Any>(&self) -> Option<&T> {
+        self._guard.as_ref()?.downcast_ref()
     }
 }
 

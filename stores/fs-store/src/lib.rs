@@ -1,6 +1,7 @@
 //! `entelix:claude-code-auth/credential-store` as a component: the credential document in one
-//! directory the host preopens at `/credentials`, written atomically, locked with an
-//! exclusively created lock file. Composed with the refresh component (see `host/build/main.rs`), it
+//! directory the host preopens at `/credentials`, locked with an exclusively created lock file,
+//! written through a temporary file prepared (created, its space written) before the refresh
+//! token is spent and renamed over the document. Composed with the refresh component (see `host/build/main.rs`), it
 //! yields a component that imports only standard `wasi:*` interfaces.
 
 #[cfg(target_arch = "wasm32")]
@@ -8,8 +9,9 @@ mod component {
     // The ABI glue that `generate!` and `export!` expand to is unsafe by nature.
     #![allow(unsafe_code)]
 
+    use std::cell::RefCell;
     use std::fs::{self, File, OpenOptions};
-    use std::io::{ErrorKind, Read, Write};
+    use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
     use std::time::{Duration, Instant, SystemTime};
 
     wit_bindgen::generate!({
@@ -19,13 +21,13 @@ mod component {
     });
 
     use exports::entelix::claude_code_auth::credential_store::{
-        Guest, GuestRefreshLock, RefreshLock, StoreError,
+        Guest, GuestRefreshLock, Kept, RefreshLock, StoreError,
     };
 
-    /// Where the host preopens the credential directory.
-    const DIR: &str = "/credentials";
     const DOCUMENT: &str = "/credentials/.credentials.json";
     const LOCK: &str = "/credentials/.credentials.json.component-lock";
+    /// The prepared write; one at a time, under the lock.
+    const TEMP: &str = "/credentials/.credentials.json.component-tmp";
     /// Largest document read.
     const MAX_BYTES: u64 = 1 << 20;
     /// How long `lock` waits for another holder.
@@ -73,31 +75,11 @@ mod component {
                 .map_err(|_| StoreError::Corrupt(format!("{DOCUMENT} is not UTF-8 text")))
         }
 
-        fn save(document: String) -> Result<(), StoreError> {
-            let nanos = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
-            let temp = format!("{DIR}/..credentials.json.{nanos}.tmp");
-            let written = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&temp)
-                .and_then(|mut file| {
-                    file.write_all(document.as_bytes())?;
-                    file.sync_all()
-                })
-                .and_then(|()| fs::rename(&temp, DOCUMENT));
-            written.map_err(|e| {
-                let _ = fs::remove_file(&temp);
-                unavailable("write", &e)
-            })
-        }
-
         fn lock() -> Result<RefreshLock, StoreError> {
             let started = Instant::now();
             loop {
                 match OpenOptions::new().write(true).create_new(true).open(LOCK) {
-                    Ok(_) => return Ok(RefreshLock::new(Held)),
+                    Ok(_) => return Ok(RefreshLock::new(Held::default())),
                     Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                         let age = fs::metadata(LOCK)
                             .and_then(|m| m.modified())
@@ -122,12 +104,65 @@ mod component {
     }
 
     /// A held lock: the lock file exists while this lives.
-    struct Held;
+    #[derive(Default)]
+    struct Held {
+        /// The temporary file `prepare` made.
+        prepared: RefCell<Option<File>>,
+    }
 
-    impl GuestRefreshLock for Held {}
+    impl GuestRefreshLock for Held {
+        fn prepare(&self, size: u64) -> Result<(), StoreError> {
+            let _ = fs::remove_file(TEMP);
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(TEMP)
+                .map_err(|e| unavailable("prepare a write to", &e))?;
+            // Write the space now: a full disk shows before anything is spent.
+            let reserved = usize::try_from(size).unwrap_or(usize::MAX).min(1 << 20);
+            file.write_all(&vec![b' '; reserved])
+                .and_then(|()| file.sync_all())
+                .map_err(|e| {
+                    let _ = fs::remove_file(TEMP);
+                    unavailable("prepare a write to", &e)
+                })?;
+            *self.prepared.borrow_mut() = Some(file);
+            Ok(())
+        }
+
+        fn load_for_write(&self) -> Result<String, StoreError> {
+            Store::load()
+        }
+
+        fn commit(&self, document: String) -> Result<Kept, StoreError> {
+            let prepared = self.prepared.borrow_mut().take();
+            let mut file = match prepared {
+                Some(file) => file,
+                None => OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(TEMP)
+                    .map_err(|e| unavailable("write", &e))?,
+            };
+            let written = file
+                .seek(SeekFrom::Start(0))
+                .and_then(|_| file.write_all(document.as_bytes()))
+                .and_then(|()| file.set_len(document.len() as u64))
+                .and_then(|()| file.sync_all())
+                .and_then(|()| fs::rename(TEMP, DOCUMENT));
+            written.map_err(|e| {
+                let _ = fs::remove_file(TEMP);
+                unavailable("write", &e)
+            })?;
+            Ok(Kept::Stored)
+        }
+    }
 
     impl Drop for Held {
         fn drop(&mut self) {
+            if self.prepared.borrow_mut().take().is_some() {
+                let _ = fs::remove_file(TEMP);
+            }
             let _ = fs::remove_file(LOCK);
         }
     }

@@ -107,6 +107,8 @@ mod component {
 
         fn status(config: Config) -> Result<TokenStatus, AuthError> {
             misbehave(&config).map(|_| TokenStatus {
+                logged_in: true,
+                login_expires_at_ms: None,
                 expires_at_ms: None,
                 expired: true,
                 needs_refresh: true,

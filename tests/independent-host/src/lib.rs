@@ -22,7 +22,7 @@ use wasmtime_wasi_http::{
 pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../../wit",
-        world: "entelix:claude-code-auth/provider-host@0.1.0",
+        world: "entelix:claude-code-auth/provider-host@0.2.0",
         imports: { default: async },
         exports: { default: async },
         with: { "entelix:claude-code-auth/credential-store.refresh-lock": super::Held },
@@ -30,7 +30,7 @@ pub mod bindings {
 }
 
 use bindings::ProviderHostPre;
-use bindings::entelix::claude_code_auth::credential_store::{self, StoreError};
+use bindings::entelix::claude_code_auth::credential_store::{self, Kept, StoreError};
 pub use bindings::exports::entelix::claude_code_auth::provider::{AuthError, Config, Header};
 
 /// The credential document, kept by this host in memory.
@@ -125,15 +125,6 @@ impl credential_store::Host for State {
         self.store.document().ok_or(StoreError::NotFound)
     }
 
-    async fn save(&mut self, document: String) -> Result<(), StoreError> {
-        *self
-            .store
-            .document
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(document);
-        Ok(())
-    }
-
     async fn lock(&mut self) -> Result<Resource<Held>, StoreError> {
         let guard = self.store.lock.clone().lock_owned().await;
         self.table
@@ -142,7 +133,25 @@ impl credential_store::Host for State {
     }
 }
 
+/// A memory store needs nothing prepared and no write lock beyond the refresh lock.
 impl credential_store::HostRefreshLock for State {
+    async fn prepare(&mut self, _: Resource<Held>, _size: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn load_for_write(&mut self, _: Resource<Held>) -> Result<String, StoreError> {
+        self.store.document().ok_or(StoreError::NotFound)
+    }
+
+    async fn commit(&mut self, _: Resource<Held>, document: String) -> Result<Kept, StoreError> {
+        *self
+            .store
+            .document
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(document);
+        Ok(Kept::Stored)
+    }
+
     async fn drop(&mut self, lock: Resource<Held>) -> wasmtime::Result<()> {
         self.table.delete(lock)?;
         Ok(())

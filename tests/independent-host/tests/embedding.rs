@@ -45,6 +45,7 @@ fn config(endpoint: &TokenEndpoint) -> Config {
         client_id: Some(entelix_auth_claude_code::CLAUDE_CODE_CLIENT_ID.into()),
         expiry_skew_ms: 300_000,
         timeout_ms: 30_000,
+        user_agent: None,
     }
 }
 
@@ -184,7 +185,7 @@ async fn a_request_to_any_other_authority_is_denied() {
 #[test]
 fn a_component_for_another_contract_version_fails_at_load() {
     let wasm = component("claude_code_auth.wasm");
-    let needle = b"provider@0.1.0";
+    let needle = b"provider@0.2.0";
     let mut patched = wasm.clone();
     let mut hits = 0;
     for i in 0..patched.len().saturating_sub(needle.len()) {
@@ -197,7 +198,7 @@ fn a_component_for_another_contract_version_fails_at_load() {
     let error = PluginHost::with_own_store(&patched).err().unwrap();
     let message = format!("{error:?}");
     assert!(
-        message.contains("entelix:claude-code-auth/provider@0.1.0"),
+        message.contains("entelix:claude-code-auth/provider@0.2.0"),
         "{message}"
     );
 }
@@ -230,10 +231,10 @@ const CONTRACT_IMPORTS: &[&str] = &[
 fn the_components_import_the_contract_and_nothing_else() {
     let (imports, exports) = world_of("claude_code_auth.wasm");
     let mut expected: Vec<&str> = CONTRACT_IMPORTS.to_vec();
-    expected.push("entelix:claude-code-auth/credential-store@0.1.0");
+    expected.push("entelix:claude-code-auth/credential-store@0.2.0");
     expected.sort();
     assert_eq!(imports, expected);
-    assert_eq!(exports, ["entelix:claude-code-auth/provider@0.1.0"]);
+    assert_eq!(exports, ["entelix:claude-code-auth/provider@0.2.0"]);
 
     // With the filesystem store plugged in, the store import becomes wasi:filesystem.
     let (imports, exports) = world_of("claude_code_auth_with_fs_store.wasm");
@@ -248,5 +249,30 @@ fn the_components_import_the_contract_and_nothing_else() {
             .iter()
             .any(|n| n.starts_with("wasi:filesystem/preopens@"))
     );
-    assert_eq!(exports, ["entelix:claude-code-auth/provider@0.1.0"]);
+    assert_eq!(exports, ["entelix:claude-code-auth/provider@0.2.0"]);
+}
+
+/// wasmtime's own sender passes the body on as the component writes it, with the
+/// `Content-Length` the component sets: a refresh must never see its own request fail after the
+/// endpoint answered (and then retry a spent refresh token).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refreshes_through_wasmtimes_own_sender_never_retry_a_spent_token() {
+    const ROUNDS: u64 = 50;
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    let host = PluginHost::with_own_store(&component("claude_code_auth.wasm")).unwrap();
+    for round in 0..ROUNDS {
+        let store = MemoryStore::holding(&expired_document(&endpoint));
+        let header = host
+            .resolve(store, None, &authority(&endpoint), &config(&endpoint))
+            .await
+            .unwrap();
+        assert!(header.is_ok(), "round {round}: {header:?}");
+    }
+    assert_eq!(endpoint.grants_served(), ROUNDS);
+    assert_eq!(endpoint.revoked_families(), 0);
+    assert_eq!(
+        endpoint.requests().len() as u64,
+        ROUNDS,
+        "no request was retried"
+    );
 }

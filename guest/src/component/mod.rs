@@ -6,11 +6,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::engine::{Mode, Outcome, Refresher, Settings, Status};
+use crate::engine::{DEFAULT_USER_AGENT, Mode, Outcome, Refresher, Settings, Status};
 use crate::failure::{AuthFailure, Cause, Kind};
-use crate::ports::{Clock, Http, HttpAnswer, HttpFailure, Store, StoreError};
-use crate::scrub::scrub;
-use crate::transport;
+use crate::ports::{
+    Clock, GrantRequest, HeldLock, Http, HttpAnswer, HttpFailure, Kept, Store, StoreError,
+};
+
+mod http;
 
 wit_bindgen::generate!({
     path: "../wit",
@@ -36,10 +38,12 @@ impl wit::Guest for Component {
     fn resolve_with_status(config: wit::Config) -> Result<wit::Resolution, wit::AuthError> {
         let mut refresher = refresher(&config);
         let (view, _) = refresher.ensure(Mode::IfNeeded).map_err(auth_error)?;
+        // `ensure` answers only views that hold an access token.
+        let token = view.access_token.clone().unwrap_or_default();
         Ok(wit::Resolution {
             header: wit::Header {
                 name: "authorization".into(),
-                value: format!("Bearer {}", view.access_token),
+                value: format!("Bearer {token}"),
             },
             status: token_status(refresher.status_of(&view)),
         })
@@ -75,10 +79,10 @@ fn report(config: &wit::Config, mode: Mode) -> Result<wit::RefreshReport, wit::A
     })
 }
 
-fn refresher(config: &wit::Config) -> Refresher<WitStore, WakiHttp, WasiClock> {
+fn refresher(config: &wit::Config) -> Refresher<WitStore, WasiHttp, WasiClock> {
     Refresher {
         store: WitStore,
-        http: WakiHttp,
+        http: WasiHttp,
         clock: WasiClock {
             start: Instant::now(),
         },
@@ -87,12 +91,17 @@ fn refresher(config: &wit::Config) -> Refresher<WitStore, WakiHttp, WasiClock> {
             client_id: config.client_id.clone(),
             skew_ms: i64::try_from(config.expiry_skew_ms).unwrap_or(i64::MAX),
             timeout: Duration::from_millis(config.timeout_ms),
+            user_agent: config
+                .user_agent
+                .clone()
+                .unwrap_or_else(|| DEFAULT_USER_AGENT.to_owned()),
         },
     }
 }
 
 fn token_status(status: Status) -> wit::TokenStatus {
     wit::TokenStatus {
+        logged_in: status.logged_in,
         expires_at_ms: status.expires_at_ms,
         expired: status.expired,
         needs_refresh: status.needs_refresh,
@@ -100,6 +109,7 @@ fn token_status(status: Status) -> wit::TokenStatus {
         subscription_type: status.subscription_type,
         rate_limit_tier: status.rate_limit_tier,
         scopes: status.scopes,
+        login_expires_at_ms: status.login_expires_at_ms,
     }
 }
 
@@ -110,6 +120,7 @@ fn auth_error(failure: AuthFailure) -> wit::AuthError {
             Cause::CredentialsMissing => wit::Cause::CredentialsMissing,
             Cause::OAuthSectionMissing => wit::Cause::OauthSectionMissing,
             Cause::RefreshTokenMissing => wit::Cause::RefreshTokenMissing,
+            Cause::LoggedOut => wit::Cause::LoggedOut,
             Cause::DocumentInvalid => wit::Cause::DocumentInvalid,
             Cause::GrantRejected => wit::Cause::GrantRejected,
             Cause::EndpointRefused => wit::Cause::EndpointRefused,
@@ -138,12 +149,26 @@ impl Store for WitStore {
         store::load().map_err(store_error)
     }
 
-    fn save(&mut self, document: &str) -> Result<(), StoreError> {
-        store::save(document).map_err(store_error)
-    }
-
     fn lock(&mut self) -> Result<store::RefreshLock, StoreError> {
         store::lock().map_err(store_error)
+    }
+}
+
+impl HeldLock for store::RefreshLock {
+    fn prepare(&mut self, size: u64) -> Result<(), StoreError> {
+        store::RefreshLock::prepare(self, size).map_err(store_error)
+    }
+
+    fn load_for_write(&mut self) -> Result<String, StoreError> {
+        store::RefreshLock::load_for_write(self).map_err(store_error)
+    }
+
+    fn commit(&mut self, document: &str) -> Result<Kept, StoreError> {
+        match store::RefreshLock::commit(self, document) {
+            Ok(store::Kept::Stored) => Ok(Kept::Stored),
+            Ok(store::Kept::Rescued) => Ok(Kept::Rescued),
+            Err(e) => Err(store_error(e)),
+        }
     }
 }
 
@@ -158,48 +183,17 @@ fn store_error(error: store::StoreError) -> StoreError {
     }
 }
 
-/// `wasi:http/outgoing-handler` through waki. No `User-Agent`: the service blocks the CLI's.
-struct WakiHttp;
+/// `wasi:http/outgoing-handler`, shaped like the `claude` CLI's request (see `http.rs`).
+struct WasiHttp;
 
-impl Http for WakiHttp {
+impl Http for WasiHttp {
     fn post_json(
         &mut self,
-        url: &str,
-        body: &str,
+        request: &GrantRequest,
         timeout: Duration,
     ) -> Result<HttpAnswer, HttpFailure> {
-        let response = waki::Client::new()
-            .post(url)
-            .header("content-type", "application/json")
-            .header("accept", "application/json")
-            .body(body.as_bytes())
-            .connect_timeout(timeout)
-            .send()
-            .map_err(unreachable)?;
-        let status = response.status_code();
-        let retry_after = response
-            .header("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let mut answer = Vec::new();
-        while let Some(chunk) = response.chunk(64 * 1024).map_err(unreachable)? {
-            answer.extend_from_slice(&chunk);
-            if answer.len() > MAX_ANSWER_BYTES {
-                return Err(HttpFailure::TooLarge {
-                    limit: MAX_ANSWER_BYTES,
-                });
-            }
-        }
-        Ok(HttpAnswer {
-            status,
-            retry_after,
-            body: answer,
-        })
+        http::post_json(request, timeout, MAX_ANSWER_BYTES)
     }
-}
-
-fn unreachable(error: impl std::fmt::Display) -> HttpFailure {
-    HttpFailure::Unreachable(scrub(&transport::describe(&error.to_string())))
 }
 
 /// `wasi:clocks`: wall clock for expiry, monotonic clock for budgets, blocking sleep for backoff.

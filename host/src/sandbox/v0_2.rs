@@ -1,0 +1,379 @@
+//! `entelix:claude-code-auth@0.2.0`: its bindings, the host side of its `credential-store`
+//! import, and every conversion between its types and this crate's. A host for another version
+//! of the contract adds a module beside this one; the rest of the crate sees only its own types
+//! ([`TokenStatus`], [`RefreshReport`], [`ClaudeCodeAuthError`]) through the typed calls below.
+
+use secrecy::SecretString;
+use wasmtime::component::Resource;
+use zeroize::Zeroizing;
+
+use crate::config::ClaudeCodeOAuthConfig;
+use crate::error::ClaudeCodeAuthError;
+use crate::error::ClaudeCodeAuthResult;
+use crate::provider::{RefreshOutcome, RefreshReport, TokenStatus};
+use crate::store::handover::{self, Verdict};
+
+use super::state::{HeldLock, HostState};
+use super::{CallContext, ProviderComponent, RefreshMode};
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "entelix:claude-code-auth/provider-host@0.2.0",
+    imports: { default: async },
+    exports: { default: async },
+    with: {
+        "entelix:claude-code-auth/credential-store.refresh-lock": super::state::HeldLock,
+    },
+});
+
+use entelix::claude_code_auth::credential_store::{self as store_wit, Kept, StoreError};
+use exports::entelix::claude_code_auth::provider as wit;
+
+/// The WIT package this module binds, for messages.
+pub(crate) const PACKAGE: &str = "entelix:claude-code-auth@0.2.0";
+
+/// The typed calls the rest of the crate makes.
+impl ProviderComponent {
+    /// The `authorization` header value and the status of the credential it came from.
+    pub(crate) async fn resolve(
+        &self,
+        ctx: &CallContext,
+    ) -> ClaudeCodeAuthResult<(SecretString, TokenStatus)> {
+        let resolution = self
+            .call(ctx, |bindings, store, config| {
+                Box::pin(
+                    bindings
+                        .entelix_claude_code_auth_provider()
+                        .call_resolve_with_status(store, config),
+                )
+            })
+            .await?;
+        let header = checked_header(resolution.header)?;
+        Ok((SecretString::from(header), token_status(resolution.status)))
+    }
+
+    /// The stored credential's status, without refreshing or network access.
+    pub(crate) async fn status(&self, ctx: &CallContext) -> ClaudeCodeAuthResult<TokenStatus> {
+        self.call(ctx, |bindings, store, config| {
+            Box::pin(
+                bindings
+                    .entelix_claude_code_auth_provider()
+                    .call_status(store, config),
+            )
+        })
+        .await
+        .map(token_status)
+    }
+
+    /// A refresh in `mode`.
+    pub(crate) async fn refresh(
+        &self,
+        ctx: &CallContext,
+        mode: RefreshMode,
+    ) -> ClaudeCodeAuthResult<RefreshReport> {
+        let report = self
+            .call(ctx, move |bindings, store, config| {
+                let provider = bindings.entelix_claude_code_auth_provider();
+                match mode {
+                    RefreshMode::IfNeeded => Box::pin(provider.call_ensure_fresh(store, config)),
+                    RefreshMode::Force => Box::pin(provider.call_force_refresh(store, config)),
+                }
+            })
+            .await?;
+        Ok(RefreshReport {
+            outcome: match report.outcome {
+                wit::RefreshOutcome::StillFresh => RefreshOutcome::StillFresh,
+                wit::RefreshOutcome::Refreshed => RefreshOutcome::Refreshed,
+                wit::RefreshOutcome::Adopted => RefreshOutcome::Adopted,
+                wit::RefreshOutcome::Deferred => RefreshOutcome::Deferred,
+            },
+            status: token_status(report.status),
+        })
+    }
+}
+
+/// The contract's `config` for `config`.
+pub(super) fn wit_config(config: &ClaudeCodeOAuthConfig) -> wit::Config {
+    wit::Config {
+        token_url: config.token_url.clone(),
+        client_id: config.client_id.clone(),
+        expiry_skew_ms: super::millis(config.expiry_skew),
+        timeout_ms: super::millis(config.refresh_timeout),
+        user_agent: Some(config.user_agent.clone()),
+    }
+}
+
+fn token_status(status: wit::TokenStatus) -> TokenStatus {
+    TokenStatus {
+        logged_in: status.logged_in,
+        expires_at_ms: status.expires_at_ms,
+        expired: status.expired,
+        needs_refresh: status.needs_refresh,
+        has_refresh_token: status.has_refresh_token,
+        subscription_type: status.subscription_type,
+        rate_limit_tier: status.rate_limit_tier,
+        scopes: status.scopes,
+        login_expires_at_ms: status.login_expires_at_ms,
+    }
+}
+
+/// Longest bearer token accepted from the component.
+const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// The component's header, if it is one a transport can send: `authorization: Bearer <token>`
+/// with a token of visible ASCII. Anything else (a misbehaving component) is refused.
+fn checked_header(header: wit::Header) -> ClaudeCodeAuthResult<String> {
+    let refused = |what: &str| ClaudeCodeAuthError::Sandbox {
+        message: format!("the component returned {what}; refused"),
+    };
+    if !header.name.eq_ignore_ascii_case("authorization") {
+        return Err(refused("a header other than authorization"));
+    }
+    let token = header
+        .value
+        .strip_prefix("Bearer ")
+        .ok_or_else(|| refused("a header value that is not a bearer token"))?;
+    let visible = token.bytes().all(|b| b.is_ascii_graphic());
+    if token.is_empty() || token.len() > MAX_TOKEN_BYTES || !visible {
+        return Err(refused(
+            "a bearer token that is empty, oversized or not visible ASCII",
+        ));
+    }
+    Ok(header.value)
+}
+
+/// The error for a failure the component reported, preferring what the host recorded (the
+/// store's own typed error, the policy's reason for refusing a request) over the component's
+/// one-line summary.
+pub(super) fn host_error(
+    failure: wit::AuthError,
+    state: &mut HostState,
+    config: &ClaudeCodeOAuthConfig,
+) -> ClaudeCodeAuthError {
+    use wit::Cause;
+    let (wit::AuthError::Missing(detail)
+    | wit::AuthError::Expired(detail)
+    | wit::AuthError::Refused(detail)
+    | wit::AuthError::SourceUnreachable(detail)) = failure;
+    let location = state.store.location();
+    let recorded = state.store_error.take();
+    let refused = state.policy.refusal();
+    let message = detail.message;
+    match detail.cause {
+        Cause::CredentialsMissing => ClaudeCodeAuthError::CredentialsMissing { path: location },
+        Cause::OauthSectionMissing => ClaudeCodeAuthError::OAuthSectionMissing { path: location },
+        Cause::RefreshTokenMissing => ClaudeCodeAuthError::RefreshTokenMissing,
+        Cause::LoggedOut => ClaudeCodeAuthError::LoggedOut { path: location },
+        Cause::GrantRejected => ClaudeCodeAuthError::RefreshRejected { message },
+        Cause::EndpointRefused => ClaudeCodeAuthError::RefreshRefused { message },
+        Cause::EndpointUnavailable | Cause::AnswerInvalid => match refused {
+            Some(refusal) => refusal.into_error(&config.token_url),
+            None => ClaudeCodeAuthError::RefreshHttp { message },
+        },
+        Cause::DocumentInvalid => recorded.unwrap_or(ClaudeCodeAuthError::InvalidDocument {
+            path: location,
+            problem: message,
+        }),
+        Cause::LockTimeout => recorded.unwrap_or(ClaudeCodeAuthError::LockTimeout {
+            lock: location,
+            waited: config.lock_timeout,
+        }),
+        Cause::StoreFailed => recorded.unwrap_or_else(|| ClaudeCodeAuthError::Io {
+            path: location,
+            source: std::io::Error::other(message),
+        }),
+    }
+}
+
+impl HostState {
+    /// Keep `error` for the host and give the component its summary.
+    fn record(&mut self, error: ClaudeCodeAuthError) -> StoreError {
+        let summary = error.to_string();
+        let wit = match &error {
+            ClaudeCodeAuthError::CredentialsMissing { .. } => StoreError::NotFound,
+            ClaudeCodeAuthError::InvalidStorage { .. }
+            | ClaudeCodeAuthError::InvalidDocument { .. } => StoreError::Corrupt(summary),
+            ClaudeCodeAuthError::ReadOnly { .. } => StoreError::ReadOnly(summary),
+            ClaudeCodeAuthError::LockTimeout { .. } => StoreError::LockTimeout(summary),
+            _ => StoreError::Unavailable(summary),
+        };
+        self.store_error = Some(error);
+        wit
+    }
+
+    /// The stored document, or the rescued one that supersedes it.
+    async fn current_document(&mut self) -> Result<Option<Zeroizing<String>>, ClaudeCodeAuthError> {
+        let stored = self.store.load_document().await?.map(Zeroizing::new);
+        let rescued = self.rescue.as_ref().and_then(|r| r.read());
+        let verdict = rescued.map(|(kept, replaced)| {
+            handover::judge(
+                &kept,
+                replaced.as_deref(),
+                stored.as_deref().map(String::as_str),
+            )
+        });
+        match verdict {
+            Some(Verdict::Adopt(document)) => Ok(Some(document)),
+            _ => Ok(stored),
+        }
+    }
+
+    /// Under a fresh refresh lock: put a rescued login back into the store, or drop a rescue
+    /// file that is obsolete. One that cannot go back yet stays, and is answered by `load`.
+    async fn hand_over_rescue(&mut self, held: &mut HeldLock) {
+        let Some(rescue) = self.rescue.clone() else {
+            return;
+        };
+        let Some((kept, replaced)) = rescue.read() else {
+            return;
+        };
+        let stored = self
+            .store
+            .load_document()
+            .await
+            .ok()
+            .flatten()
+            .map(Zeroizing::new);
+        match handover::judge(
+            &kept,
+            replaced.as_deref(),
+            stored.as_deref().map(String::as_str),
+        ) {
+            Verdict::Adopt(document) => {
+                let store = self.store.clone();
+                let lock = &mut held.store;
+                let written = async {
+                    store.prepare_save(lock, document.len() as u64).await?;
+                    store.lock_write(lock, self.lock_timeout).await?;
+                    store.save_refreshed(lock, &document).await
+                }
+                .await;
+                match written {
+                    Ok(()) => {
+                        tracing::warn!(
+                            rescue = %rescue.path().display(),
+                            store = %self.store.location(),
+                            "a refreshed credential the store had refused was written back from its rescue file"
+                        );
+                        rescue.remove();
+                    }
+                    Err(error) => tracing::warn!(
+                        error = %error,
+                        rescue = %rescue.path().display(),
+                        "the store still refuses the rescued credential; it stays in its rescue file"
+                    ),
+                }
+            }
+            Verdict::AlreadyThere | Verdict::Obsolete => rescue.remove(),
+        }
+    }
+}
+
+impl store_wit::Host for HostState {
+    async fn load(&mut self) -> Result<String, StoreError> {
+        self.store_error = None;
+        match self.current_document().await {
+            Ok(Some(document)) => Ok(document.to_string()),
+            Ok(None) => Err(StoreError::NotFound),
+            Err(error) => Err(self.record(error)),
+        }
+    }
+
+    async fn lock(&mut self) -> Result<Resource<HeldLock>, StoreError> {
+        self.store_error = None;
+        let mut held = match self.take_lock().await {
+            Ok(Some(held)) => held,
+            Ok(None) => {
+                return Err(StoreError::Conflict(
+                    "a refresh in this process finished while waiting for the lock".into(),
+                ));
+            }
+            Err(error) => return Err(self.record(error)),
+        };
+        self.hand_over_rescue(&mut held).await;
+        self.table
+            .push(held)
+            .map_err(|e| StoreError::Unavailable(format!("cannot hand out the lock: {e}")))
+    }
+}
+
+impl store_wit::HostRefreshLock for HostState {
+    async fn prepare(&mut self, lock: Resource<HeldLock>, size: u64) -> Result<(), StoreError> {
+        self.store_error = None;
+        let store = self.store.clone();
+        let held = self.table.get_mut(&lock).map_err(unavailable)?;
+        let prepared = store.prepare_save(&mut held.store, size).await;
+        prepared.map_err(|error| self.record(error))
+    }
+
+    async fn load_for_write(&mut self, lock: Resource<HeldLock>) -> Result<String, StoreError> {
+        self.store_error = None;
+        let (store, wait) = (self.store.clone(), self.lock_timeout);
+        let held = self.table.get_mut(&lock).map_err(unavailable)?;
+        let locked = store.lock_write(&mut held.store, wait).await;
+        if let Err(error) = locked {
+            return Err(self.record(error));
+        }
+        store_wit::Host::load(self).await
+    }
+
+    async fn commit(
+        &mut self,
+        lock: Resource<HeldLock>,
+        document: String,
+    ) -> Result<Kept, StoreError> {
+        self.store_error = None;
+        // The document holds freshly rotated tokens: wipe this copy once kept.
+        let document = Zeroizing::new(document);
+        let store = self.store.clone();
+        let held = self.table.get_mut(&lock).map_err(unavailable)?;
+        let error = match store.save_refreshed(&mut held.store, &document).await {
+            Ok(()) => {
+                if let Some(rescue) = &self.rescue {
+                    // Whatever a rescue file held is older than what the store now holds.
+                    rescue.remove();
+                }
+                return Ok(Kept::Stored);
+            }
+            Err(error) => error,
+        };
+        // The refresh token the store holds is spent: the new one must survive its refusal.
+        let replaced = store
+            .load_document()
+            .await
+            .ok()
+            .flatten()
+            .and_then(|text| handover::refresh_token_digest(&Zeroizing::new(text)));
+        let rescued = match &self.rescue {
+            Some(rescue) => rescue
+                .write(&document, replaced)
+                .map(|()| rescue.path().display().to_string()),
+            None => Err(std::io::Error::other(
+                "no state directory for a rescue file",
+            )),
+        };
+        match rescued {
+            Ok(path) => {
+                tracing::warn!(
+                    error = %error,
+                    rescue = %path,
+                    "the store refused the refreshed credential; it is kept in a rescue file and written back under the next refresh lock"
+                );
+                Ok(Kept::Rescued)
+            }
+            Err(e) => {
+                tracing::error!(error = %error, rescue_error = %e, "the refreshed credential could not be kept anywhere");
+                Err(self.record(error))
+            }
+        }
+    }
+
+    async fn drop(&mut self, lock: Resource<HeldLock>) -> wasmtime::Result<()> {
+        self.table.delete(lock)?;
+        Ok(())
+    }
+}
+
+fn unavailable(error: wasmtime::component::ResourceTableError) -> StoreError {
+    StoreError::Unavailable(format!("unknown refresh lock: {error}"))
+}
