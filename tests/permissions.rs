@@ -123,3 +123,45 @@ async fn a_directory_without_write_permission_refuses_before_spending_the_refres
         "no refresh token may be spent that cannot be saved"
     );
 }
+
+/// The `.flock` an earlier refresh left lets the OS lock be taken in a directory the user can
+/// no longer write; the write that would follow the refresh cannot be made there, which must
+/// show before the refresh token is spent. Once the directory is writable again, the next call
+/// refreshes with the token that was never spent.
+#[tokio::test]
+async fn a_directory_without_write_permission_but_with_a_lock_file_spends_nothing() {
+    let scenario = Scenario::fixture_now("expired");
+    let endpoint = scenario.endpoint().await;
+    let lock_file = scenario.dir().join(".credentials.json.flock");
+    std::fs::write(&lock_file, "").unwrap();
+    chmod(&lock_file, 0o666);
+    chmod(&scenario.path, 0o644);
+    chmod(scenario.dir(), 0o555);
+    let before = snapshot(&scenario.path);
+    let path = scenario.path.to_str().unwrap();
+    let url = endpoint.url();
+    let args = ["token", "--credentials", path, "--token-url", &url];
+    let output = run(unprivileged_cli(scenario.dir(), &args)).await;
+    let (stdout, stderr) = text(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(i32::from(EXIT_REFUSED)),
+        "{stderr}"
+    );
+    assert!(
+        stdout.is_empty() && stderr.contains("no refresh was attempted"),
+        "{stderr}"
+    );
+    assert!(endpoint.requests().is_empty(), "nothing may be spent");
+    assert_eq!(snapshot(&scenario.path), before);
+
+    // The fault cleared: the same user refreshes with the token that was never spent.
+    chmod(scenario.dir(), 0o777);
+    chmod(&scenario.path, 0o666);
+    let output = run(unprivileged_cli(scenario.dir(), &args)).await;
+    chmod(scenario.dir(), 0o700);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(endpoint.accepts_access_token(stdout.trim()));
+    assert_eq!(endpoint.revoked_families(), 0);
+}

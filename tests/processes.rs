@@ -14,23 +14,12 @@ use std::time::{Duration, Instant, SystemTime};
 use entelix_auth_claude_code::loopback::TokenEndpoint;
 use entelix_auth_claude_code::{ClaudeCodeAuthError, ClaudeCodeOAuthProvider, FileCredentialStore};
 use serde_json::Value;
-use support::{Scenario, cli, cli_command, text, without_token_fields};
+use support::{Scenario, cli, cli_command, expired_login, text, without_token_fields};
 
 /// A random duration below `max`.
 fn random_below(max: Duration) -> Duration {
     let nanos = RandomState::new().hash_one(Instant::now()) % max.as_nanos() as u64;
     Duration::from_nanos(nanos)
-}
-
-/// An expired credential of a fresh login at `endpoint`, with the fixture's other keys.
-fn expired_login(endpoint: &TokenEndpoint) -> Scenario {
-    let scenario = Scenario::fixture_now("expired");
-    let login = endpoint.login();
-    let mut doc = scenario.json();
-    doc["claudeAiOauth"]["accessToken"] = login.access_token.into();
-    doc["claudeAiOauth"]["refreshToken"] = login.refresh_token.into();
-    std::fs::write(&scenario.path, doc.to_string()).unwrap();
-    scenario
 }
 
 fn spawn_token(scenario: &Scenario, url: &str) -> Child {
@@ -380,4 +369,162 @@ async fn a_lock_that_is_never_released_fails_clearly_or_bridges_with_a_valid_tok
     holder.kill().unwrap();
     holder.wait().unwrap();
     std::fs::remove_dir(&lock).unwrap();
+}
+
+/// The CLI's read-modify-write protocol for its credential store, as another process: every
+/// write under `<dir>/.storage-write.lock` (mkdir; stale after 15 s; 10 tries 100 ms–1 s),
+/// the whole document re-read, one key changed (a counter in `mcpOAuth`, as an MCP server's
+/// token would be), written to `.credentials.json.tmp.<hex>` and renamed over. Runs until
+/// `<dir>/stop` appears; after each write it records the counter in `<dir>/writer.count`.
+#[test]
+#[ignore = "run as a child process by cli_protocol_writes_during_our_refreshes_lose_nothing"]
+fn cli_protocol_writer() {
+    let Some(path) = std::env::var_os("CLI_PROTOCOL_WRITER_FILE").map(PathBuf::from) else {
+        return;
+    };
+    let dir = path.parent().unwrap().to_path_buf();
+    let lock = dir.join(".storage-write.lock");
+    let mut written = 0u64;
+    while !dir.join("stop").exists() {
+        let mut taken = false;
+        for _ in 0..10 {
+            match std::fs::create_dir(&lock) {
+                Ok(()) => {
+                    taken = true;
+                    break;
+                }
+                Err(_) => {
+                    let stale = std::fs::metadata(&lock)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|m| SystemTime::now().duration_since(m).ok())
+                        .is_some_and(|age| age > Duration::from_secs(15));
+                    if stale {
+                        let _ = std::fs::remove_dir(&lock);
+                    } else {
+                        std::thread::sleep(
+                            Duration::from_millis(100) + random_below(Duration::from_millis(900)),
+                        );
+                    }
+                }
+            }
+        }
+        assert!(taken, "the writer never got the write lock");
+        let mut doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let next = doc["mcpOAuth"]["writer"].as_u64().unwrap_or(0) + 1;
+        doc["mcpOAuth"]["writer"] = next.into();
+        // A read-modify-write takes a moment: widen it, so refreshes land inside.
+        std::thread::sleep(Duration::from_millis(3));
+        let temp = dir.join(format!(
+            ".credentials.json.tmp.{:08x}",
+            RandomState::new().hash_one(next) as u32
+        ));
+        std::fs::write(&temp, doc.to_string()).unwrap();
+        std::fs::rename(&temp, &path).unwrap();
+        std::fs::remove_dir(&lock).unwrap();
+        written = next;
+        std::fs::write(dir.join("writer.count"), written.to_string()).unwrap();
+        std::thread::sleep(Duration::from_millis(5) + random_below(Duration::from_millis(10)));
+    }
+    eprintln!("cli protocol writer: {written} writes");
+}
+
+#[tokio::test]
+async fn cli_protocol_writes_during_our_refreshes_lose_nothing() {
+    const REFRESHES: usize = 20;
+    support::warm_component_cache();
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    // The answer takes a moment, as a real one does: writes land during the exchange.
+    endpoint.set_latency(Duration::from_millis(20)..Duration::from_millis(60));
+    let scenario = expired_login(&endpoint);
+    let mut writer = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "cli_protocol_writer", "--nocapture"])
+        .env("CLI_PROTOCOL_WRITER_FILE", &scenario.path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let count = scenario.dir().join("writer.count");
+    while !count.exists() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let url = endpoint.url();
+    for round in 0..REFRESHES {
+        let output = support::finish(support::spawn_cli(
+            &scenario.path,
+            &url,
+            &["refresh", "--force"],
+        ))
+        .await;
+        assert!(
+            output.status.success(),
+            "refresh {round}: {}",
+            text(&output).1
+        );
+    }
+    std::fs::write(scenario.dir().join("stop"), "").unwrap();
+    let writer_done = tokio::task::spawn_blocking(move || writer.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(writer_done.status.success(), "{}", text(&writer_done).1);
+
+    assert_eq!(endpoint.revoked_families(), 0, "a spent token came back");
+    assert_eq!(endpoint.grants_served(), REFRESHES as u64);
+    // Our last rotation is what is stored, and the writer's last update too.
+    let stored = scenario.json();
+    assert!(
+        endpoint.refresh_token_is_live(stored["claudeAiOauth"]["refreshToken"].as_str().unwrap())
+    );
+    let writes: u64 = std::fs::read_to_string(&count).unwrap().parse().unwrap();
+    assert!(writes > 0);
+    assert_eq!(
+        stored["mcpOAuth"]["writer"], writes,
+        "the writer lost an update"
+    );
+    eprintln!(
+        "cli protocol: {REFRESHES} forced refreshes beside {writes} writes of another process"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_and_its_target_take_one_lock() {
+    const PROCESSES: usize = 12;
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    endpoint.set_latency(Duration::from_millis(300)..Duration::from_millis(400));
+    let scenario = expired_login(&endpoint);
+    // `~/.claude/.credentials.json` a link into a dotfiles folder.
+    let home = tempfile::tempdir().unwrap();
+    let link_dir = home.path().join(".claude");
+    std::fs::create_dir(&link_dir).unwrap();
+    let link = link_dir.join(".credentials.json");
+    std::os::unix::fs::symlink(&scenario.path, &link).unwrap();
+    let url = endpoint.url();
+    support::warm_component_cache();
+    let children: Vec<Child> = (0..PROCESSES)
+        .map(|i| {
+            let path = if i % 2 == 0 { &link } else { &scenario.path };
+            support::spawn_cli(path, &url, &["token"])
+        })
+        .collect();
+    let outputs = tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for output in &outputs {
+        let (stdout, stderr) = text(output);
+        assert!(output.status.success(), "{stderr}");
+        assert_eq!(stdout.trim(), scenario.oauth("accessToken"));
+    }
+    assert_eq!(endpoint.grants_served(), 1, "one refresh for both names");
+    assert_eq!(endpoint.revoked_families(), 0);
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
 }

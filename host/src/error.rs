@@ -67,6 +67,15 @@ pub enum ClaudeCodeAuthError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// A refreshed credential could not be saved here (no space, no permission, a name too
+    /// long...), which showed before the refresh token was spent: nothing was sent, nothing is
+    /// lost.
+    NotWritable {
+        /// The path involved.
+        path: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
     /// Neither `CLAUDE_CONFIG_DIR`, `HOME` nor `USERPROFILE` is set.
     HomeUnresolved,
     /// The store does not accept writes.
@@ -137,6 +146,10 @@ impl fmt::Display for ClaudeCodeAuthError {
             Self::Io { path, source } => {
                 write!(f, "could not access the credentials at `{path}`: {source}")
             }
+            Self::NotWritable { path, source } => write!(
+                f,
+                "a refreshed credential cannot be saved at `{path}` ({source}); no refresh was attempted, so nothing is lost"
+            ),
             Self::HomeUnresolved => f.write_str(
                 "cannot locate the credentials: set CLAUDE_CONFIG_DIR or HOME, or give the path explicitly",
             ),
@@ -174,7 +187,7 @@ impl fmt::Debug for ClaudeCodeAuthError {
 impl std::error::Error for ClaudeCodeAuthError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Io { source, .. } => Some(source),
+            Self::Io { source, .. } | Self::NotWritable { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -210,6 +223,7 @@ impl ClaudeCodeAuthError {
             Self::InvalidStorage { .. } => "InvalidStorage",
             Self::InvalidDocument { .. } => "InvalidDocument",
             Self::Io { .. } => "Io",
+            Self::NotWritable { .. } => "NotWritable",
             Self::HomeUnresolved => "HomeUnresolved",
             Self::ReadOnly { .. } => "ReadOnly",
             Self::LockTimeout { .. } => "LockTimeout",
@@ -237,6 +251,7 @@ impl ClaudeCodeAuthError {
             | Self::InvalidStorage { .. }
             | Self::InvalidDocument { .. }
             | Self::Io { .. }
+            | Self::NotWritable { .. }
             | Self::ReadOnly { .. }
             | Self::EndpointNotAllowed { .. }
             | Self::RequestDenied { .. }
@@ -328,6 +343,13 @@ mod tests {
             ),
             (
                 ClaudeCodeAuthError::ReadOnly { store: "s".into() },
+                "refused",
+            ),
+            (
+                ClaudeCodeAuthError::NotWritable {
+                    path: "p".into(),
+                    source: io(),
+                },
                 "refused",
             ),
             (

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use entelix_auth_claude_code::loopback::TokenEndpoint;
 use entelix_auth_claude_code::{ClaudeCodeAuthError, ClaudeCodeOAuthConfig};
 use serde_json::Value;
+use std::process::{Child, Stdio};
 use tempfile::TempDir;
 
 /// The test clock: 2030-03-17T17:46:40Z. Fixture expiries are relative to it.
@@ -204,4 +205,37 @@ pub fn reaction(error: &ClaudeCodeAuthError) -> &'static str {
         entelix_core::Error::Auth(AuthError::SourceUnreachable { .. }) => "unreachable",
         _ => "other",
     }
+}
+
+/// An expired credential of a fresh login at `endpoint`, with the fixture's other keys, for
+/// processes (expiries relative to the real clock).
+pub fn expired_login(endpoint: &TokenEndpoint) -> Scenario {
+    let scenario = Scenario::fixture_now("expired");
+    let login = endpoint.login();
+    let mut doc = scenario.json();
+    doc["claudeAiOauth"]["accessToken"] = login.access_token.into();
+    doc["claudeAiOauth"]["refreshToken"] = login.refresh_token.into();
+    std::fs::write(&scenario.path, doc.to_string()).unwrap();
+    scenario
+}
+
+/// `claude-code-auth <args> --credentials <path> --token-url <url>` as a child process.
+pub fn spawn_cli(path: &Path, url: &str, args: &[&str]) -> Child {
+    let home = path.parent().unwrap();
+    cli_command(home)
+        .args(args)
+        .arg("--credentials")
+        .arg(path)
+        .args(["--token-url", url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Wait for `child` off the async runtime (a loopback server in this process keeps serving).
+pub async fn finish(child: Child) -> Output {
+    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap()
 }

@@ -155,6 +155,16 @@ impl TokenEndpoint {
         lock(&self.state).requests.clone()
     }
 
+    /// Whether `token` is the refresh token the endpoint would honour now: the latest of a family
+    /// that is not revoked.
+    pub fn refresh_token_is_live(&self, token: &str) -> bool {
+        let state = lock(&self.state);
+        state.refresh_tokens.get(token).is_some_and(|&family| {
+            let family = &state.families[family];
+            !family.revoked && family.current_refresh == token
+        })
+    }
+
     /// Whether `token` is an access token this endpoint issued, unexpired and not revoked.
     pub fn accepts_access_token(&self, token: &str) -> bool {
         lock(&self.state).accepts(token)

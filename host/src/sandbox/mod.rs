@@ -168,6 +168,8 @@ impl ProviderComponent {
             store: ctx.store.clone(),
             local_lock: ctx.local_lock.clone(),
             finished_seen: ctx.local_lock.finished(),
+            locks_held: 0,
+            handover_tried: false,
             lock_timeout: config.lock_timeout,
             rescue: RescueFile::for_location(&ctx.store.location(), config.rescue_dir.as_deref()),
             store_error: None,

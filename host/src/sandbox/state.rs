@@ -61,6 +61,10 @@ pub(crate) struct HostState {
     pub(crate) local_lock: Arc<LocalLock>,
     /// `local_lock.finished` when this call last looked.
     pub(crate) finished_seen: u64,
+    /// Refresh locks this call holds (handed to the component, not dropped yet).
+    pub(crate) locks_held: usize,
+    /// This call already tried to put a rescued login back into the store.
+    pub(crate) handover_tried: bool,
     pub(crate) lock_timeout: Duration,
     /// Where a rotated login the store refused is kept (`None`: nowhere to keep one).
     pub(crate) rescue: Option<RescueFile>,

@@ -218,6 +218,28 @@ impl HostState {
         }
     }
 
+    /// A rescue file is waiting to go back into the store.
+    async fn rescue_pending(&mut self) -> bool {
+        let Some((kept, replaced)) = self.rescue.as_ref().and_then(|r| r.read()) else {
+            return false;
+        };
+        let stored = self
+            .store
+            .load_document()
+            .await
+            .ok()
+            .flatten()
+            .map(Zeroizing::new);
+        matches!(
+            handover::judge(
+                &kept,
+                replaced.as_deref(),
+                stored.as_deref().map(String::as_str)
+            ),
+            Verdict::Adopt(_)
+        )
+    }
+
     /// Under a fresh refresh lock: put a rescued login back into the store, or drop a rescue
     /// file that is obsolete. One that cannot go back yet stays, and is answered by `load`.
     async fn hand_over_rescue(&mut self, held: &mut HeldLock) {
@@ -272,6 +294,17 @@ impl HostState {
 impl store_wit::Host for HostState {
     async fn load(&mut self) -> Result<String, StoreError> {
         self.store_error = None;
+        // A rescued login goes back into the store at the first chance, before anything (the
+        // `claude` CLI) presents the spent token still stored there.
+        if self.locks_held == 0 && !self.handover_tried && self.rescue_pending().await {
+            self.handover_tried = true;
+            if let Ok(Some(mut held)) = self.take_lock().await {
+                self.hand_over_rescue(&mut held).await;
+                drop(held);
+                // Our own release is not "a refresh finished meanwhile".
+                self.finished_seen = self.local_lock.finished();
+            }
+        }
         match self.current_document().await {
             Ok(Some(document)) => Ok(document.to_string()),
             Ok(None) => Err(StoreError::NotFound),
@@ -291,9 +324,12 @@ impl store_wit::Host for HostState {
             Err(error) => return Err(self.record(error)),
         };
         self.hand_over_rescue(&mut held).await;
-        self.table
+        let handle = self
+            .table
             .push(held)
-            .map_err(|e| StoreError::Unavailable(format!("cannot hand out the lock: {e}")))
+            .map_err(|e| StoreError::Unavailable(format!("cannot hand out the lock: {e}")))?;
+        self.locks_held += 1;
+        Ok(handle)
     }
 }
 
@@ -303,7 +339,16 @@ impl store_wit::HostRefreshLock for HostState {
         let store = self.store.clone();
         let held = self.table.get_mut(&lock).map_err(unavailable)?;
         let prepared = store.prepare_save(&mut held.store, size).await;
-        prepared.map_err(|error| self.record(error))
+        prepared.map_err(|error| {
+            // Shown before anything was spent: say so.
+            let error = match error {
+                ClaudeCodeAuthError::Io { path, source } => {
+                    ClaudeCodeAuthError::NotWritable { path, source }
+                }
+                other => other,
+            };
+            self.record(error)
+        })
     }
 
     async fn load_for_write(&mut self, lock: Resource<HeldLock>) -> Result<String, StoreError> {
@@ -370,6 +415,7 @@ impl store_wit::HostRefreshLock for HostState {
 
     async fn drop(&mut self, lock: Resource<HeldLock>) -> wasmtime::Result<()> {
         self.table.delete(lock)?;
+        self.locks_held = self.locks_held.saturating_sub(1);
         Ok(())
     }
 }
