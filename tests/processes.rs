@@ -437,7 +437,7 @@ async fn cli_protocol_writes_during_our_refreshes_lose_nothing() {
     // The answer takes a moment, as a real one does: writes land during the exchange.
     endpoint.set_latency(Duration::from_millis(20)..Duration::from_millis(60));
     let scenario = expired_login(&endpoint);
-    let mut writer = std::process::Command::new(std::env::current_exe().unwrap())
+    let writer = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--ignored", "--exact", "cli_protocol_writer", "--nocapture"])
         .env("CLI_PROTOCOL_WRITER_FILE", &scenario.path)
         .stdout(Stdio::null())
