@@ -283,3 +283,90 @@ async fn an_explicit_credentials_file_wins_over_the_environment() {
         .unwrap();
     assert_eq!(text(&output).0.trim(), scenario.oauth("accessToken"));
 }
+
+/// The `claude` CLI's logged-out shape: "not logged in", exit 4, from every command; nothing is
+/// sent and nothing written.
+#[tokio::test]
+async fn the_clis_logged_out_shape_is_not_logged_in() {
+    let scenario = Scenario::fixture_now("logged-out");
+    let endpoint = scenario.endpoint().await;
+    let before = scenario.bytes();
+    let path = scenario.path.to_str().unwrap();
+    let url = endpoint.url();
+    for command in [
+        &["token"][..],
+        &["header"],
+        &["refresh"],
+        &["refresh", "--force"],
+    ] {
+        let mut args = command.to_vec();
+        args.extend(["--credentials", path, "--token-url", &url]);
+        let output = cli(scenario.dir(), &args).await;
+        let (stdout, stderr) = text(&output);
+        assert_eq!(
+            output.status.code(),
+            Some(i32::from(EXIT_EXPIRED)),
+            "{command:?}: {stderr}"
+        );
+        assert!(stdout.is_empty(), "{command:?}: {stdout}");
+        assert!(
+            stderr.contains("not logged in") && stderr.contains("run `claude login`"),
+            "{command:?}: {stderr}"
+        );
+    }
+    let output = cli(scenario.dir(), &["status", "--credentials", path]).await;
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(i32::from(EXIT_EXPIRED)));
+    assert!(stdout.contains("logged in:     no"), "{stdout}");
+    assert!(stderr.contains("run `claude login`"), "{stderr}");
+    let output = cli(scenario.dir(), &["status", "--json", "--credentials", path]).await;
+    assert_eq!(output.status.code(), Some(i32::from(EXIT_EXPIRED)));
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["loggedIn"], false);
+    assert!(endpoint.requests().is_empty());
+    assert_eq!(scenario.bytes(), before);
+}
+
+/// The login's hard deadline (`refreshTokenExpiresAt`): shown by `status`, and a one-line
+/// warning on stderr from `token`, `header` and `refresh` in its last three days; stdout stays
+/// what scripts read.
+#[tokio::test]
+async fn the_login_deadline_is_shown_and_warned_about() {
+    const DAY: i64 = 86_400_000;
+    for (days_left, warned) in [(10, false), (2, true)] {
+        let scenario = Scenario::fixture_now("fresh");
+        let mut doc = scenario.json();
+        let deadline = support::real_now_ms() + days_left * DAY + 3_600_000;
+        doc["claudeAiOauth"]["refreshTokenExpiresAt"] = deadline.into();
+        std::fs::write(&scenario.path, doc.to_string()).unwrap();
+        let path = scenario.path.to_str().unwrap();
+
+        let output = cli(scenario.dir(), &["status", "--credentials", path]).await;
+        let (stdout, _) = text(&output);
+        assert!(output.status.success());
+        assert!(
+            stdout.contains(&format!("{days_left} days left")),
+            "{stdout}"
+        );
+        let output = cli(scenario.dir(), &["status", "--json", "--credentials", path]).await;
+        let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(json["loginExpiresAt"], deadline);
+        assert_eq!(json["loggedIn"], true);
+
+        for command in ["token", "header", "refresh"] {
+            let output = cli(scenario.dir(), &[command, "--credentials", path]).await;
+            let (stdout, stderr) = text(&output);
+            assert!(output.status.success(), "{command}: {stderr}");
+            assert_eq!(stdout.lines().count(), 1, "{command}: {stdout}");
+            if warned {
+                assert_eq!(stderr.lines().count(), 1, "{command}: {stderr}");
+                assert!(
+                    stderr.starts_with("warning: ") && stderr.contains("claude login"),
+                    "{command}: {stderr}"
+                );
+            } else {
+                assert!(stderr.is_empty(), "{command}: {stderr}");
+            }
+        }
+    }
+}
