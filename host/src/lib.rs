@@ -45,6 +45,7 @@ mod provider;
 mod sandbox;
 mod secret;
 mod store;
+mod transport;
 
 pub use config::{
     CLAUDE_CODE_BETA, CLAUDE_CODE_CLIENT_ID, ClaudeCodeOAuthConfig, DEFAULT_BETWEEN_BYTES_TIMEOUT,
@@ -64,3 +65,4 @@ pub use store::{
     KEYCHAIN_SERVICE, KeychainCredentialStore, MemoryCredentialStore, OAUTH_TOKEN_ENV, RefreshLock,
     STATE_DIR_ENV, SystemRunner, keychain_service_name,
 };
+pub use transport::RefreshOnUnauthorized;

@@ -202,6 +202,23 @@ impl ClaudeCodeOAuthProvider {
         Ok((header, status))
     }
 
+    /// Replace a token the API refused (`rejected`, an `Authorization` value this provider gave
+    /// out): refresh now, unless the stored token is already another one (a sibling replaced
+    /// it meanwhile), as the `claude` CLI does after a 401.
+    pub async fn replace_rejected(
+        &self,
+        rejected: &SecretString,
+    ) -> ClaudeCodeAuthResult<RefreshReport> {
+        let (current, status) = self.header_with_status().await?;
+        if current.expose_secret() != rejected.expose_secret() {
+            return Ok(RefreshReport {
+                outcome: RefreshOutcome::Adopted,
+                status,
+            });
+        }
+        self.refresh(true).await
+    }
+
     /// Describe the stored credential without refreshing and without network access.
     pub async fn status(&self) -> ClaudeCodeAuthResult<TokenStatus> {
         self.component().await?.status(&self.ctx).await

@@ -165,6 +165,12 @@ impl TokenEndpoint {
         })
     }
 
+    /// Revoke the access token `token` before its expiry (a logout elsewhere, a key rotation):
+    /// APIs that trust this endpoint refuse it from now on.
+    pub fn revoke_access_token(&self, token: &str) {
+        lock(&self.state).access_tokens.remove(token);
+    }
+
     /// Whether `token` is an access token this endpoint issued, unexpired and not revoked.
     pub fn accepts_access_token(&self, token: &str) -> bool {
         lock(&self.state).accepts(token)
