@@ -1,6 +1,7 @@
 //! A loopback stand-in for the Anthropic Messages API that accepts only what the real one
 //! accepts from an OAuth client: a bearer token issued by the token endpoint, the
-//! `oauth-2025-04-20` beta, an `anthropic-version`, and a well-formed body.
+//! `oauth-2025-04-20` beta, an `anthropic-version`, and a well-formed body. It answers a
+//! `"stream": true` request with server-sent events, as the real one does.
 
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,10 +18,18 @@ pub const MESSAGES_PATH: &str = "/v1/messages";
 pub type TokenCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// The running API.
-#[derive(Debug)]
 pub struct MessagesApi {
     server: LoopbackServer,
     seen: Arc<Mutex<Vec<Request>>>,
+    handler: Handler,
+}
+
+impl std::fmt::Debug for MessagesApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessagesApi")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
 }
 
 impl MessagesApi {
@@ -37,9 +46,16 @@ impl MessagesApi {
             answer(request, &*accepts)
         });
         Ok(Self {
-            server: LoopbackServer::start(handler).await?,
+            server: LoopbackServer::start(handler.clone()).await?,
             seen,
+            handler,
         })
+    }
+
+    /// What answers requests, for serving the same API elsewhere too (behind a
+    /// TLS-terminating proxy, as `api.anthropic.com`).
+    pub fn handler(&self) -> Handler {
+        self.handler.clone()
     }
 
     /// `http://127.0.0.1:<port>`: the base URL a transport appends `/v1/messages` to.
@@ -64,7 +80,7 @@ fn error(status: u16, kind: &str, message: &str) -> Reply {
 }
 
 fn answer(request: &Request, accepts: &dyn Fn(&str) -> bool) -> Reply {
-    if request.method != "POST" || request.path != MESSAGES_PATH {
+    if request.method != "POST" || request.path.split('?').next() != Some(MESSAGES_PATH) {
         return error(404, "not_found_error", "Not found");
     }
     let Some(token) = request
@@ -108,6 +124,9 @@ fn answer(request: &Request, accepts: &dyn Fn(&str) -> bool) -> Reply {
             "model and messages are required",
         );
     };
+    if body.get("stream").and_then(Value::as_bool) == Some(true) {
+        return Reply::Respond(Response::raw(200, "text/event-stream", events(model)));
+    }
     Reply::Respond(Response::json(
         200,
         &json!({
@@ -115,10 +134,44 @@ fn answer(request: &Request, accepts: &dyn Fn(&str) -> bool) -> Reply {
             "type": "message",
             "role": "assistant",
             "model": model,
-            "content": [{"type": "text", "text": "Hello from the loopback Messages API."}],
+            "content": [{"type": "text", "text": REPLY}],
             "stop_reason": "end_turn",
             "stop_sequence": null,
             "usage": {"input_tokens": 12, "output_tokens": 9},
         }),
     ))
+}
+
+/// What the stand-in says.
+const REPLY: &str = "Hello from the loopback Messages API.";
+
+/// The streamed form of the same answer.
+fn events(model: &str) -> String {
+    let events = [
+        (
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_loopback_01", "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 12, "output_tokens": 1}}}),
+        ),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": REPLY}}),
+        ),
+        (
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ),
+        (
+            "message_delta",
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 9}}),
+        ),
+        ("message_stop", json!({"type": "message_stop"})),
+    ];
+    events
+        .iter()
+        .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
+        .collect()
 }

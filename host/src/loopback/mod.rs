@@ -7,5 +7,5 @@ mod server;
 mod token_endpoint;
 
 pub use messages_api::{MESSAGES_PATH, MessagesApi, TokenCheck};
-pub use server::{Handler, LoopbackServer, Reply, Request, Response};
+pub use server::{Handler, LoopbackServer, Reply, Request, Response, serve};
 pub use token_endpoint::{DEFAULT_ACCESS_TTL, GRANTED_SCOPE, Issued, TOKEN_PATH, TokenEndpoint};

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// Largest request head and body the server reads.
@@ -145,7 +145,7 @@ impl LoopbackServer {
             while let Ok((stream, _)) = listener.accept().await {
                 let handler = handler.clone();
                 tokio::spawn(async move {
-                    let _ = serve(stream, &handler).await;
+                    let _ = serve(stream, &handler, |tcp| tcp.set_zero_linger()).await;
                 });
             }
         });
@@ -164,7 +164,16 @@ impl Drop for LoopbackServer {
     }
 }
 
-async fn serve(stream: TcpStream, handler: &Handler) -> io::Result<()> {
+/// Answer one request read from `stream` (a TCP connection, or a TLS session inside a proxy's
+/// tunnel) with `handler`; `reset` cuts the connection short for [`Reply::ResetAfter`].
+pub async fn serve<S>(
+    stream: S,
+    handler: &Handler,
+    reset: impl FnOnce(&S) -> io::Result<()>,
+) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut stream = BufReader::new(stream);
     let Some(request) = read_request(&mut stream).await? else {
         return Ok(());
@@ -210,13 +219,15 @@ async fn serve(stream: TcpStream, handler: &Handler) -> io::Result<()> {
         Reply::ResetAfter(bytes) => {
             stream.write_all(&bytes).await?;
             stream.flush().await?;
-            stream.set_zero_linger()?;
+            reset(&stream)?;
         }
     }
     Ok(())
 }
 
-async fn read_request(stream: &mut BufReader<TcpStream>) -> io::Result<Option<Request>> {
+async fn read_request<S: AsyncRead + Unpin>(
+    stream: &mut BufReader<S>,
+) -> io::Result<Option<Request>> {
     let mut head = Vec::new();
     loop {
         let n = stream.read_until(b'\n', &mut head).await?;
@@ -266,7 +277,7 @@ async fn read_request(stream: &mut BufReader<TcpStream>) -> io::Result<Option<Re
     }))
 }
 
-async fn read_chunked(stream: &mut BufReader<TcpStream>) -> io::Result<Vec<u8>> {
+async fn read_chunked<S: AsyncRead + Unpin>(stream: &mut BufReader<S>) -> io::Result<Vec<u8>> {
     let mut body = Vec::new();
     loop {
         let mut size_line = String::new();
@@ -294,7 +305,10 @@ async fn read_chunked(stream: &mut BufReader<TcpStream>) -> io::Result<Vec<u8>> 
     }
 }
 
-async fn write_response(stream: &mut TcpStream, response: &Response) -> io::Result<()> {
+async fn write_response<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    response: &Response,
+) -> io::Result<()> {
     let mut head = format!(
         "HTTP/1.1 {} {}\r\n",
         response.status,

@@ -45,6 +45,7 @@ impl std::fmt::Debug for Issued {
 pub struct TokenEndpoint {
     server: LoopbackServer,
     state: Arc<Mutex<State>>,
+    handler: Handler,
 }
 
 /// An edit of a successful answer's JSON object.
@@ -93,13 +94,23 @@ impl TokenEndpoint {
         }));
         let handler_state = state.clone();
         let handler: Handler = Arc::new(move |request| lock(&handler_state).answer(request));
-        let server = LoopbackServer::start(handler).await?;
-        Ok(Self { server, state })
+        let server = LoopbackServer::start(handler.clone()).await?;
+        Ok(Self {
+            server,
+            state,
+            handler,
+        })
     }
 
     /// The endpoint URL (`http://127.0.0.1:<port>/v1/oauth/token`).
     pub fn url(&self) -> String {
         format!("{}{TOKEN_PATH}", self.server.base_url())
+    }
+
+    /// What answers requests, for serving the same endpoint elsewhere too (behind a
+    /// TLS-terminating proxy, as `platform.claude.com`).
+    pub fn handler(&self) -> Handler {
+        self.handler.clone()
     }
 
     /// Open a new token family, as a login would, and return its first tokens.
