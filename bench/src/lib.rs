@@ -89,3 +89,92 @@ pub async fn resolve_64(provider: &Arc<dyn CredentialProvider>) {
         task.await.expect("task").expect("resolve");
     }
 }
+
+/// The floor of a refresh round trip, measured on the same bed: what any refresh must do at
+/// least — one HTTP exchange with the token endpoint (the same request, a real rotation) and one
+/// durable atomic write of the same document (a same-directory temporary file, fsync, rename,
+/// fsync of the directory) — with nothing else: no sandbox, no locks, no re-reads.
+pub struct Floor {
+    doc: Value,
+    dir: TempDir,
+}
+
+impl Floor {
+    /// A floor over a login of its own at `bed`'s endpoint (so both rotate independently).
+    pub fn new(bed: &Bed) -> Self {
+        let login = bed.endpoint.login();
+        let mut doc: Value =
+            serde_json::from_slice(&std::fs::read(&bed.path).expect("read")).expect("json");
+        doc["claudeAiOauth"]["accessToken"] = login.access_token.into();
+        doc["claudeAiOauth"]["refreshToken"] = login.refresh_token.into();
+        Self {
+            doc,
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// One refresh at the floor: exchange, then durable write.
+    pub async fn refresh(&mut self, bed: &Bed) {
+        let oauth = &self.doc["claudeAiOauth"];
+        let body = json!({
+            "grant_type": "refresh_token",
+            "refresh_token": oauth["refreshToken"],
+            "client_id": entelix_auth_claude_code::CLAUDE_CODE_CLIENT_ID,
+            "scope": "user:inference user:profile",
+        })
+        .to_string();
+        let answer = post(&bed.endpoint.url(), &body).await;
+        let oauth = &mut self.doc["claudeAiOauth"];
+        oauth["accessToken"] = answer["access_token"].clone();
+        oauth["refreshToken"] = answer["refresh_token"].clone();
+        oauth["expiresAt"] =
+            (now_ms() + answer["expires_in"].as_i64().expect("expires_in") * 1000).into();
+        let text = self.doc.to_string();
+        durable_write(&self.dir.path().join(".credentials.json"), text.as_bytes());
+    }
+}
+
+/// POST `body` as JSON with a `Content-Length` to `url` (`http://host:port/path`) over a fresh
+/// connection, as a refresh does; the answer's JSON.
+async fn post(url: &str, body: &str) -> Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (authority, path) = rest.split_at(rest.find('/').expect("path"));
+    let mut tcp = tokio::net::TcpStream::connect(authority)
+        .await
+        .expect("connect");
+    tcp.set_nodelay(true).expect("nodelay");
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/json\r\naccept: application/json\r\nuser-agent: axios/1.15.2\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    tcp.read_to_end(&mut answer).await.expect("read");
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("head");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    serde_json::from_slice(&answer[split + 4..]).expect("answer JSON")
+}
+
+/// Replace `path` with `contents` durably: a same-directory temporary file, fsync, rename,
+/// fsync of the directory.
+fn durable_write(path: &Path, contents: &[u8]) {
+    use std::io::Write;
+    let dir = path.parent().expect("dir");
+    let temp = dir.join(".floor.tmp");
+    let mut file = std::fs::File::create(&temp).expect("temp");
+    file.write_all(contents).expect("write");
+    file.sync_all().expect("fsync");
+    drop(file);
+    std::fs::rename(&temp, path).expect("rename");
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .expect("fsync dir");
+}

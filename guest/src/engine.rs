@@ -1,5 +1,12 @@
 //! The refresh decisions, independent of WIT: when to refresh, under which lock, what to do with
 //! each answer, when to retry, and what to write back.
+//!
+//! The invariant kept here: **from the moment a refresh request may have reached the endpoint,
+//! the tokens it answers reach durable storage, or a rescue place the next process adopts —
+//! never discarded.** A refresh token is single-use; once rotated, the answer is the only live
+//! login. So the write is prepared before the request (a failure there costs nothing), every 2xx
+//! that carries a token is kept however odd the rest, and the commit after the answer is made
+//! whatever else fails (the host falls back to a rescue place when the store refuses it).
 
 use std::time::Duration;
 

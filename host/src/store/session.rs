@@ -7,6 +7,12 @@
 //! prepared write (a temporary file next to the target, its space reserved, on record before it
 //! exists), and the CLI's `.storage-write.lock` around the read-modify-write. A dead holder's
 //! locks are removed and its complete write adopted by the next holder.
+//!
+//! This is where the file store keeps the crate's invariant — from the moment a refresh request
+//! may have reached the endpoint, the tokens it answers reach durable storage or a rescue place
+//! the next process adopts, never discarded: the temporary file exists, its space reserved,
+//! before the request; once complete it is on record, so a kill before the rename leaves it to
+//! the next holder; a refused rename falls back to a write in place.
 
 use std::fs::File;
 use std::io;
