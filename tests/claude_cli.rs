@@ -43,7 +43,9 @@ fn the_real_claude_cli_as_a_peer() {
     let claude = match install::claude() {
         Ok(path) => path,
         Err(why) => {
-            eprintln!("SKIPPED the real claude CLI scenarios (tests/claude_cli.rs): {why}");
+            visible(&format!(
+                "SKIPPED the real claude CLI scenarios (tests/claude_cli.rs): {why}"
+            ));
             return;
         }
     };
@@ -52,11 +54,11 @@ fn the_real_claude_cli_as_a_peer() {
         .args(["--net", "ip", "link", "set", "lo", "up"])
         .output();
     if !probe.as_ref().is_ok_and(|o| o.status.success()) {
-        eprintln!(
+        visible(&format!(
             "SKIPPED the real claude CLI scenarios (tests/claude_cli.rs): a network namespace \
              with `lo` up cannot be made here (`unshare --net` needs root, `ip` iproute2): \
              {probe:?}"
-        );
+        ));
         return;
     }
     let this = std::env::current_exe().unwrap();
@@ -80,8 +82,19 @@ fn the_real_claude_cli_as_a_peer() {
             .filter(|l| l.starts_with("peer:"))
             .collect::<Vec<_>>()
             .join("\n");
-        eprintln!("{scenario} ({:.1?}):\n{summary}", started.elapsed());
+        visible(&format!(
+            "real claude CLI {}: {scenario} ({:.1?}):\n{summary}",
+            install::VERSION,
+            started.elapsed()
+        ));
     }
+}
+
+/// A line on the terminal even when the test harness captures output (it captures `eprintln!`,
+/// not writes to the stream itself): a skip must be seen.
+fn visible(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// One scenario's world, inside its network namespace.
