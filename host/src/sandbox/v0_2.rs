@@ -201,43 +201,24 @@ impl HostState {
         wit
     }
 
-    /// The stored document, or the rescued one that supersedes it.
-    async fn current_document(&mut self) -> Result<Option<Zeroizing<String>>, ClaudeCodeAuthError> {
+    /// The stored document, and what a rescue file says of it: `Some(document)` when the rescued
+    /// document supersedes the stored one.
+    async fn documents(
+        &mut self,
+    ) -> Result<(Option<Zeroizing<String>>, Option<Zeroizing<String>>), ClaudeCodeAuthError> {
         let stored = self.store.load_document().await?.map(Zeroizing::new);
         let rescued = self.rescue.as_ref().and_then(|r| r.read());
-        let verdict = rescued.map(|(kept, replaced)| {
-            handover::judge(
+        let adopt = rescued.and_then(|(kept, replaced)| {
+            match handover::judge(
                 &kept,
                 replaced.as_deref(),
                 stored.as_deref().map(String::as_str),
-            )
+            ) {
+                Verdict::Adopt(document) => Some(document),
+                Verdict::AlreadyThere | Verdict::Obsolete => None,
+            }
         });
-        match verdict {
-            Some(Verdict::Adopt(document)) => Ok(Some(document)),
-            _ => Ok(stored),
-        }
-    }
-
-    /// A rescue file is waiting to go back into the store.
-    async fn rescue_pending(&mut self) -> bool {
-        let Some((kept, replaced)) = self.rescue.as_ref().and_then(|r| r.read()) else {
-            return false;
-        };
-        let stored = self
-            .store
-            .load_document()
-            .await
-            .ok()
-            .flatten()
-            .map(Zeroizing::new);
-        matches!(
-            handover::judge(
-                &kept,
-                replaced.as_deref(),
-                stored.as_deref().map(String::as_str)
-            ),
-            Verdict::Adopt(_)
-        )
+        Ok((stored, adopt))
     }
 
     /// Under a fresh refresh lock: put a rescued login back into the store, or drop a rescue
@@ -294,21 +275,28 @@ impl HostState {
 impl store_wit::Host for HostState {
     async fn load(&mut self) -> Result<String, StoreError> {
         self.store_error = None;
+        let (mut stored, mut rescued) = match self.documents().await {
+            Ok(found) => found,
+            Err(error) => return Err(self.record(error)),
+        };
         // A rescued login goes back into the store at the first chance, before anything (the
         // `claude` CLI) presents the spent token still stored there.
-        if self.locks_held == 0 && !self.handover_tried && self.rescue_pending().await {
+        if rescued.is_some() && self.locks_held == 0 && !self.handover_tried {
             self.handover_tried = true;
             if let Ok(Some(mut held)) = self.take_lock().await {
                 self.hand_over_rescue(&mut held).await;
                 drop(held);
                 // Our own release is not "a refresh finished meanwhile".
                 self.finished_seen = self.local_lock.finished();
+                (stored, rescued) = match self.documents().await {
+                    Ok(found) => found,
+                    Err(error) => return Err(self.record(error)),
+                };
             }
         }
-        match self.current_document().await {
-            Ok(Some(document)) => Ok(document.to_string()),
-            Ok(None) => Err(StoreError::NotFound),
-            Err(error) => Err(self.record(error)),
+        match rescued.or(stored) {
+            Some(document) => Ok(document.to_string()),
+            None => Err(StoreError::NotFound),
         }
     }
 

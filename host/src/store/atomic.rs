@@ -7,7 +7,7 @@
 //! [`Prepared::install`] write into it and rename it over the target.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub(crate) struct Prepared {
     file: File,
     path: PathBuf,
+    /// The space was reserved by writing it (no `fallocate`): the file must be cut to length.
+    padded: bool,
 }
 
 /// A fresh name for a temporary file in `dir`: short and fixed in length
@@ -29,14 +31,22 @@ pub(crate) fn temp_path(dir: &Path) -> PathBuf {
 /// Create the temporary file `path` (its directory created `0700` if missing) exclusively,
 /// `0600`, never through a symlink, and reserve `size` bytes for it.
 pub(crate) fn prepare(path: PathBuf, size: u64) -> io::Result<Prepared> {
-    create_private_dir(&parent_of(&path))?;
-    let file = private_options().open(&path)?;
-    if let Err(e) = reserve(&file, size) {
-        drop(file);
-        let _ = fs::remove_file(&path);
-        return Err(e);
+    let file = match private_options().open(&path) {
+        // The directory is made on the first save only.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            create_private_dir(&parent_of(&path))?;
+            private_options().open(&path)
+        }
+        opened => opened,
+    }?;
+    match reserve(&file, size) {
+        Ok(padded) => Ok(Prepared { file, path, padded }),
+        Err(e) => {
+            drop(file);
+            let _ = fs::remove_file(&path);
+            Err(e)
+        }
     }
-    Ok(Prepared { file, path })
 }
 
 /// Whether `name` is one [`prepare`] gives its temporary files.
@@ -51,13 +61,14 @@ impl Prepared {
         &self.path
     }
 
-    /// Write `contents` from the start, cut the file to its length, and fsync it. An fsync
+    /// Write `contents` from the start (the file is then exactly that) and fsync it. An fsync
     /// failure is returned apart (`Ok(Err(_))`): the bytes were written and may still be used.
     pub(crate) fn fill(&mut self, contents: &[u8]) -> io::Result<io::Result<()>> {
-        self.file.seek(SeekFrom::Start(0))?;
-        self.file.write_all(contents)?;
-        self.file
-            .set_len(u64::try_from(contents.len()).unwrap_or(u64::MAX))?;
+        write_at_start(&mut self.file, contents)?;
+        if self.padded {
+            self.file
+                .set_len(u64::try_from(contents.len()).unwrap_or(u64::MAX))?;
+        }
         Ok(self.file.sync_all())
     }
 
@@ -83,13 +94,29 @@ impl Prepared {
     }
 }
 
-/// Reserve `size` bytes for `file`, so that writing that much later cannot fail for space.
-fn reserve(file: &File, size: u64) -> io::Result<()> {
+/// Write `bytes` at the start of `file`, in one call where the platform has one.
+pub(crate) fn write_at_start(file: &mut File, bytes: &[u8]) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::write_all_at(file, bytes, 0)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Seek, SeekFrom};
+        file.seek(SeekFrom::Start(0))?;
+        file.write_all(bytes)
+    }
+}
+
+/// Reserve `size` bytes for `file`, so that writing that much later cannot fail for space:
+/// allocated without growing the file where `fallocate` works (`Ok(false)`), else written as
+/// zeros (`Ok(true)`: the file must be cut to length once filled).
+fn reserve(file: &File, size: u64) -> io::Result<bool> {
     #[cfg(target_os = "linux")]
     {
         use rustix::fs::{FallocateFlags, fallocate};
-        match fallocate(file, FallocateFlags::empty(), 0, size) {
-            Ok(()) => return Ok(()),
+        match fallocate(file, FallocateFlags::KEEP_SIZE, 0, size) {
+            Ok(()) => return Ok(false),
             // File systems without fallocate: write the space instead.
             Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => {}
             Err(e) => return Err(e.into()),
@@ -103,7 +130,7 @@ fn reserve(file: &File, size: u64) -> io::Result<()> {
         writer.write_all(&zeros[..n])?;
         left -= n as u64;
     }
-    writer.flush()
+    writer.flush().map(|()| true)
 }
 
 /// Replace `path` with `contents` at once: prepare, fill, install. A symlink is written through
@@ -240,7 +267,12 @@ mod tests {
         assert!(is_temp_name(
             &prepared.path().file_name().unwrap().to_string_lossy()
         ));
-        assert_eq!(fs::metadata(prepared.path()).unwrap().len(), 8192);
+        let meta = fs::metadata(prepared.path()).unwrap();
+        let reserved = std::os::unix::fs::MetadataExt::blocks(&meta) * 512;
+        assert!(
+            reserved >= 8192 || meta.len() == 8192,
+            "{reserved} bytes reserved"
+        );
         prepared.fill(b"short").unwrap().unwrap();
         let target = dir.path().join(format!("{}.json", "n".repeat(250)));
         prepared.install(&target).unwrap();

@@ -14,7 +14,7 @@
 //! directory reaches its path (by a rename that never replaces) only once it is on record.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::thread;
@@ -42,19 +42,20 @@ pub(crate) struct DirLock {
     pub(crate) stale_after: Duration,
 }
 
-/// The two locks the CLI takes for the credentials in `config_dir`.
+/// The two locks the CLI takes for the credentials in `config_dir`, which must be resolved
+/// (`realpath`): `<dir>/.oauth_refresh.lock`, and the legacy `<dir>.lock` beside it
+/// (proper-lockfile resolves the locked path first). The CLI names the first through the
+/// directory as it was given; through the resolved one it is the same directory entry.
 pub(crate) fn claude_cli_locks(config_dir: &Path) -> Vec<DirLock> {
     let mut locks = vec![DirLock {
         path: config_dir.join(".oauth_refresh.lock"),
         stale_after: Duration::from_secs(60),
     }];
-    // proper-lockfile resolves the locked path first; the lock sits beside the directory.
-    let real = std::fs::canonicalize(config_dir).unwrap_or_else(|_| config_dir.to_path_buf());
-    if let Some(name) = real.file_name() {
+    if let Some(name) = config_dir.file_name() {
         let mut legacy = name.to_os_string();
         legacy.push(".lock");
         locks.push(DirLock {
-            path: real.with_file_name(legacy),
+            path: config_dir.with_file_name(legacy),
             stale_after: Duration::from_secs(10),
         });
     }
@@ -163,16 +164,13 @@ impl Journal<'_> {
 
     pub(crate) fn write(&mut self, record: &Record) -> io::Result<()> {
         let text = serde_json::to_vec(record).map_err(io::Error::other)?;
-        // Overwritten in place, then cut to length: truncating first would leave, for a kill in
-        // between, no record at all. One `write` of a few hundred bytes is not split by a kill.
-        self.0.seek(SeekFrom::Start(0))?;
-        self.0.write_all(&text)?;
-        self.0
-            .set_len(u64::try_from(text.len()).unwrap_or(u64::MAX))?;
-        // No fsync: the record serves the next process after a crash of this one, and the page
-        // cache outlives a process. After a machine crash every holder is dead anyway and the
-        // locks go stale on their own.
-        Ok(())
+        // Overwritten in place, never truncated first: a kill in between would leave no record
+        // at all. A shorter record leaves an older one's tail behind it, which `read` ignores
+        // (it takes the first JSON value). One write of a few hundred bytes is not split by a
+        // kill. No fsync: the record serves the next process after a crash of this one, and the
+        // page cache outlives a process; after a machine crash every holder is dead anyway and
+        // the locks go stale on their own.
+        super::atomic::write_at_start(self.0, &text)
     }
 
     /// Forget the record (the holder released its locks).
@@ -420,9 +418,14 @@ fn create_lock_dir(
         journal.write(record).map_err(CreateError::Journal)
     };
     note(record, Some(staged.clone()))?;
-    // A leftover of an earlier process with our pid is ours to replace.
-    let _ = std::fs::remove_dir(&staged.staging);
-    std::fs::create_dir(&staged.staging)?;
+    if let Err(e) = std::fs::create_dir(&staged.staging) {
+        if e.kind() != io::ErrorKind::AlreadyExists {
+            return Err(e.into());
+        }
+        // A leftover of an earlier process with our pid is ours to replace.
+        std::fs::remove_dir(&staged.staging)?;
+        std::fs::create_dir(&staged.staging)?;
+    }
     let made = identity_of(&staged.staging)
         .ok_or_else(|| io::Error::other("the staging directory vanished"))?;
     staged.made = Some((made.dev, made.ino));

@@ -181,18 +181,19 @@ impl FileCredentialStore {
     /// symlink is on the way (a link in `~/.claude` to a dotfiles folder), so a process using
     /// either name excludes the other. One site when both are the same.
     fn sites(&self) -> Vec<Site> {
-        let site = |path: &Path| Site {
-            flock: lock_path_for(path),
-            config_dir: atomic::parent_of(path),
+        let site = |path: &Path| {
+            let name = lock_path_for(path);
+            Site::new(
+                &atomic::parent_of(path),
+                name.file_name().unwrap_or_default(),
+            )
         };
         let given = site(&self.path);
         let resolved = std::fs::canonicalize(&self.path)
             .or_else(|_| atomic::write_target(&self.path))
             .map(|target| site(&target));
         match resolved {
-            Ok(target) if session::physical(&target.flock) != session::physical(&given.flock) => {
-                vec![given, target]
-            }
+            Ok(target) if target.flock != given.flock => vec![given, target],
             _ => vec![given],
         }
     }
@@ -240,8 +241,10 @@ impl FileCredentialStore {
                 "not a regular file (a FIFO, device or socket cannot hold credentials)",
             )));
         }
-        // Wiped if dropped here (an error below); handed on without a copy otherwise.
-        let mut bytes = Zeroizing::new(Vec::new());
+        // Wiped if dropped here (an error below); handed on without a copy otherwise. Sized
+        // from the descriptor: one read for the whole file, one to see its end.
+        let expected = usize::try_from(meta.len().min(MAX_DOCUMENT_BYTES)).unwrap_or(0);
+        let mut bytes = Zeroizing::new(Vec::with_capacity(expected + 1));
         file.take(MAX_DOCUMENT_BYTES + 1)
             .read_to_end(&mut bytes)
             .map_err(|e| self.io_error(e))?;

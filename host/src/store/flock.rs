@@ -21,9 +21,6 @@ pub(crate) fn acquire(lock_path: &Path, wait: Duration) -> ClaudeCodeAuthResult<
         path: lock_path.display().to_string(),
         source,
     };
-    if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        create_private_dir(dir).map_err(io)?;
-    }
     let mut options = OpenOptions::new();
     options.read(true).write(true).create(true).truncate(false);
     #[cfg(unix)]
@@ -31,7 +28,17 @@ pub(crate) fn acquire(lock_path: &Path, wait: Duration) -> ClaudeCodeAuthResult<
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let file = options.open(lock_path).map_err(io)?;
+    let file = match options.open(lock_path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // The directory is made on the first save only.
+            if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                create_private_dir(dir).map_err(io)?;
+            }
+            options.open(lock_path)
+        }
+        opened => opened,
+    }
+    .map_err(io)?;
     let started = Instant::now();
     let mut pause = Duration::from_millis(2);
     loop {

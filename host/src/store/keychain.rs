@@ -268,10 +268,7 @@ impl CredentialStore for KeychainCredentialStore {
     }
 
     async fn lock_refresh(&self, wait: Duration) -> ClaudeCodeAuthResult<RefreshLock> {
-        let site = Site {
-            flock: self.config_dir.join(".credentials.keychain.flock"),
-            config_dir: self.config_dir.clone(),
-        };
+        let site = Site::new(&self.config_dir, ".credentials.keychain.flock".as_ref());
         session::lock(vec![site], wait).await
     }
 

@@ -31,7 +31,21 @@ use super::{RefreshLock, blocking, flock};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Site {
     pub(crate) flock: PathBuf,
+    /// Resolved (`realpath`), so that one directory has one name.
     pub(crate) config_dir: PathBuf,
+}
+
+impl Site {
+    /// The site of `flock` in `config_dir`, the directory resolved when it exists (else taken
+    /// as it is: nothing can hold a lock in a directory that does not exist yet).
+    pub(crate) fn new(config_dir: &Path, flock_name: &std::ffi::OsStr) -> Self {
+        let config_dir =
+            std::fs::canonicalize(config_dir).unwrap_or_else(|_| config_dir.to_path_buf());
+        Self {
+            flock: config_dir.join(flock_name),
+            config_dir,
+        }
+    }
 }
 
 /// Take the refresh lock of `sites`, in order, waiting at most `wait` in all.
@@ -339,25 +353,14 @@ fn remove_temp(path: &Path) {
     }
 }
 
-/// `locks` without repeats: two names for one directory (a symlinked config dir) are one lock.
+/// `locks` without repeats (sites name their directories resolved, so one directory reached
+/// two ways gives one lock).
 fn distinct(locks: impl Iterator<Item = DirLock>) -> Vec<DirLock> {
-    let mut seen: Vec<PathBuf> = Vec::new();
-    let mut out = Vec::new();
+    let mut out: Vec<DirLock> = Vec::new();
     for lock in locks {
-        let key = physical(&lock.path);
-        if !seen.contains(&key) {
-            seen.push(key);
+        if !out.iter().any(|seen| seen.path == lock.path) {
             out.push(lock);
         }
     }
     out
-}
-
-/// `path` with its directory resolved, for telling whether two paths name one entry.
-pub(crate) fn physical(path: &Path) -> PathBuf {
-    let dir = atomic::parent_of(path);
-    match (std::fs::canonicalize(&dir), path.file_name()) {
-        (Ok(dir), Some(name)) => dir.join(name),
-        _ => path.to_path_buf(),
-    }
 }
