@@ -28,13 +28,13 @@ fn running_as_root() -> bool {
 
 /// The CLI as a user whom permissions apply to.
 fn unprivileged_cli(home: &Path, args: &[&str]) -> Command {
-    let cli = env!("CARGO_BIN_EXE_claude-code-auth");
+    let cli = support::cli_binary();
     let mut command = if running_as_root() {
         let mut c = Command::new("setpriv");
         c.arg(format!("--reuid={UNPRIVILEGED}"))
             .arg(format!("--regid={UNPRIVILEGED}"))
             .arg("--clear-groups")
-            .arg(cli);
+            .arg(&cli);
         c
     } else {
         Command::new(cli)

@@ -154,12 +154,20 @@ pub fn real_now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// The `claude-code-auth` binary the scenarios run: the one cargo built for this test, or the
+/// one `CLAUDE_CODE_AUTH_TEST_BIN` names (to run the same scenarios against another build, such
+/// as an earlier release, and see which fail there).
+pub fn cli_binary() -> std::path::PathBuf {
+    std::env::var_os("CLAUDE_CODE_AUTH_TEST_BIN")
+        .map_or_else(|| env!("CARGO_BIN_EXE_claude-code-auth").into(), Into::into)
+}
+
 /// Run the CLI once per test binary so the compiled component is cached before a test times
 /// processes or starts them side by side (each would otherwise compile it, seconds in debug).
 pub fn warm_component_cache() {
     static WARM: std::sync::Once = std::sync::Once::new();
     WARM.call_once(|| {
-        let _ = Command::new(env!("CARGO_BIN_EXE_claude-code-auth"))
+        let _ = Command::new(cli_binary())
             .args(["status", "--credentials", "/nonexistent/.credentials.json"])
             .output();
     });
@@ -168,7 +176,7 @@ pub fn warm_component_cache() {
 /// The `claude-code-auth` binary, with no credential location inherited from the machine.
 pub fn cli_command(home: &Path) -> Command {
     warm_component_cache();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_claude-code-auth"));
+    let mut command = Command::new(cli_binary());
     command
         .env_remove("CLAUDE_CONFIG_DIR")
         .env_remove("CLAUDE_CODE_OAUTH_TOKEN")
