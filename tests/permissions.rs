@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::Command;
 
 use entelix_auth_claude_code::cli::EXIT_REFUSED;
+use entelix_auth_claude_code::loopback::TokenEndpoint;
 use support::{Scenario, text};
 
 /// `nobody` on Debian-like systems.
@@ -107,17 +108,26 @@ async fn a_directory_without_write_permission_refuses_before_spending_the_refres
     ))
     .await;
     chmod(scenario.dir(), 0o700);
-    let (stdout, stderr) = text(&output);
+    refused_before_spending(&output, "Permission denied", &scenario, &before, &endpoint);
+}
+
+/// `output` is one line saying `says` and exit 5; the file is as it was and the endpoint saw no
+/// request: no refresh token was spent that could not be saved.
+fn refused_before_spending(
+    output: &std::process::Output,
+    says: &str,
+    scenario: &Scenario,
+    before: &(Vec<u8>, u32),
+    endpoint: &TokenEndpoint,
+) {
+    let (stdout, stderr) = text(output);
     assert_eq!(
         output.status.code(),
         Some(i32::from(EXIT_REFUSED)),
         "{stderr}"
     );
-    assert!(
-        stdout.is_empty() && stderr.contains("Permission denied"),
-        "{stderr}"
-    );
-    assert_eq!(snapshot(&scenario.path), before);
+    assert!(stdout.is_empty() && stderr.contains(says), "{stderr}");
+    assert_eq!(&snapshot(&scenario.path), before);
     assert!(
         endpoint.requests().is_empty(),
         "no refresh token may be spent that cannot be saved"
@@ -142,18 +152,13 @@ async fn a_directory_without_write_permission_but_with_a_lock_file_spends_nothin
     let url = endpoint.url();
     let args = ["token", "--credentials", path, "--token-url", &url];
     let output = run(unprivileged_cli(scenario.dir(), &args)).await;
-    let (stdout, stderr) = text(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(i32::from(EXIT_REFUSED)),
-        "{stderr}"
+    refused_before_spending(
+        &output,
+        "no refresh was attempted",
+        &scenario,
+        &before,
+        &endpoint,
     );
-    assert!(
-        stdout.is_empty() && stderr.contains("no refresh was attempted"),
-        "{stderr}"
-    );
-    assert!(endpoint.requests().is_empty(), "nothing may be spent");
-    assert_eq!(snapshot(&scenario.path), before);
 
     // The fault cleared: the same user refreshes with the token that was never spent.
     chmod(scenario.dir(), 0o777);

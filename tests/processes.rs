@@ -90,14 +90,7 @@ async fn a_storm_of_processes_spends_exactly_one_refresh_grant() {
     let children: Vec<Child> = (0..PROCESSES)
         .map(|_| spawn_token(&scenario, &url))
         .collect();
-    let outputs = tokio::task::spawn_blocking(move || {
-        children
-            .into_iter()
-            .map(|c| c.wait_with_output().unwrap())
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap();
+    let outputs = support::finish_all(children).await;
 
     let stored = scenario.oauth("accessToken");
     for output in &outputs {
@@ -506,14 +499,7 @@ async fn a_symlink_and_its_target_take_one_lock() {
             support::spawn_cli(path, &url, &["token"])
         })
         .collect();
-    let outputs = tokio::task::spawn_blocking(move || {
-        children
-            .into_iter()
-            .map(|c| c.wait_with_output().unwrap())
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap();
+    let outputs = support::finish_all(children).await;
     for output in &outputs {
         let (stdout, stderr) = text(output);
         assert!(output.status.success(), "{stderr}");

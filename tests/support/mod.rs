@@ -247,3 +247,15 @@ pub async fn finish(child: Child) -> Output {
         .await
         .unwrap()
 }
+
+/// [`finish`] for each of `children`, in order.
+pub async fn finish_all(children: Vec<Child>) -> Vec<Output> {
+    tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect()
+    })
+    .await
+    .unwrap()
+}
