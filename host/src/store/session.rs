@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use zeroize::Zeroizing;
+
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
 
 use super::atomic::{self, Prepared};
@@ -60,7 +62,7 @@ pub(crate) async fn lock(sites: Vec<Site>, wait: Duration) -> ClaudeCodeAuthResu
 pub(crate) async fn write_alone(
     sites: Vec<Site>,
     target: PathBuf,
-    document: zeroize::Zeroizing<Vec<u8>>,
+    document: Zeroizing<Vec<u8>>,
     wait: Duration,
 ) -> ClaudeCodeAuthResult<()> {
     blocking(move || {
@@ -127,8 +129,22 @@ impl Session {
                 .iter()
                 .flat_map(|site| cli_lock::claude_cli_locks(&site.config_dir)),
         );
-        let refresh_dirs =
-            cli_lock::acquire_all(&cli_locks, remaining(), &mut Journal(journal), &mut record)?;
+        let refresh_dirs = match cli_lock::acquire_all(
+            &cli_locks,
+            remaining(),
+            &mut Journal(journal),
+            &mut record,
+        ) {
+            Ok(dirs) => dirs,
+            Err(error) => {
+                if record.prepared.is_some() {
+                    // Not ours to keep: leave a killed writer's document to the next holder.
+                    record.release_holder();
+                    let _ = Journal(journal).write(&record);
+                }
+                return Err(error);
+            }
+        };
         let write_locks = distinct(
             sites
                 .iter()
@@ -248,7 +264,7 @@ impl Held {
         };
         let replaced = std::fs::read_to_string(target)
             .ok()
-            .and_then(|text| handover::refresh_token_digest(&text));
+            .and_then(|text| handover::refresh_token_digest(&Zeroizing::new(text)));
         let mut prepared = match self.prepared.take() {
             Some(prepared) => prepared,
             // Nothing prepared (a save without a refresh): prepare now.
@@ -291,7 +307,7 @@ impl Held {
     /// holds the token it replaced; remove it otherwise.
     fn hand_over(&mut self, orphan: &PreparedRecord, wait: Duration) -> ClaudeCodeAuthResult<()> {
         let kept = match std::fs::read_to_string(&orphan.temp) {
-            Ok(text) if orphan.complete => zeroize::Zeroizing::new(text),
+            Ok(text) if orphan.complete => Zeroizing::new(text),
             _ => {
                 remove_temp(&orphan.temp);
                 self.record.prepared = None;
@@ -300,8 +316,14 @@ impl Held {
             }
         };
         self.lock_write(wait)?;
-        let stored = std::fs::read_to_string(&orphan.target).ok();
-        let verdict = handover::judge(&kept, orphan.replaced_sha256.as_deref(), stored.as_deref());
+        let stored = std::fs::read_to_string(&orphan.target)
+            .ok()
+            .map(Zeroizing::new);
+        let verdict = handover::judge(
+            &kept,
+            orphan.replaced_sha256.as_deref(),
+            stored.as_deref().map(String::as_str),
+        );
         self.record.prepared = None;
         let result = match verdict {
             Verdict::Adopt(document) => {
@@ -314,8 +336,13 @@ impl Held {
             }
             Verdict::AlreadyThere | Verdict::Obsolete => Ok(()),
         };
-        if result.is_ok() {
-            remove_temp(&orphan.temp);
+        match &result {
+            Ok(()) => remove_temp(&orphan.temp),
+            // Still the only copy: it stays on record for the next attempt.
+            Err(_) => {
+                self.record.prepared = Some(orphan.clone());
+                let _ = self.note();
+            }
         }
         self.unlock_write();
         result
