@@ -262,6 +262,10 @@ async fn run(mut command: Command) -> Output {
         .unwrap()
 }
 
+fn spawn(mut command: Command) -> std::process::Child {
+    command.spawn().unwrap()
+}
+
 async fn wait_for(child: std::process::Child) -> Output {
     tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
@@ -308,26 +312,7 @@ mod inside {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "runs inside a network namespace, started by the_real_claude_cli_as_a_peer"]
     async fn ours_first_while_the_cli_waits() {
-        let Some(bed) = Bed::start().await else {
-            return;
-        };
-        bed.expired_login();
-        bed.endpoint
-            .set_latency(Duration::from_millis(2000)..Duration::from_millis(2001));
-        let ours = bed.ours(&["token"]).spawn().unwrap();
-        until_requests(&bed.endpoint, 1).await;
-        let claude = bed.claude().spawn().unwrap();
-        let ours = wait_for(ours).await;
-        let claude = wait_for(claude).await;
-        ours_printed_the_stored_token(&ours, &bed);
-        claude_succeeded(&claude, &bed);
-        bed.assert_one_grant_and_no_reuse();
-        assert_eq!(
-            bed.refreshes_by_the_cli(),
-            0,
-            "ours refreshed, the CLI used it"
-        );
-        eprintln!("{}", bed.report());
+        one_refreshes_the_other_waits(false).await;
     }
 
     /// The CLI refreshes first (its answer slow); ours starts meanwhile, waits for the CLI's
@@ -335,23 +320,39 @@ mod inside {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "runs inside a network namespace, started by the_real_claude_cli_as_a_peer"]
     async fn the_cli_first_and_ours_adopts() {
+        one_refreshes_the_other_waits(true).await;
+    }
+
+    /// One refreshes (the CLI when `cli_first`, else ours), its answer slow; the other starts
+    /// once the request is out, waits for its locks, and uses the token it stored.
+    async fn one_refreshes_the_other_waits(cli_first: bool) {
         let Some(bed) = Bed::start().await else {
             return;
         };
         bed.expired_login();
         bed.endpoint
             .set_latency(Duration::from_millis(2000)..Duration::from_millis(2001));
-        let claude = bed.claude().spawn().unwrap();
+        let (first, second) = if cli_first {
+            (bed.claude(), bed.ours(&["token"]))
+        } else {
+            (bed.ours(&["token"]), bed.claude())
+        };
+        let first = spawn(first);
         until_requests(&bed.endpoint, 1).await;
-        let ours = run(bed.ours(&["token"])).await;
-        let claude = wait_for(claude).await;
+        let second = wait_for(spawn(second)).await;
+        let first = wait_for(first).await;
+        let (ours, claude) = if cli_first {
+            (second, first)
+        } else {
+            (first, second)
+        };
         ours_printed_the_stored_token(&ours, &bed);
         claude_succeeded(&claude, &bed);
         bed.assert_one_grant_and_no_reuse();
         assert_eq!(
             bed.refreshes_by_the_cli(),
-            1,
-            "the CLI refreshed, ours adopted"
+            usize::from(cli_first),
+            "only the first refreshed"
         );
         eprintln!("{}", bed.report());
     }
