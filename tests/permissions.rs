@@ -142,9 +142,13 @@ fn refused_before_spending(
 async fn a_directory_without_write_permission_but_with_a_lock_file_spends_nothing() {
     let scenario = Scenario::fixture_now("expired");
     let endpoint = scenario.endpoint().await;
+    // The lock file an earlier refresh left, the user's as a refresh leaves it.
     let lock_file = scenario.dir().join(".credentials.json.flock");
     std::fs::write(&lock_file, "").unwrap();
-    chmod(&lock_file, 0o666);
+    chmod(&lock_file, 0o600);
+    if running_as_root() {
+        std::os::unix::fs::chown(&lock_file, Some(UNPRIVILEGED), Some(UNPRIVILEGED)).unwrap();
+    }
     chmod(&scenario.path, 0o644);
     chmod(scenario.dir(), 0o555);
     let before = snapshot(&scenario.path);
@@ -160,13 +164,95 @@ async fn a_directory_without_write_permission_but_with_a_lock_file_spends_nothin
         &endpoint,
     );
 
-    // The fault cleared: the same user refreshes with the token that was never spent.
-    chmod(scenario.dir(), 0o777);
-    chmod(&scenario.path, 0o666);
+    // The fault cleared (the user's own directory and file again): the same user refreshes with
+    // the token that was never spent.
+    if running_as_root() {
+        let nobody = Some(UNPRIVILEGED);
+        std::os::unix::fs::chown(scenario.dir(), nobody, nobody).unwrap();
+        std::os::unix::fs::chown(&scenario.path, nobody, nobody).unwrap();
+        std::os::unix::fs::chown(&lock_file, nobody, nobody).unwrap();
+    }
+    chmod(scenario.dir(), 0o700);
+    chmod(&scenario.path, 0o600);
     let output = run(unprivileged_cli(scenario.dir(), &args)).await;
     chmod(scenario.dir(), 0o700);
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stderr}");
     assert!(endpoint.accepts_access_token(stdout.trim()));
     assert_eq!(endpoint.revoked_families(), 0);
+}
+
+fn owner(path: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).unwrap();
+    (meta.uid(), meta.gid())
+}
+
+/// `sudo` or a root cron job refreshing a user's credential: the file stays the user's (owner
+/// and group), the lock file is made the user's, and the user — and the `claude` CLI — can go
+/// on using both.
+#[tokio::test]
+async fn root_refreshing_a_users_credential_leaves_it_theirs() {
+    if !running_as_root() {
+        return;
+    }
+    let scenario = Scenario::fixture_now("expired");
+    let endpoint = scenario.endpoint().await;
+    let user = (UNPRIVILEGED, UNPRIVILEGED);
+    std::os::unix::fs::chown(scenario.dir(), Some(user.0), Some(user.1)).unwrap();
+    std::os::unix::fs::chown(&scenario.path, Some(user.0), Some(user.1)).unwrap();
+    let path = scenario.path.to_str().unwrap();
+    let url = endpoint.url();
+    let args = [
+        "refresh",
+        "--force",
+        "--credentials",
+        path,
+        "--token-url",
+        &url,
+    ];
+    let output = support::cli(scenario.dir(), &args).await;
+    assert!(output.status.success(), "{}", text(&output).1);
+    assert_eq!(owner(&scenario.path), user, "the credential changed hands");
+    assert_eq!(scenario.mode(), 0o600);
+    let lock_file = scenario.dir().join(".credentials.json.flock");
+    assert_eq!(owner(&lock_file), user, "the lock file is not the user's");
+
+    // The user refreshes next, through the same files.
+    let output = run(unprivileged_cli(scenario.dir(), &args)).await;
+    assert!(output.status.success(), "{}", text(&output).1);
+    assert_eq!(owner(&scenario.path), user);
+    assert_eq!(endpoint.grants_served(), 2);
+    assert_eq!(endpoint.revoked_families(), 0);
+}
+
+/// A symlink planted where the lock file goes is not followed: the file it points to keeps its
+/// content, and nothing is spent.
+#[tokio::test]
+async fn a_symlink_planted_at_the_lock_file_is_refused() {
+    let scenario = Scenario::fixture_now("expired");
+    let endpoint = scenario.endpoint().await;
+    let elsewhere = tempfile::tempdir().unwrap();
+    let victim = elsewhere.path().join("victim");
+    std::fs::write(
+        &victim,
+        "precious content, longer than a lock journal record ".repeat(20),
+    )
+    .unwrap();
+    let kept = std::fs::read(&victim).unwrap();
+    std::os::unix::fs::symlink(&victim, scenario.dir().join(".credentials.json.flock")).unwrap();
+    let before = snapshot(&scenario.path);
+    let path = scenario.path.to_str().unwrap();
+    let url = endpoint.url();
+    let output = support::cli(
+        scenario.dir(),
+        &["token", "--credentials", path, "--token-url", &url],
+    )
+    .await;
+    refused_before_spending(&output, "symlink", &scenario, &before, &endpoint);
+    assert_eq!(
+        std::fs::read(&victim).unwrap(),
+        kept,
+        "the link was followed"
+    );
 }

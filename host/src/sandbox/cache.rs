@@ -3,9 +3,19 @@
 //!
 //! wasmtime trusts the machine code it deserializes, so a cached artifact is used only when all
 //! of this holds: its name carries the hash of the component bytes and of the engine's
-//! compilation settings and wasmtime version; its content matches the digest stored with it;
-//! and it sits, owned by this user, in a directory nobody else can write. Anything else is
-//! ignored and recompiled. A cache that cannot be read or written never fails a call.
+//! compilation settings and wasmtime version; it is a regular file owned by this user and
+//! writable by nobody else, in a directory owned by this user and writable by nobody else, whose
+//! every ancestor is owned by root or this user and writable by nobody else (as OpenSSH requires
+//! of its files) — all checked on the descriptors that are then read, the directory opened
+//! `O_DIRECTORY|O_NOFOLLOW` and the file through it with `O_NOFOLLOW`, so no path can be swapped
+//! in between; and its content carries an HMAC-SHA256 under a key kept in the same directory
+//! (32 random bytes, `0600`). Anything else is ignored and recompiled. A cache that cannot be
+//! read or written never fails a call.
+//!
+//! What the MAC adds to the ownership checks: an artifact that did not come from this cache
+//! directory's own writes — copied in from another machine or user, restored from a backup,
+//! planted before the key existed — is not loaded. What it does not do: stop code that runs as
+//! this user, which can read the key (and could as well replace this program).
 //!
 //! Location: `$CLAUDE_CODE_AUTH_CACHE_DIR` when set (empty disables the cache), else the user's
 //! cache directory (`$XDG_CACHE_HOME` or `~/.cache` on Linux, `~/Library/Caches` on macOS,
@@ -19,12 +29,16 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use crate::store::atomic::{create_private_dir, write_atomically};
+use crate::store::atomic::create_private_dir;
 
 /// Environment variable naming the cache directory; empty disables the cache.
 pub const CACHE_DIR_ENV: &str = "CLAUDE_CODE_AUTH_CACHE_DIR";
 
-const DIGEST_LEN: usize = 32;
+/// Length of the MAC in front of the artifact.
+const MAC_LEN: usize = 32;
+
+/// The key file, beside the artifacts.
+const KEY_FILE: &str = "cache.key";
 
 /// The component for `engine`: from the cache when a trustworthy artifact is there, else
 /// compiled (and cached for the next process).
@@ -32,15 +46,13 @@ pub(crate) fn load_or_compile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<
     let Some(dir) = cache_dir_from(|name| std::env::var_os(name)) else {
         return Component::new(engine, wasm);
     };
-    let path = dir.join(format!(
-        "claude_code_auth-{}.cwasm",
-        cache_key(engine, wasm)
-    ));
-    if let Some(component) = load(engine, &dir, &path) {
-        return Ok(component);
+    let name = format!("claude_code_auth-{}.cwasm", cache_key(engine, wasm));
+    match load(engine, &dir, &name) {
+        Ok(component) => return Ok(component),
+        Err(why) => tracing::debug!(dir = %dir.display(), why, "not using the component cache"),
     }
     let component = Component::new(engine, wasm)?;
-    if let Err(e) = save(&dir, &path, &component) {
+    if let Err(e) = save(&dir, &name, &component) {
         tracing::debug!(error = %e, dir = %dir.display(), "cannot cache the compiled component");
     }
     Ok(component)
@@ -88,65 +100,210 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn load(engine: &Engine, dir: &Path, path: &Path) -> Option<Component> {
-    if !private_to_us(dir, true) || !private_to_us(path, false) {
-        return None;
+/// HMAC-SHA256 (RFC 2104) of `message` under `key`.
+fn mac(key: &[u8; 32], message: &[u8]) -> [u8; MAC_LEN] {
+    const BLOCK: usize = 64;
+    let mut padded = [0u8; BLOCK];
+    padded[..key.len()].copy_from_slice(key);
+    let inner = Sha256::new()
+        .chain_update(padded.map(|b| b ^ 0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(padded.map(|b| b ^ 0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+fn load(engine: &Engine, dir: &Path, name: &str) -> Result<Component, &'static str> {
+    let dir = trusted::Dir::open(dir)?;
+    let key = dir.key(false)?;
+    let bytes = dir.read(name)?;
+    let (stored, artifact) = bytes
+        .split_at_checked(MAC_LEN)
+        .ok_or("artifact too short")?;
+    // Not a secret comparison an attacker can time usefully: the artifact is not secret.
+    if mac(&key, artifact).as_slice() != stored {
+        return Err("the artifact's MAC does not match this cache's key");
     }
-    let bytes = std::fs::read(path).ok()?;
-    let (digest, artifact) = bytes.split_at_checked(DIGEST_LEN)?;
-    if Sha256::digest(artifact).as_slice() != digest {
-        tracing::debug!(path = %path.display(), "ignoring a cached component that fails its digest");
-        return None;
-    }
-    deserialize(engine, artifact)
+    deserialize(engine, artifact).ok_or("wasmtime refused the artifact")
 }
 
 #[allow(unsafe_code)]
 fn deserialize(engine: &Engine, artifact: &[u8]) -> Option<Component> {
     // SAFETY: wasmtime requires the bytes to come from `Component::serialize` of a compatible
     // engine. They do: the file name binds them to this component, engine configuration and
-    // wasmtime version, the digest binds the content to what this process's code wrote, and the
-    // file sits in a directory only this user can write. wasmtime checks version and settings
-    // again in the artifact header.
+    // wasmtime version; the MAC binds them to what was written into this cache directory; the
+    // file and every directory above it are this user's (or root's) and writable by no one
+    // else, checked on the very descriptors read. wasmtime checks version and settings again in
+    // the artifact header.
     unsafe { Component::deserialize(engine, artifact) }.ok()
 }
 
-fn save(dir: &Path, path: &Path, component: &Component) -> std::io::Result<()> {
+fn save(dir: &Path, name: &str, component: &Component) -> std::io::Result<()> {
     create_private_dir(dir)?;
-    if !private_to_us(dir, true) {
-        return Err(std::io::Error::other(
-            "the cache directory is writable by others",
-        ));
-    }
+    let dir = trusted::Dir::open(dir).map_err(std::io::Error::other)?;
+    let key = dir.key(true).map_err(std::io::Error::other)?;
     let artifact = component.serialize().map_err(std::io::Error::other)?;
-    let mut bytes = Vec::with_capacity(DIGEST_LEN + artifact.len());
-    bytes.extend_from_slice(&Sha256::digest(&artifact));
+    let mut bytes = Vec::with_capacity(MAC_LEN + artifact.len());
+    bytes.extend_from_slice(&mac(&key, &artifact));
     bytes.extend_from_slice(&artifact);
-    write_atomically(path, &bytes)
+    dir.write(name, &bytes)
 }
 
-/// Owned by this process's user, not a symlink, not writable by group or others.
+/// The cache directory, opened and checked once, then used only through its descriptor.
 #[cfg(unix)]
-fn private_to_us(path: &Path, is_dir: bool) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return false;
-    };
-    let kind_ok = if is_dir {
-        meta.is_dir()
-    } else {
-        meta.is_file()
-    };
-    // `/proc/self` belongs to the process's user; elsewhere compare with the home directory.
-    let owner = std::fs::metadata("/proc/self")
-        .or_else(|_| std::fs::metadata(std::env::var_os("HOME").unwrap_or_default()))
-        .map(|m| m.uid());
-    kind_ok && owner.is_ok_and(|uid| uid == meta.uid()) && meta.mode() & 0o022 == 0
+mod trusted {
+    use std::fs::File;
+    use std::io::{Read, Write};
+    use std::os::fd::{AsFd, OwnedFd};
+    use std::path::Path;
+
+    use rustix::fs::{AtFlags, Mode, OFlags, Stat, fstat, openat, renameat, unlinkat};
+
+    /// Largest artifact read (the component compiles to a few MiB).
+    const MAX_ARTIFACT: u64 = 256 << 20;
+
+    pub(super) struct Dir(OwnedFd);
+
+    /// This user's, and writable by nobody else: what is needed of every file and directory the
+    /// cache trusts; an ancestor may also be root's.
+    fn private(stat: &Stat, or_root: bool) -> bool {
+        let me = rustix::process::geteuid().as_raw();
+        let owner_ok = stat.st_uid == me || (or_root && stat.st_uid == 0);
+        owner_ok && stat.st_mode & 0o022 == 0
+    }
+
+    fn is(stat: &Stat, kind: u32) -> bool {
+        stat.st_mode & 0o170_000 == kind
+    }
+
+    const DIRECTORY: u32 = 0o040_000;
+    const REGULAR: u32 = 0o100_000;
+
+    impl Dir {
+        /// Open `path` as a directory without following a symlink, and check it and every
+        /// directory above it.
+        pub(super) fn open(path: &Path) -> Result<Self, &'static str> {
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let fd = openat(rustix::fs::CWD, path, flags, Mode::empty())
+                .map_err(|_| "the cache directory cannot be opened (missing, or a symlink)")?;
+            let stat = fstat(&fd).map_err(|_| "cannot stat the cache directory")?;
+            if !is(&stat, DIRECTORY) || !private(&stat, false) {
+                return Err("the cache directory is not this user's alone");
+            }
+            let real = std::fs::canonicalize(path).map_err(|_| "cannot resolve the cache path")?;
+            for ancestor in real.ancestors().skip(1) {
+                let stat = rustix::fs::stat(ancestor).map_err(|_| "cannot stat an ancestor")?;
+                if !private(&stat, true) {
+                    return Err("a directory above the cache is writable by others");
+                }
+            }
+            Ok(Self(fd))
+        }
+
+        fn open_file(&self, name: &str, flags: OFlags) -> rustix::io::Result<File> {
+            let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+            openat(&self.0, name, flags, Mode::from_raw_mode(0o600)).map(File::from)
+        }
+
+        /// The whole of `name`, if it is a private regular file of this user's.
+        pub(super) fn read(&self, name: &str) -> Result<Vec<u8>, &'static str> {
+            let file = self
+                .open_file(name, OFlags::RDONLY)
+                .map_err(|_| "no cached artifact (or a symlink)")?;
+            let stat = fstat(file.as_fd()).map_err(|_| "cannot stat the artifact")?;
+            if !is(&stat, REGULAR) || !private(&stat, false) {
+                return Err("the artifact is not a private regular file of this user's");
+            }
+            let mut bytes = Vec::new();
+            file.take(MAX_ARTIFACT)
+                .read_to_end(&mut bytes)
+                .map_err(|_| "cannot read the artifact")?;
+            Ok(bytes)
+        }
+
+        /// The cache's key; made (32 random bytes, `0600`) when `create` and there is none.
+        pub(super) fn key(&self, create: bool) -> Result<[u8; 32], &'static str> {
+            if let Ok(bytes) = self.read(super::KEY_FILE) {
+                return bytes
+                    .try_into()
+                    .map_err(|_| "the cache key is not 32 bytes");
+            }
+            if !create {
+                return Err("the cache has no key");
+            }
+            let mut key = [0u8; 32];
+            rustix::rand::getrandom(&mut key, rustix::rand::GetRandomFlags::empty())
+                .map_err(|_| "no randomness for a cache key")?;
+            self.write(super::KEY_FILE, &key)
+                .map_err(|_| "cannot write the cache key")?;
+            Ok(key)
+        }
+
+        /// Replace `name` with `bytes`: a private temporary file made through the descriptor,
+        /// renamed into place.
+        pub(super) fn write(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+            let temp = format!(".{name}.{}.tmp", std::process::id());
+            let _ = unlinkat(&self.0, temp.as_str(), AtFlags::empty());
+            let mut file = self.open_file(&temp, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL)?;
+            let written = file
+                .write_all(bytes)
+                .and_then(|()| file.sync_all())
+                .and_then(|()| Ok(renameat(&self.0, temp.as_str(), &self.0, name)?));
+            if written.is_err() {
+                let _ = unlinkat(&self.0, temp.as_str(), AtFlags::empty());
+            }
+            written
+        }
+    }
 }
 
+/// Without descriptor-relative calls: the same checks, by path.
 #[cfg(not(unix))]
-fn private_to_us(path: &Path, is_dir: bool) -> bool {
-    std::fs::symlink_metadata(path).is_ok_and(|m| if is_dir { m.is_dir() } else { m.is_file() })
+mod trusted {
+    use std::path::{Path, PathBuf};
+
+    use sha2::Digest;
+
+    pub(super) struct Dir(PathBuf);
+
+    impl Dir {
+        pub(super) fn open(path: &Path) -> Result<Self, &'static str> {
+            let meta = std::fs::symlink_metadata(path).map_err(|_| "no cache directory")?;
+            if meta.is_dir() {
+                Ok(Self(path.to_path_buf()))
+            } else {
+                Err("the cache directory is not a directory")
+            }
+        }
+
+        pub(super) fn read(&self, name: &str) -> Result<Vec<u8>, &'static str> {
+            std::fs::read(self.0.join(name)).map_err(|_| "no cached artifact")
+        }
+
+        pub(super) fn key(&self, create: bool) -> Result<[u8; 32], &'static str> {
+            if let Ok(bytes) = self.read(super::KEY_FILE) {
+                return bytes
+                    .try_into()
+                    .map_err(|_| "the cache key is not 32 bytes");
+            }
+            if !create {
+                return Err("the cache has no key");
+            }
+            // Without a system random source here: a key from the clock and the process.
+            let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+            let key: [u8; 32] = sha2::Sha256::digest(seed.as_bytes()).into();
+            self.write(super::KEY_FILE, &key)
+                .map_err(|_| "cannot write the cache key")?;
+            Ok(key)
+        }
+
+        pub(super) fn write(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+            crate::store::atomic::write_atomically(&self.0.join(name), bytes)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -180,34 +337,92 @@ mod tests {
         }
     }
 
+    /// A scratch directory whose ancestors are private (under `target/`, not `/tmp`, which
+    /// everyone can write).
+    fn scratch() -> tempfile::TempDir {
+        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+        std::fs::create_dir_all(&target).unwrap();
+        tempfile::Builder::new()
+            .prefix("cache-test-")
+            .tempdir_in(target)
+            .unwrap()
+    }
+
+    fn chmod(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
     #[test]
     fn artifacts_are_reused_only_when_intact_and_private() {
         let engine = Engine::default();
         let wasm = wat_component();
-        let dir = tempfile::tempdir().unwrap();
+        let dir = scratch();
         let cache = dir.path().join("cache");
-        let path = cache.join("c.cwasm");
         let component = Component::new(&engine, &wasm).unwrap();
-        save(&cache, &path, &component).unwrap();
+        save(&cache, "c.cwasm", &component).unwrap();
         assert_eq!(
             std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777,
             0o700
         );
-        assert!(load(&engine, &cache, &path).is_some());
+        assert!(load(&engine, &cache, "c.cwasm").is_ok());
 
-        // A flipped byte fails the digest.
+        // A flipped byte fails the MAC.
+        let path = cache.join("c.cwasm");
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        assert!(load(&engine, &cache, &path).is_none());
+        assert!(load(&engine, &cache, "c.cwasm").is_err());
 
         // A directory others can write is not trusted.
-        save(&cache, &path, &component).unwrap();
-        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
-        assert!(load(&engine, &cache, &path).is_none());
-        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).unwrap();
-        assert!(load(&engine, &cache, &path).is_some());
+        save(&cache, "c.cwasm", &component).unwrap();
+        chmod(&cache, 0o777);
+        assert!(load(&engine, &cache, "c.cwasm").is_err());
+        chmod(&cache, 0o700);
+        assert!(load(&engine, &cache, "c.cwasm").is_ok());
+    }
+
+    /// What a path check followed by a read by path let through: a directory or an artifact
+    /// swapped for a symlink, a parent others can write (to swap the directory), bytes written
+    /// elsewhere.
+    #[test]
+    fn nothing_reached_through_a_symlink_or_an_open_ancestor_or_another_key_is_loaded() {
+        let engine = Engine::default();
+        let component = Component::new(&engine, wat_component()).unwrap();
+        let dir = scratch();
+        let cache = dir.path().join("cache");
+        save(&cache, "c.cwasm", &component).unwrap();
+        assert!(load(&engine, &cache, "c.cwasm").is_ok());
+
+        let linked_dir = dir.path().join("linked");
+        std::os::unix::fs::symlink(&cache, &linked_dir).unwrap();
+        assert!(
+            load(&engine, &linked_dir, "c.cwasm").is_err(),
+            "a symlinked directory"
+        );
+
+        std::os::unix::fs::symlink(cache.join("c.cwasm"), cache.join("l.cwasm")).unwrap();
+        assert!(
+            load(&engine, &cache, "l.cwasm").is_err(),
+            "a symlinked artifact"
+        );
+
+        chmod(dir.path(), 0o777);
+        assert!(
+            load(&engine, &cache, "c.cwasm").is_err(),
+            "an ancestor others can write"
+        );
+        chmod(dir.path(), 0o700);
+
+        // The same bytes in another cache, under another key.
+        let other = dir.path().join("other");
+        save(&other, "x.cwasm", &component).unwrap();
+        std::fs::copy(cache.join("c.cwasm"), other.join("c.cwasm")).unwrap();
+        assert!(
+            load(&engine, &other, "c.cwasm").is_err(),
+            "an artifact from elsewhere"
+        );
+        assert!(load(&engine, &other, "x.cwasm").is_ok());
     }
 
     #[test]

@@ -61,6 +61,21 @@ impl Prepared {
         &self.path
     }
 
+    /// Give the file the owner and group of `target`, which it will replace: root refreshing a
+    /// user's credential leaves it the user's. Fails when that cannot be done (this user would
+    /// take another user's credential over).
+    pub(crate) fn keep_owner_of(&self, target: &Path) -> io::Result<()> {
+        #[cfg(unix)]
+        {
+            super::ownership::own_like(&self.file, target)
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = target;
+            Ok(())
+        }
+    }
+
     /// Write `contents` from the start (the file is then exactly that) and fsync it. An fsync
     /// failure is returned apart (`Ok(Err(_))`): the bytes were written and may still be used.
     pub(crate) fn fill(&mut self, contents: &[u8]) -> io::Result<io::Result<()>> {
@@ -138,7 +153,11 @@ fn reserve(file: &File, size: u64) -> io::Result<bool> {
 pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
     let target = write_target(path)?;
     let mut prepared = prepare(temp_path(&parent_of(&target)), contents.len() as u64)?;
-    if let Err(e) = prepared.fill(contents).and_then(|synced| synced) {
+    if let Err(e) = prepared
+        .keep_owner_of(&target)
+        .and_then(|()| prepared.fill(contents))
+        .and_then(|synced| synced)
+    {
         prepared.discard();
         return Err(e);
     }

@@ -3,6 +3,7 @@
 //! exits, so a crash never leaves it held.
 
 use std::fs::{File, OpenOptions, TryLockError};
+use std::io;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -14,38 +15,74 @@ use super::atomic::create_private_dir;
 /// Longest pause between two tries.
 const MAX_PAUSE: Duration = Duration::from_millis(50);
 
-/// Lock `lock_path` exclusively, waiting at most `wait`. The returned file holds the lock until
-/// it is dropped. Blocking: call from a blocking thread.
-pub(crate) fn acquire(lock_path: &Path, wait: Duration) -> ClaudeCodeAuthResult<File> {
-    let io = |source| ClaudeCodeAuthError::Io {
-        path: lock_path.display().to_string(),
-        source,
-    };
+/// Open the lock file, never through a symlink: a file another user planted there (or a link to
+/// one) would have our journal written into it. Made `0600` when missing, owned like its
+/// directory (so root refreshing a user's credential leaves a lock file the user can open);
+/// an existing one must be a regular file owned by us or by the directory's owner.
+fn open(lock_path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
+    options.read(true).write(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        options
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
     }
-    let file = match options.open(lock_path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let made = options.clone().create_new(true).open(lock_path);
+    let (file, made) = match made {
+        Ok(file) => (file, true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            (options.open(lock_path).map_err(refuse_symlink)?, false)
+        }
+        Err(e) => return Err(e),
+    };
+    #[cfg(unix)]
+    {
+        let dir = super::atomic::parent_of(lock_path);
+        super::ownership::check_or_adopt(&file, &dir, made)?;
+    }
+    let _ = made;
+    Ok(file)
+}
+
+/// `O_NOFOLLOW` met a symlink: say so rather than "too many levels of symbolic links".
+fn refuse_symlink(error: io::Error) -> io::Error {
+    #[cfg(unix)]
+    if error.raw_os_error() == Some(libc::ELOOP) {
+        return io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a symlink is where the lock file goes; refusing to follow it",
+        );
+    }
+    error
+}
+
+/// Lock `lock_path` exclusively, waiting at most `wait`. The returned file holds the lock until
+/// it is dropped. Blocking: call from a blocking thread.
+pub(crate) fn acquire(lock_path: &Path, wait: Duration) -> ClaudeCodeAuthResult<File> {
+    let io_error = |source| ClaudeCodeAuthError::Io {
+        path: lock_path.display().to_string(),
+        source,
+    };
+    let file = match open(lock_path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
             // The directory is made on the first save only.
             if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                create_private_dir(dir).map_err(io)?;
+                create_private_dir(dir).map_err(io_error)?;
             }
-            options.open(lock_path)
+            open(lock_path)
         }
         opened => opened,
     }
-    .map_err(io)?;
+    .map_err(io_error)?;
     let started = Instant::now();
     let mut pause = Duration::from_millis(2);
     loop {
         match file.try_lock() {
             Ok(()) => return Ok(file),
             Err(TryLockError::WouldBlock) => {}
-            Err(TryLockError::Error(e)) => return Err(io(e)),
+            Err(TryLockError::Error(e)) => return Err(io_error(e)),
         }
         let waited = started.elapsed();
         if waited >= wait {

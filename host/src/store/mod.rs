@@ -10,6 +10,8 @@ pub(crate) mod handover;
 mod keychain;
 mod liveness;
 mod memory;
+#[cfg(unix)]
+mod ownership;
 pub(crate) mod rescue;
 mod session;
 

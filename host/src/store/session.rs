@@ -236,7 +236,15 @@ impl Held {
             replaced_sha256: None,
         });
         self.note().map_err(io_error)?;
-        match atomic::prepare(temp, size) {
+        let prepared =
+            atomic::prepare(temp, size).and_then(|prepared| match prepared.keep_owner_of(target) {
+                Ok(()) => Ok(prepared),
+                Err(e) => {
+                    prepared.discard();
+                    Err(e)
+                }
+            });
+        match prepared {
             Ok(prepared) => {
                 self.prepared = Some(prepared);
                 Ok(())
