@@ -478,3 +478,97 @@ async fn an_answer_within_the_refresh_budget_is_never_cut_off_by_the_call_bound(
     assert!(endpoint.accepts_access_token(token));
     assert_eq!(scenario.oauth("accessToken"), token, "and it was stored");
 }
+
+/// Paths the system allows must not make a refresh impossible: a config directory whose name is
+/// not UTF-8 (the lock journal records paths as bytes), and one of 245 bytes (staging names are
+/// short, whatever the lock's name).
+#[tokio::test]
+async fn unusual_but_legal_directory_names_refresh() {
+    use std::os::unix::ffi::OsStrExt;
+    let names: [&std::ffi::OsStr; 2] = [
+        std::ffi::OsStr::from_bytes(b"claude-\xff\xfe-config"),
+        std::ffi::OsStr::from_bytes(&[b'd'; 245]),
+    ];
+    for name in names {
+        let endpoint = TokenEndpoint::start().await.unwrap();
+        let scenario = expired_login(&endpoint);
+        let dir = scenario.dir().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        let path = dir.join(".credentials.json");
+        std::fs::rename(&scenario.path, &path).unwrap();
+        let output = cli(&path, &endpoint.url(), &["token"]).await;
+        let (stdout, stderr) = text(&output);
+        assert!(output.status.success(), "{name:?}: {stderr}");
+        assert!(endpoint.accepts_access_token(stdout.trim()));
+        next_call_succeeds(&path, &endpoint).await;
+    }
+}
+
+/// A store over the credential file that, between taking the refresh lock and spending the
+/// refresh token, has the CLI's lock directory taken from it (another process judged it stale).
+struct LockTakenMeanwhile {
+    inner: FileCredentialStore,
+    lock: PathBuf,
+}
+
+#[async_trait]
+impl CredentialStore for LockTakenMeanwhile {
+    async fn load(&self) -> ClaudeCodeAuthResult<Option<CredentialFile>> {
+        self.inner.load().await
+    }
+
+    async fn save(&self, file: &CredentialFile) -> ClaudeCodeAuthResult<()> {
+        self.inner.save(file).await
+    }
+
+    async fn load_document(&self) -> ClaudeCodeAuthResult<Option<String>> {
+        self.inner.load_document().await
+    }
+
+    async fn lock_refresh(&self, wait: Duration) -> ClaudeCodeAuthResult<RefreshLock> {
+        self.inner.lock_refresh(wait).await
+    }
+
+    async fn prepare_save(&self, lock: &mut RefreshLock, size: u64) -> ClaudeCodeAuthResult<()> {
+        // Taken over: removed as stale and made again by its new holder.
+        std::fs::remove_dir(&self.lock).unwrap();
+        std::fs::create_dir(&self.lock).unwrap();
+        self.inner.prepare_save(lock, size).await
+    }
+
+    async fn lock_write(&self, lock: &mut RefreshLock, wait: Duration) -> ClaudeCodeAuthResult<()> {
+        self.inner.lock_write(lock, wait).await
+    }
+
+    async fn save_refreshed(
+        &self,
+        lock: &mut RefreshLock,
+        document: &str,
+    ) -> ClaudeCodeAuthResult<()> {
+        self.inner.save_refreshed(lock, document).await
+    }
+}
+
+#[tokio::test]
+async fn a_lock_lost_before_the_request_spends_nothing() {
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    let scenario = expired_login(&endpoint);
+    let before = scenario.bytes();
+    let store = LockTakenMeanwhile {
+        inner: FileCredentialStore::with_path(&scenario.path),
+        lock: scenario.dir().join(".oauth_refresh.lock"),
+    };
+    let provider = ClaudeCodeOAuthProvider::with_config(
+        store,
+        ClaudeCodeOAuthConfig::new().with_token_url(endpoint.url()),
+    );
+    let error = provider.header_value().await.unwrap_err();
+    assert!(
+        error.to_string().contains("taken over by another process"),
+        "{error}"
+    );
+    assert!(endpoint.requests().is_empty(), "nothing may be spent");
+    assert_eq!(scenario.bytes(), before);
+    // Its new holder's lock is left alone.
+    assert!(scenario.dir().join(".oauth_refresh.lock").is_dir());
+}

@@ -296,16 +296,18 @@ fn set_mtime(path: &Path, at: SystemTime) {
 }
 
 #[tokio::test]
-async fn stale_and_future_dated_locks_are_taken_over_at_once() {
+async fn stale_locks_are_taken_over_at_once_and_future_dated_ones_once_left_untouched() {
     let now = SystemTime::now();
-    // (which lock, its mtime)
+    // (which lock, its mtime, taken within): a lock dated in the future is watched for a touch
+    // interval first (`the_clock_stepping_back_does_not_make_a_live_lock_stale`); still well
+    // before the 10 s a live lock is waited for.
     let cases = [
-        (0, now - Duration::from_secs(61)),
-        (1, now - Duration::from_secs(11)),
-        (0, now + Duration::from_secs(3600)),
-        (1, now + Duration::from_secs(86_400)),
+        (0, now - Duration::from_secs(61), Duration::from_secs(3)),
+        (1, now - Duration::from_secs(11), Duration::from_secs(3)),
+        (0, now + Duration::from_secs(3600), Duration::from_secs(9)),
+        (1, now + Duration::from_secs(86_400), Duration::from_secs(9)),
     ];
-    for (which, mtime) in cases {
+    for (which, mtime, within) in cases {
         let endpoint = TokenEndpoint::start().await.unwrap();
         let scenario = expired_login(&endpoint);
         let lock = cli_lock_dirs(scenario.dir())[which].clone();
@@ -314,11 +316,11 @@ async fn stale_and_future_dated_locks_are_taken_over_at_once() {
         let started = Instant::now();
         let output = token(&scenario, &endpoint.url()).await;
         assert!(output.status.success(), "{}", text(&output).1);
-        // Taken over at once, rather than after the 10 s a live lock is waited for.
         assert!(
-            started.elapsed() < Duration::from_secs(8),
-            "{} mtime {mtime:?}",
-            lock.display()
+            started.elapsed() < within,
+            "{} mtime {mtime:?}: {:?}",
+            lock.display(),
+            started.elapsed()
         );
         assert!(!lock.exists());
     }
@@ -513,4 +515,47 @@ async fn a_symlink_and_its_target_take_one_lock() {
             .file_type()
             .is_symlink()
     );
+}
+
+/// A lock dated an hour ahead is what a live holder leaves when the clock steps back after its
+/// last touch: it touches the lock again within its interval. Taking such a lock over at first
+/// sight steals it; it is stale only if it stays untouched.
+#[tokio::test]
+async fn the_clock_stepping_back_does_not_make_a_live_lock_stale() {
+    support::warm_component_cache();
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    let scenario = expired_login(&endpoint);
+    let lock = cli_lock_dirs(scenario.dir())[0].clone();
+    let ahead = SystemTime::now() + Duration::from_secs(3600);
+    let ahead = ahead
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // The holder: takes the lock, its mtime an hour ahead, touches it 2 s later (its clock
+    // stepped back), holds it 3 s more, releases it — `rmdir` fails if it was taken from it.
+    let script = format!(
+        "mkdir '{0}' && touch -d @{ahead} '{0}' && sleep 2 && touch '{0}' && sleep 3 && rmdir '{0}'",
+        lock.display()
+    );
+    let holder = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .spawn()
+        .unwrap();
+    while !lock.exists() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let started = Instant::now();
+    let output = token(&scenario, &endpoint.url()).await;
+    let waited = started.elapsed();
+    let holder = support::finish(holder).await;
+    assert!(output.status.success(), "{}", text(&output).1);
+    assert!(
+        holder.status.success(),
+        "the lock was taken from its live holder"
+    );
+    assert!(
+        waited >= Duration::from_millis(4500),
+        "waited only {waited:?}"
+    );
+    assert_eq!(endpoint.grants_served(), 1);
 }

@@ -106,12 +106,80 @@ impl Record {
     }
 }
 
+/// Paths in the journal as their bytes (hex), so that any path the system allows — not only
+/// UTF-8 — can be recorded.
+mod path_bytes {
+    use std::path::{Path, PathBuf};
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    fn to_hex(path: &Path) -> String {
+        #[cfg(unix)]
+        let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec();
+        #[cfg(not(unix))]
+        let bytes = path.to_string_lossy().into_owned().into_bytes();
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn from_hex(text: &str) -> Option<PathBuf> {
+        let bytes: Vec<u8> = (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+            .collect::<Option<_>>()?;
+        #[cfg(unix)]
+        let path =
+            PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(bytes));
+        #[cfg(not(unix))]
+        let path = PathBuf::from(String::from_utf8(bytes).ok()?);
+        Some(path)
+    }
+
+    pub(super) fn serialize<S: Serializer>(path: &Path, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&to_hex(path))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+        let text = String::deserialize(d)?;
+        from_hex(&text).ok_or_else(|| serde::de::Error::custom("not a hex path"))
+    }
+
+    /// The same for an optional path.
+    pub(super) mod option {
+        use std::path::PathBuf;
+
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        #[allow(clippy::ref_option)]
+        pub(in super::super) fn serialize<S: Serializer>(
+            path: &Option<PathBuf>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            match path {
+                Some(path) => serializer.serialize_some(&super::to_hex(path)),
+                None => serializer.serialize_none(),
+            }
+        }
+
+        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<PathBuf>, D::Error> {
+            Option::<String>::deserialize(d)?
+                .map(|text| {
+                    super::from_hex(&text).ok_or_else(|| serde::de::Error::custom("not a hex path"))
+                })
+                .transpose()
+        }
+    }
+}
+
 /// A prepared write, as recorded: once `complete`, the temporary file holds the whole refreshed
 /// document, the only copy of a rotated login until it replaces `target`. A successor hands it
 /// over when `target` still holds the refresh token it replaced.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct PreparedRecord {
+    #[serde(with = "path_bytes")]
     pub(crate) temp: PathBuf,
+    #[serde(with = "path_bytes")]
     pub(crate) target: PathBuf,
     pub(crate) complete: bool,
     /// SHA-256 (hex) of the refresh token `target` held when the write began; `None` when it
@@ -120,14 +188,18 @@ pub(crate) struct PreparedRecord {
     pub(crate) replaced_sha256: Option<String>,
 }
 
-/// A lock directory being created: made under a name only this process uses, noted here, then
-/// renamed onto the lock path without replacing anything. A successor can thus remove it
-/// wherever a kill left it, and never mistakes someone else's directory for it.
+/// A lock directory being created: made under a name only this process uses
+/// (`.ccauth-<pid>-<n>.staging`, beside the lock), noted here, then renamed onto the lock path
+/// without replacing anything. A successor can thus remove it wherever a kill left it, and never
+/// mistakes someone else's directory for it. `staging: None`: a file system that cannot rename
+/// without replacing, where the lock is made with a plain `mkdir` once noted here.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 struct Staged {
-    staging: PathBuf,
+    #[serde(with = "path_bytes::option", default)]
+    staging: Option<PathBuf>,
+    #[serde(with = "path_bytes")]
     lock: PathBuf,
-    /// Device and inode, once the staging directory exists.
+    /// Device and inode, once the directory exists.
     made: Option<(u64, u64)>,
 }
 
@@ -136,6 +208,7 @@ struct Staged {
 /// for ours.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct Identity {
+    #[serde(with = "path_bytes")]
     path: PathBuf,
     dev: u64,
     ino: u64,
@@ -180,8 +253,11 @@ impl Journal<'_> {
 
     /// Remove the locks a dead process of ours left behind, and hand over the write it had
     /// prepared, if any (the caller adopts or removes it once it holds the locks). Call with the
-    /// OS lock held.
-    pub(crate) fn recover_orphans(&mut self) -> Orphans {
+    /// OS lock held. Only what this code itself would have made is touched: lock directories at
+    /// the paths in `expected`, staging directories with the names derived from them and the
+    /// dead process's pid, temporary files beside a credential in one of `dirs`. Anything else
+    /// a journal names — hand-written, or from another version — is ignored.
+    pub(crate) fn recover_orphans(&mut self, expected: &[PathBuf], dirs: &[PathBuf]) -> Orphans {
         let Some(record) = self.read() else {
             return Orphans::default();
         };
@@ -194,12 +270,23 @@ impl Journal<'_> {
         let mut removed = record
             .locks
             .iter()
+            .filter(|lock| expected.contains(&lock.path))
             .filter(|lock| identity_of(&lock.path).as_ref() == Some(lock))
             .filter(|lock| std::fs::remove_dir(&lock.path).is_ok())
             .count();
-        if let Some(staged) = &record.staged {
-            // The staging name is this dead process's own: whatever is there is its.
-            let _ = std::fs::remove_dir(&staged.staging);
+        if let Some(staged) = record
+            .staged
+            .as_ref()
+            .filter(|s| expected.contains(&s.lock))
+        {
+            let staging = staged
+                .staging
+                .as_ref()
+                .filter(|path| is_staging_of(path, &staged.lock, record.pid));
+            if let Some(staging) = staging {
+                // A name only the dead process used: whatever is there is its.
+                let _ = std::fs::remove_dir(staging);
+            }
             let renamed = identity_of(&staged.lock)
                 .is_some_and(|now| Some((now.dev, now.ino)) == staged.made);
             if staged.made.is_some() && renamed && std::fs::remove_dir(&staged.lock).is_ok() {
@@ -214,10 +301,40 @@ impl Journal<'_> {
                 "removed refresh locks left by a dead process"
             );
         }
-        Orphans {
-            prepared: record.prepared,
-        }
+        let prepared = record.prepared.filter(|prepared| {
+            let beside = prepared.temp.parent() == prepared.target.parent();
+            let ours = prepared
+                .temp
+                .file_name()
+                .is_some_and(|n| super::atomic::is_temp_name(&n.to_string_lossy()));
+            let dir_ok = prepared
+                .target
+                .parent()
+                .is_some_and(|dir| dirs.iter().any(|d| d == dir));
+            beside && ours && dir_ok
+        });
+        Orphans { prepared }
     }
+}
+
+/// A staging name this code gives `pid`'s lock directories beside `lock`:
+/// `.ccauth-<pid>-<n>.staging` in the same directory. Short, whatever the lock's name.
+fn staging_name(lock: &Path, pid: u32) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    super::atomic::parent_of(lock).join(format!(".ccauth-{pid}-{n}.staging"))
+}
+
+/// Whether `path` is a staging name [`staging_name`] gives `pid` beside `lock`.
+fn is_staging_of(path: &Path, lock: &Path, pid: u32) -> bool {
+    let beside = path.parent() == lock.parent();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let derived = name.as_deref().and_then(|n| {
+        let rest = n.strip_prefix(&format!(".ccauth-{pid}-"))?;
+        let counter = rest.strip_suffix(".staging")?;
+        (!counter.is_empty() && counter.bytes().all(|b| b.is_ascii_digit())).then_some(())
+    });
+    beside && derived.is_some()
 }
 
 /// What a dead holder left besides its lock directories (which are removed): the write it had
@@ -249,6 +366,16 @@ impl HeldDirLocks {
             .clone()
     }
 
+    /// The first held directory that is no longer ours (removed, or replaced by someone who
+    /// took it over — even on the same inode, which file systems reuse at once: its mtime is not
+    /// the one we last gave it), if any.
+    pub(crate) fn lost(&self) -> Option<PathBuf> {
+        let held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        held.iter()
+            .find(|lock| identity_of(&lock.path).as_ref() != Some(*lock))
+            .map(|lock| lock.path.clone())
+    }
+
     /// Stop touching and remove the directories that are still ours. Idempotent.
     pub(crate) fn release(&mut self) {
         // Emptied under the toucher's lock: it never touches a directory after this.
@@ -278,8 +405,9 @@ pub(crate) fn acquire_all(
 ) -> ClaudeCodeAuthResult<HeldDirLocks> {
     let started = Instant::now();
     let mut pause = Duration::from_millis(5);
+    let mut ahead = FutureDated::default();
     loop {
-        match try_all(locks, journal, record) {
+        match try_all(locks, journal, record, &mut ahead) {
             Ok(held) => {
                 let held = Arc::new(Mutex::new(held));
                 keep_touched(&held);
@@ -325,10 +453,11 @@ fn try_all(
     locks: &[DirLock],
     journal: &mut Journal<'_>,
     record: &mut Record,
+    ahead: &mut FutureDated,
 ) -> Result<Vec<Identity>, Busy> {
     let base = record.locks.len();
     for lock in locks {
-        let taken = try_one(lock, journal, record);
+        let taken = try_one(lock, journal, record, ahead);
         record.staged = None;
         match taken {
             Ok(Some(identity)) => record.locks.push(identity),
@@ -355,6 +484,7 @@ fn try_one(
     lock: &DirLock,
     journal: &mut Journal<'_>,
     record: &mut Record,
+    ahead: &mut FutureDated,
 ) -> Result<Option<Identity>, Busy> {
     // One steal at most per attempt: if the lock is taken again right after, someone is alive.
     for _ in 0..2 {
@@ -366,15 +496,11 @@ fn try_one(
             }
             Err(CreateError::Io(e)) if cannot_exist(&e) => return Ok(None),
             Err(CreateError::Io(e)) if e.kind() == io::ErrorKind::AlreadyExists => {
-                if !is_stale(&lock.path, lock.stale_after) {
+                let Some(stale) = stale_identity(&lock.path, lock.stale_after, ahead) else {
                     return Err(Busy::Held(lock.path.clone()));
-                }
+                };
                 tracing::debug!(lock = %lock.path.display(), "taking over a stale refresh lock");
-                match std::fs::remove_dir(&lock.path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Busy::Io(lock.path.clone(), e)),
-                }
+                take_over(&stale, record.pid).map_err(|e| Busy::Io(lock.path.clone(), e))?;
             }
             Err(CreateError::Journal(e)) => return Err(Busy::Journal(e)),
             Err(CreateError::Io(e)) => return Err(Busy::Io(lock.path.clone(), e)),
@@ -382,6 +508,38 @@ fn try_one(
     }
     Err(Busy::Held(lock.path.clone()))
 }
+
+/// Remove the stale lock `stale` — and nothing else: it is first renamed aside (to a staging
+/// name of ours), and removed only if what was moved is still that directory, untouched; a lock
+/// someone took or touched in the meantime is put back.
+fn take_over(stale: &Identity, pid: u32) -> io::Result<()> {
+    let aside = staging_name(&stale.path, pid);
+    match std::fs::rename(&stale.path, &aside) {
+        Ok(()) => {}
+        // Gone meanwhile: the next mkdir decides.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    let moved = identity_of(&aside).map(|i| (i.dev, i.ino, i.mtime_ns));
+    if moved == Some((stale.dev, stale.ino, stale.mtime_ns)) {
+        let _ = std::fs::remove_dir(&aside);
+        return Ok(());
+    }
+    tracing::debug!(lock = %stale.path.display(), "a stale lock came alive while being taken over; put back");
+    rename_noreplace(&aside, &stale.path).or_else(|e| {
+        if no_noreplace(&e) && !stale.path.exists() {
+            std::fs::rename(&aside, &stale.path)
+        } else {
+            Err(e)
+        }
+    })
+}
+
+/// Locks seen dated in the future, and since when: one whose mtime lies ahead beyond the
+/// tolerance is stale only if it stays untouched for a touch interval — a live holder whose
+/// clock stepped back touches it again within that time.
+#[derive(Default)]
+struct FutureDated(Vec<(Identity, Instant)>);
 
 /// Why a lock directory was not created.
 enum CreateError {
@@ -395,64 +553,118 @@ impl From<io::Error> for CreateError {
     }
 }
 
-/// `mkdir` the lock directory so that a kill at any instant leaves a record that names it:
-/// where the platform can rename without replacing, the directory is made under a staging name
-/// noted in the journal and then renamed onto the lock path; a plain `mkdir` of the lock path
-/// would leave, for a kill right after it, a directory nobody knows is abandoned until it goes
-/// stale (60 s for the CLI's lock). An existing lock answers `AlreadyExists`, as `mkdir` does.
-#[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+/// `mkdir` the lock directory so that a kill at any instant leaves a record that names it: the
+/// directory is made under a staging name noted in the journal and then renamed onto the lock
+/// path without replacing anything; a plain `mkdir` of the lock path would leave, for a kill
+/// right after it, a directory nobody knows is abandoned until it goes stale (60 s for the
+/// CLI's lock). Where the file system cannot rename without replacing (NFS, many FUSE file
+/// systems), the intent is noted and the lock made with a plain `mkdir`: a kill in that instant
+/// leaves the lock to go stale. An existing lock answers `AlreadyExists`, as `mkdir` does.
 fn create_lock_dir(
     path: &Path,
     journal: &mut Journal<'_>,
     record: &mut Record,
 ) -> Result<(), CreateError> {
-    let mut staging = path.as_os_str().to_owned();
-    staging.push(format!(".{}.staging", std::process::id()));
-    let mut staged = Staged {
-        staging: PathBuf::from(staging),
-        lock: path.to_path_buf(),
-        made: None,
-    };
+    create_lock_dir_with(path, journal, record, rename_noreplace)
+}
+
+/// [`create_lock_dir`] with the no-replace rename given, so the fallback can be tested.
+fn create_lock_dir_with(
+    path: &Path,
+    journal: &mut Journal<'_>,
+    record: &mut Record,
+    rename: impl Fn(&Path, &Path) -> io::Result<()>,
+) -> Result<(), CreateError> {
     let mut note = |record: &mut Record, staged: Option<Staged>| {
         record.staged = staged;
         journal.write(record).map_err(CreateError::Journal)
     };
-    note(record, Some(staged.clone()))?;
-    if let Err(e) = std::fs::create_dir(&staged.staging) {
-        if e.kind() != io::ErrorKind::AlreadyExists {
-            return Err(e.into());
-        }
-        // A leftover of an earlier process with our pid is ours to replace.
-        std::fs::remove_dir(&staged.staging)?;
-        std::fs::create_dir(&staged.staging)?;
+    if !NOREPLACE_WORKS.load(std::sync::atomic::Ordering::Relaxed) {
+        return mkdir_noted(path, record, &mut note);
     }
-    let made = identity_of(&staged.staging)
-        .ok_or_else(|| io::Error::other("the staging directory vanished"))?;
-    staged.made = Some((made.dev, made.ino));
+    let staging = staging_name(path, record.pid);
+    let mut staged = Staged {
+        staging: Some(staging.clone()),
+        lock: path.to_path_buf(),
+        made: None,
+    };
     note(record, Some(staged.clone()))?;
-    let renamed = rustix::fs::renameat_with(
+    std::fs::create_dir(&staging)?;
+    let made =
+        identity_of(&staging).ok_or_else(|| io::Error::other("the staging directory vanished"))?;
+    staged.made = Some((made.dev, made.ino));
+    note(record, Some(staged))?;
+    match rename(&staging, path) {
+        // Until `try_all` records the identity, `staged` still names the lock for a successor.
+        Ok(()) => Ok(()),
+        Err(e) if no_noreplace(&e) => {
+            let _ = std::fs::remove_dir(&staging);
+            NOREPLACE_WORKS.store(false, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(lock = %path.display(), "no rename without replacing here; making lock directories with mkdir");
+            mkdir_noted(path, record, &mut note)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir(&staging);
+            Err(e.into())
+        }
+    }
+}
+
+/// Whether renames without replacing have worked in this process so far.
+static NOREPLACE_WORKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// The lock made with a plain `mkdir`, noted first (no staging name) and its identity after.
+fn mkdir_noted(
+    path: &Path,
+    record: &mut Record,
+    note: &mut impl FnMut(&mut Record, Option<Staged>) -> Result<(), CreateError>,
+) -> Result<(), CreateError> {
+    let mut staged = Staged {
+        staging: None,
+        lock: path.to_path_buf(),
+        made: None,
+    };
+    note(record, Some(staged.clone()))?;
+    std::fs::create_dir(path)?;
+    let made = identity_of(path).ok_or_else(|| io::Error::other("the lock vanished"))?;
+    staged.made = Some((made.dev, made.ino));
+    note(record, Some(staged))
+}
+
+/// The file system cannot rename without replacing (`EINVAL`, `ENOSYS`, `EOPNOTSUPP`).
+fn no_noreplace(error: &io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        matches!(
+            error.raw_os_error(),
+            Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+        )
+    }
+    #[cfg(not(unix))]
+    {
+        error.kind() == io::ErrorKind::Unsupported
+    }
+}
+
+/// Rename `from` onto `to` unless `to` exists (`AlreadyExists` then).
+#[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    rustix::fs::renameat_with(
         rustix::fs::CWD,
-        &staged.staging,
+        from,
         rustix::fs::CWD,
-        path,
+        to,
         rustix::fs::RenameFlags::NOREPLACE,
     )
-    .map_err(io::Error::from);
-    if renamed.is_err() {
-        let _ = std::fs::remove_dir(&staged.staging);
-    }
-    renamed?;
-    // Until `try_all` records the identity, `staged` still names the lock for a successor.
-    Ok(())
+    .map_err(io::Error::from)
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
-fn create_lock_dir(
-    path: &Path,
-    _journal: &mut Journal<'_>,
-    _record: &mut Record,
-) -> Result<(), CreateError> {
-    Ok(std::fs::create_dir(path)?)
+fn rename_noreplace(_from: &Path, _to: &Path) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "no rename without replacing here",
+    ))
 }
 
 fn cannot_exist(error: &io::Error) -> bool {
@@ -470,16 +682,30 @@ fn release_all(held: &[Identity]) {
     }
 }
 
-/// Abandoned: not touched for `stale_after`, or touched "in the future" beyond the tolerance.
-fn is_stale(path: &Path, stale_after: Duration) -> bool {
-    let Ok(modified) = std::fs::metadata(path).and_then(|m| m.modified()) else {
-        // Gone meanwhile: the next mkdir decides.
-        return false;
-    };
-    let now = SystemTime::now();
-    match now.duration_since(modified) {
-        Ok(age) => age > stale_after,
-        Err(ahead) => ahead.duration() > FUTURE_TOLERANCE,
+/// The lock at `path`, if it is abandoned: not touched for `stale_after`, or dated in the future
+/// beyond the tolerance and left untouched for longer than a touch interval.
+fn stale_identity(path: &Path, stale_after: Duration, ahead: &mut FutureDated) -> Option<Identity> {
+    // Gone meanwhile: not stale; the next mkdir decides.
+    let identity = identity_of(path)?;
+    let modified = SystemTime::UNIX_EPOCH + Duration::from_nanos(identity.mtime_ns);
+    match SystemTime::now().duration_since(modified) {
+        Ok(age) => (age > stale_after).then_some(identity),
+        Err(early) if early.duration() <= FUTURE_TOLERANCE => None,
+        Err(_) => {
+            ahead
+                .0
+                .retain(|(seen, _)| seen.path != identity.path || *seen == identity);
+            match ahead.0.iter().find(|(seen, _)| *seen == identity) {
+                Some((_, since)) if since.elapsed() > TOUCH_INTERVAL + Duration::from_secs(1) => {
+                    Some(identity)
+                }
+                Some(_) => None,
+                None => {
+                    ahead.0.push((identity, Instant::now()));
+                    None
+                }
+            }
+        }
     }
 }
 
@@ -565,6 +791,8 @@ fn mtime_ns(meta: &std::fs::Metadata) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(unix)]
+    use std::os::unix::ffi::OsStrExt;
 
     fn journal_file(dir: &Path) -> File {
         std::fs::OpenOptions::new()
@@ -645,11 +873,13 @@ mod tests {
             stale_after: Duration::from_secs(60),
         };
         let now = SystemTime::now();
+        // Dated in the future, a lock is stale only once seen untouched for a touch interval
+        // (`the_clock_stepping_back_does_not_make_a_live_lock_stale`): not at a first look.
         let cases = [
             (now - Duration::from_secs(61), true),
             (now - Duration::from_secs(30), false),
             (now + Duration::from_secs(5), false),
-            (now + Duration::from_secs(3600), true),
+            (now + Duration::from_secs(3600), false),
         ];
         for (mtime, taken) in cases {
             std::fs::create_dir(&lock.path).unwrap();
@@ -696,10 +926,11 @@ mod tests {
                 ..Record::default()
             })
             .unwrap();
-        Journal(&mut file).recover_orphans();
+        let expected: Vec<PathBuf> = locks.iter().map(|l| l.path.clone()).collect();
+        Journal(&mut file).recover_orphans(&expected, &[]);
         assert!(locks.iter().all(|l| l.path.exists()));
         Journal(&mut file).write(&dead).unwrap();
-        Journal(&mut file).recover_orphans();
+        Journal(&mut file).recover_orphans(&expected, &[]);
         assert!(locks.iter().all(|l| !l.path.exists()));
         assert_eq!(Journal(&mut file).read(), None);
     }
@@ -708,24 +939,23 @@ mod tests {
     fn a_kill_at_any_step_of_taking_a_lock_leaves_nothing_to_wait_for() {
         let dir = tempfile::tempdir().unwrap();
         let lock = dir.path().join(".oauth_refresh.lock");
-        let staging = dir.path().join(".oauth_refresh.lock.4294967288.staging");
+        let staging = dir.path().join(".ccauth-4294967288-3.staging");
+        let expected = [lock.clone()];
         let mut file = journal_file(dir.path());
         let dead = |made: Option<(u64, u64)>| Record {
             pid: u32::MAX - 7,
             locks: Vec::new(),
             staged: Some(Staged {
-                staging: staging.clone(),
+                staging: Some(staging.clone()),
                 lock: lock.clone(),
                 made,
             }),
             prepared: None,
         };
-        let dev_ino = |path: &Path| identity_of(path).map(|i| (i.dev, i.ino));
-
         // Killed after making the staging directory, before noting its inode.
         std::fs::create_dir(&staging).unwrap();
         Journal(&mut file).write(&dead(None)).unwrap();
-        Journal(&mut file).recover_orphans();
+        Journal(&mut file).recover_orphans(&expected, &[]);
         assert!(!staging.exists());
 
         // Killed after the rename, before the identity was recorded.
@@ -733,7 +963,7 @@ mod tests {
         let made = dev_ino(&staging);
         std::fs::rename(&staging, &lock).unwrap();
         Journal(&mut file).write(&dead(made)).unwrap();
-        Journal(&mut file).recover_orphans();
+        Journal(&mut file).recover_orphans(&expected, &[]);
         assert!(!lock.exists());
 
         // Someone else's lock at the path (another inode) is left alone.
@@ -744,9 +974,133 @@ mod tests {
         std::fs::create_dir(&lock).unwrap();
         if dev_ino(&lock) != made {
             Journal(&mut file).write(&dead(made)).unwrap();
-            Journal(&mut file).recover_orphans();
+            Journal(&mut file).recover_orphans(&expected, &[]);
             assert!(lock.exists());
         }
+    }
+
+    /// A journal decides nothing this code would not have made: a hand-written record naming
+    /// any empty directory — as a lock, as a staging directory, with a lock path not among ours —
+    /// removes nothing.
+    #[test]
+    fn a_journal_removes_only_what_this_code_derives() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join(".oauth_refresh.lock");
+        let victim = dir.path().join("someones-empty-dir");
+        let expected = [lock.clone()];
+        let dead = u32::MAX - 7;
+        let mut file = journal_file(dir.path());
+        let forged = [
+            // A foreign directory as the staging directory of one of our locks.
+            Staged {
+                staging: Some(victim.clone()),
+                lock: lock.clone(),
+                made: None,
+            },
+            // Our derived name, but for another pid than the record's.
+            Staged {
+                staging: Some(dir.path().join(".ccauth-1-0.staging")),
+                lock: lock.clone(),
+                made: None,
+            },
+            // A lock path that is not ours, "made" on the victim's inode.
+            Staged {
+                staging: None,
+                lock: victim.clone(),
+                made: None,
+            },
+        ];
+        std::fs::create_dir(dir.path().join(".ccauth-1-0.staging")).unwrap();
+        for staged in forged {
+            std::fs::create_dir_all(&victim).unwrap();
+            let mut staged = staged;
+            if staged.lock == victim {
+                staged.made = dev_ino(&victim);
+            }
+            let record = Record {
+                pid: dead,
+                locks: vec![identity_of(&victim).unwrap()],
+                staged: Some(staged),
+                prepared: None,
+            };
+            Journal(&mut file).write(&record).unwrap();
+            Journal(&mut file).recover_orphans(&expected, &[]);
+            assert!(victim.is_dir(), "{record:?}");
+        }
+        assert!(dir.path().join(".ccauth-1-0.staging").is_dir());
+    }
+
+    fn dev_ino(path: &Path) -> Option<(u64, u64)> {
+        identity_of(path).map(|i| (i.dev, i.ino))
+    }
+
+    /// On file systems that cannot rename without replacing, the lock is made with `mkdir`,
+    /// noted first; and the journal keeps any path, not only UTF-8 ones.
+    #[test]
+    fn without_rename_noreplace_a_plain_mkdir_is_noted() {
+        let dir = tempfile::tempdir().unwrap();
+        #[cfg(unix)]
+        let config = dir
+            .path()
+            .join(std::ffi::OsStr::from_bytes(b"cfg-\xff\xfe"));
+        #[cfg(not(unix))]
+        let config = dir.path().join("cfg");
+        std::fs::create_dir(&config).unwrap();
+        let lock = config.join(".oauth_refresh.lock");
+        let mut file = journal_file(dir.path());
+        let mut record = Record::new();
+        let einval = |_: &Path, _: &Path| Err(io::Error::from_raw_os_error(libc::EINVAL));
+        create_lock_dir_with(&lock, &mut Journal(&mut file), &mut record, einval)
+            .map_err(|_| "not made")
+            .unwrap();
+        assert!(lock.is_dir());
+        let noted = Journal(&mut file).read().unwrap();
+        let staged = noted.staged.unwrap();
+        assert_eq!((staged.staging, &staged.lock), (None, &lock));
+        assert_eq!(staged.made, dev_ino(&lock));
+        let leftovers: Vec<_> = std::fs::read_dir(&config)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+        NOREPLACE_WORKS.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Between judging a lock stale and removing it, its holder (the CLI) may have re-taken
+    /// it: what is removed must be the very directory judged stale.
+    #[test]
+    fn a_lock_re_taken_while_being_taken_over_is_put_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join(".oauth_refresh.lock");
+        std::fs::create_dir(&lock).unwrap();
+        set_mtime(&lock, SystemTime::now() - Duration::from_secs(600));
+        let stale =
+            stale_identity(&lock, Duration::from_secs(60), &mut FutureDated::default()).unwrap();
+        // Re-taken meanwhile: removed as stale by the CLI and made again (another inode, or the
+        // same one touched now).
+        std::fs::remove_dir(&lock).unwrap();
+        std::fs::create_dir(dir.path().join("hold-the-old-inode")).unwrap();
+        std::fs::create_dir(&lock).unwrap();
+        let theirs = identity_of(&lock).unwrap();
+        take_over(&stale, std::process::id()).unwrap();
+        assert_eq!(
+            dev_ino(&lock),
+            Some((theirs.dev, theirs.ino)),
+            "their lock is gone"
+        );
+        let staged: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".staging"))
+            .collect();
+        assert!(staged.is_empty(), "{staged:?}");
+
+        // The stale one itself is removed.
+        set_mtime(&lock, SystemTime::now() - Duration::from_secs(600));
+        let stale =
+            stale_identity(&lock, Duration::from_secs(60), &mut FutureDated::default()).unwrap();
+        take_over(&stale, std::process::id()).unwrap();
+        assert!(!lock.exists());
     }
 
     #[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
@@ -757,7 +1111,7 @@ mod tests {
         std::fs::create_dir(&path).unwrap();
         let theirs = identity_of(&path).unwrap();
         let mut file = journal_file(dir.path());
-        let mut record = Record::default();
+        let mut record = Record::new();
         let made = create_lock_dir(&path, &mut Journal(&mut file), &mut record);
         assert!(
             matches!(made, Err(CreateError::Io(ref e)) if e.kind() == io::ErrorKind::AlreadyExists)

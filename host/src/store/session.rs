@@ -112,10 +112,27 @@ impl Session {
         for site in sites {
             flocks.push(flock::acquire(&site.flock, remaining())?);
         }
-        // Whoever held these before us is gone; clear up after it if it died holding them.
+        let cli_locks = distinct(
+            sites
+                .iter()
+                .flat_map(|site| cli_lock::claude_cli_locks(&site.config_dir)),
+        );
+        let write_locks = distinct(
+            sites
+                .iter()
+                .map(|site| cli_lock::claude_cli_write_lock(&site.config_dir)),
+        );
+        // Whoever held these before us is gone; clear up after it if it died holding them —
+        // only what these sites' locks and files are.
+        let expected: Vec<PathBuf> = cli_locks
+            .iter()
+            .chain(&write_locks)
+            .map(|lock| lock.path.clone())
+            .collect();
+        let dirs: Vec<PathBuf> = sites.iter().map(|site| site.config_dir.clone()).collect();
         let mut left_behind = Vec::new();
         for file in &mut flocks {
-            left_behind.extend(Journal(file).recover_orphans().prepared);
+            left_behind.extend(Journal(file).recover_orphans(&expected, &dirs).prepared);
         }
         let mut record = Record::new();
         // A write left behind stays on record (now ours) until it is adopted or removed.
@@ -124,11 +141,6 @@ impl Session {
             path: "refresh lock".into(),
             source: io::Error::other("no lock site"),
         })?;
-        let cli_locks = distinct(
-            sites
-                .iter()
-                .flat_map(|site| cli_lock::claude_cli_locks(&site.config_dir)),
-        );
         let refresh_dirs = match cli_lock::acquire_all(
             &cli_locks,
             remaining(),
@@ -145,11 +157,6 @@ impl Session {
                 return Err(error);
             }
         };
-        let write_locks = distinct(
-            sites
-                .iter()
-                .map(|site| cli_lock::claude_cli_write_lock(&site.config_dir)),
-        );
         let mut held = Held {
             flocks,
             record,
@@ -219,6 +226,17 @@ impl Held {
                     "a refreshed credential a killed process left in `{}` is not back in place yet",
                     left.temp.display()
                 )),
+            });
+        }
+        // Held all along? A lock taken over by someone else (who judged it stale) means another
+        // refresh may be under way: spending now could present a token twice.
+        if let Some(lost) = self.refresh_dirs.lost() {
+            return Err(ClaudeCodeAuthError::LockTimeout {
+                lock: format!(
+                    "{} (taken over by another process while held)",
+                    lost.display()
+                ),
+                waited: Duration::ZERO,
             });
         }
         if let Some(old) = self.prepared.take() {
