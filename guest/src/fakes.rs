@@ -214,13 +214,16 @@ impl Http for FakeHttp {
     }
 }
 
-/// A clock that only moves when slept on.
+/// A clock that moves when slept on, and by `tick` each time it is read (time passing while the
+/// logic works).
 #[derive(Default)]
 pub struct FakeClock {
     /// Wall-clock time in Unix ms.
     pub now_ms: i64,
     /// Monotonic time.
-    pub elapsed: Duration,
+    pub elapsed: std::cell::Cell<Duration>,
+    /// How far each reading of the monotonic clock moves it.
+    pub tick: Duration,
     /// Every sleep, in order.
     pub sleeps: Vec<Duration>,
 }
@@ -231,12 +234,14 @@ impl Clock for FakeClock {
     }
 
     fn elapsed(&self) -> Duration {
-        self.elapsed
+        let now = self.elapsed.get() + self.tick;
+        self.elapsed.set(now);
+        now
     }
 
     fn sleep(&mut self, duration: Duration) {
         self.sleeps.push(duration);
-        self.elapsed += duration;
+        self.elapsed.set(self.elapsed.get() + duration);
         self.now_ms += i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
     }
 }

@@ -654,3 +654,23 @@ fn the_login_deadline_is_reported() {
         Some(1_900_000_000_000)
     );
 }
+
+/// `Retry-After: 18446744073709551615` overflowed a `Duration` sum and panicked the component;
+/// it is a wait beyond the budget like any other, and a still-valid token bridges it.
+#[test]
+fn a_huge_retry_after_is_a_wait_beyond_the_budget() {
+    let http = FakeHttp::default().answer_retry_after(429, "18446744073709551615");
+    let mut r = refresher(FakeStore::holding(&expired()), http);
+    // Time passes while the request is under way (here more than a second, as over a slow
+    // network), so the wait is added to a duration with whole seconds in it.
+    r.clock.tick = Duration::from_millis(700);
+    let err = r.ensure(Mode::IfNeeded).unwrap_err();
+    assert_eq!(err.cause, Cause::EndpointUnavailable);
+    assert!(err.message.contains("refresh timeout"), "{}", err.message);
+
+    let in_skew = doc("at-1", Some("rt-1"), NOW + 2 * MINUTE);
+    let http = FakeHttp::default().answer_retry_after(429, "18446744073709551615");
+    let mut r = refresher(FakeStore::holding(&in_skew), http);
+    r.clock.tick = Duration::from_millis(700);
+    assert_eq!(r.ensure(Mode::IfNeeded).unwrap().1, Outcome::Deferred);
+}
