@@ -572,3 +572,52 @@ async fn a_lock_lost_before_the_request_spends_nothing() {
     // Its new holder's lock is left alone.
     assert!(scenario.dir().join(".oauth_refresh.lock").is_dir());
 }
+
+/// Plain `http` is allowed to `localhost` because it is loopback: a hosts file mapping it
+/// elsewhere must not send the refresh token there in clear. Run in a mount namespace of its
+/// own, where `/etc/hosts` maps `localhost` to an address outside the machine.
+#[tokio::test]
+async fn localhost_stays_loopback_whatever_the_hosts_file_says() {
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    let scenario = expired_login(&endpoint);
+    let hosts = scenario.dir().join("hosts");
+    std::fs::write(&hosts, "198.51.100.7 localhost\n").unwrap();
+    let port = endpoint
+        .url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let url = format!("http://localhost:{port}/v1/oauth/token");
+    let script = format!(
+        "mount --bind '{}' /etc/hosts && exec \"$0\" token --credentials '{}' --token-url '{url}'",
+        hosts.display(),
+        scenario.path.display()
+    );
+    let mut command = Command::new("unshare");
+    command
+        .args(["--mount", "sh", "-c", &script])
+        .arg(support::cli_binary())
+        .env_remove("CLAUDE_CONFIG_DIR")
+        .env_remove("CLAUDE_CODE_OAUTH_TOKEN");
+    let probe = Command::new("unshare").args(["--mount", "true"]).status();
+    if !probe.is_ok_and(|s| s.success()) {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED localhost_stays_loopback: a mount namespace needs root"
+        );
+        return;
+    }
+    support::warm_component_cache();
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(endpoint.accepts_access_token(stdout.trim()));
+    assert_eq!(endpoint.grants_served(), 1);
+}
