@@ -97,6 +97,72 @@ fn visible(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
+/// Behind a corporate proxy that inspects TLS, as the CLI is (`HTTPS_PROXY`, and the proxy's CA
+/// added with `SSL_CERT_FILE`): ours refreshes through its tunnel, reaching only the token
+/// endpoint; without the CA it says the certificate is not trusted, once, and does not retry as
+/// if the service were down. No network namespace needed: ours talks to the loopback proxy only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ours_through_a_proxy_that_inspects_tls() {
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    let api = MessagesApi::start(endpoint.access_token_checker())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let routes = proxy::routes(endpoint.handler(), api.handler(), "claude_max");
+    let proxy = proxy::Proxy::start(routes, dir.path()).await;
+    let url = "https://platform.claude.com/v1/oauth/token";
+    let ours = |path: &Path, trust: bool| {
+        let mut command = support::cli_command(path.parent().unwrap());
+        command
+            .args(["token", "--credentials"])
+            .arg(path)
+            .args(["--token-url", url])
+            .env("HTTPS_PROXY", proxy.url())
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .env_remove("NODE_EXTRA_CA_CERTS")
+            .env_remove("SSL_CERT_FILE");
+        if trust {
+            command.env("SSL_CERT_FILE", proxy.ca());
+        }
+        command
+    };
+
+    let scenario = support::expired_login(&endpoint);
+    let output = run(ours(&scenario.path, true)).await;
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(endpoint.accepts_access_token(stdout.trim()));
+    assert_eq!(endpoint.grants_served(), 1);
+    let through: Vec<_> = proxy
+        .seen()
+        .iter()
+        .map(|(host, r)| format!("{host} {}", r.path))
+        .collect();
+    assert_eq!(through, ["platform.claude.com /v1/oauth/token"]);
+
+    let scenario = support::expired_login(&endpoint);
+    let tunnels = proxy.tunnels();
+    let requests = endpoint.requests().len();
+    let output = run(ours(&scenario.path, false)).await;
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains("certificate is not trusted") && stderr.contains("SSL_CERT_FILE"),
+        "{stderr}"
+    );
+    assert_eq!(
+        proxy.tunnels(),
+        tunnels + 1,
+        "retried as if the service were down"
+    );
+    assert_eq!(
+        endpoint.requests().len(),
+        requests,
+        "nothing reached the endpoint"
+    );
+}
+
 /// One scenario's world, inside its network namespace.
 struct Bed {
     claude: PathBuf,

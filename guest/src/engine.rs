@@ -321,6 +321,12 @@ impl<S: Store, H: Http, C: Clock> Refresher<S, H, C> {
                         format!("the token endpoint's answer is larger than {limit} bytes"),
                     ));
                 }
+                Err(HttpFailure::Untrusted(why)) => {
+                    return Err(AuthFailure::new(
+                        Cause::EndpointRefused,
+                        format!("the token endpoint's TLS certificate is not trusted ({why})"),
+                    ));
+                }
                 Err(HttpFailure::Unreachable(why)) => (why, None),
             };
             if attempt >= MAX_ATTEMPTS {

@@ -89,6 +89,8 @@ pub struct HttpAnswer {
 pub enum HttpFailure {
     /// Connecting, sending or reading failed (refused, reset, timed out, denied by the host).
     Unreachable(String),
+    /// The endpoint's TLS certificate is not trusted: retrying does not help.
+    Untrusted(String),
     /// The answer's body exceeded the cap.
     TooLarge {
         /// The cap in bytes.

@@ -55,6 +55,20 @@ pub const DEFAULT_FUEL: u64 = 500_000_000;
 /// request from both.
 pub const DEFAULT_USER_AGENT: &str = "axios/1.15.2";
 
+/// How the refresh request reaches the token endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProxySetting {
+    /// Through the proxy `HTTPS_PROXY` (or `https_proxy`) names, unless `NO_PROXY` (or
+    /// `no_proxy`) excludes the endpoint; directly when none is set. Read at each request.
+    #[default]
+    FromEnvironment,
+    /// Directly, whatever the environment says.
+    Direct,
+    /// Through this proxy (`http://[user:password@]host:port`), opening a `CONNECT` tunnel.
+    Url(String),
+}
+
 /// A source of wall-clock time, injectable so expiry decisions can be tested.
 pub type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
@@ -98,6 +112,13 @@ pub struct ClaudeCodeOAuthConfig {
     pub fuel: u64,
     /// `User-Agent` of the refresh request. Defaults to [`DEFAULT_USER_AGENT`].
     pub user_agent: String,
+    /// How to reach the token endpoint: directly or through an HTTP proxy. Defaults to
+    /// [`ProxySetting::FromEnvironment`]. A loopback endpoint is always reached directly.
+    pub proxy: ProxySetting,
+    /// PEM files of CA certificates trusted besides the web PKI roots compiled in (a
+    /// TLS-inspecting proxy's CA). `SSL_CERT_FILE` and `NODE_EXTRA_CA_CERTS`, when set, are
+    /// trusted too.
+    pub extra_ca_certificates: Vec<PathBuf>,
     /// Directory for rescue files (a rotated login the store refused to take); `None` is
     /// `$CLAUDE_CODE_AUTH_STATE_DIR/rescue`, else `$XDG_STATE_HOME` or `~/.local/state`, under
     /// `entelix-auth-claude-code/rescue`.
@@ -126,6 +147,8 @@ impl fmt::Debug for ClaudeCodeOAuthConfig {
             .field("fuel", &self.fuel)
             .field("user_agent", &self.user_agent)
             .field("rescue_dir", &self.rescue_dir)
+            .field("proxy", &self.proxy)
+            .field("extra_ca_certificates", &self.extra_ca_certificates)
             .finish()
     }
 }
@@ -149,6 +172,8 @@ impl Default for ClaudeCodeOAuthConfig {
             fuel: DEFAULT_FUEL,
             user_agent: DEFAULT_USER_AGENT.to_owned(),
             rescue_dir: None,
+            proxy: ProxySetting::FromEnvironment,
+            extra_ca_certificates: Vec::new(),
         }
     }
 }
@@ -265,6 +290,28 @@ impl ClaudeCodeOAuthConfig {
     #[must_use]
     pub fn with_user_agent(mut self, user_agent: impl Into<String>) -> Self {
         self.user_agent = user_agent.into();
+        self
+    }
+
+    /// Reach the token endpoint through the HTTP proxy at `url` (`http://[user:password@]host:port`)
+    /// whatever the environment says.
+    #[must_use]
+    pub fn with_proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy = ProxySetting::Url(url.into());
+        self
+    }
+
+    /// Reach the token endpoint directly, whatever `HTTPS_PROXY` says.
+    #[must_use]
+    pub fn without_proxy(mut self) -> Self {
+        self.proxy = ProxySetting::Direct;
+        self
+    }
+
+    /// Trust the CA certificates in the PEM file `path` besides the web PKI roots.
+    #[must_use]
+    pub fn with_extra_ca_certificates(mut self, path: impl Into<PathBuf>) -> Self {
+        self.extra_ca_certificates.push(path.into());
         self
     }
 

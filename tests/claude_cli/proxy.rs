@@ -41,6 +41,7 @@ pub struct Proxy {
     addr: SocketAddr,
     ca: PathBuf,
     seen: Seen,
+    tunnels: Arc<std::sync::atomic::AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -92,8 +93,11 @@ impl Proxy {
         let addr = listener.local_addr().unwrap();
         let seen: Seen = Arc::default();
         let record = seen.clone();
+        let tunnels: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let counted = tunnels.clone();
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let (acceptor, routes, record) = (acceptor.clone(), routes.clone(), record.clone());
                 tokio::spawn(async move {
                     let _ = tunnel(tcp, acceptor, routes, record).await;
@@ -104,6 +108,7 @@ impl Proxy {
             addr,
             ca,
             seen,
+            tunnels,
             task,
         }
     }
@@ -116,6 +121,11 @@ impl Proxy {
     /// The CA certificate, for `NODE_EXTRA_CA_CERTS`.
     pub fn ca(&self) -> &Path {
         &self.ca
+    }
+
+    /// Connections the proxy accepted.
+    pub fn tunnels(&self) -> usize {
+        self.tunnels.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Every request that came through, with its tunnel's host.

@@ -129,7 +129,11 @@ fn failed(why: String) -> HttpFailure {
 
 fn code_failed(code: ErrorCode) -> HttpFailure {
     // Debug prints the case as `ErrorCode::ConnectionRefused`, which `describe` puts in words.
-    failed(transport::describe(&format!("{code:?}")))
+    let words = scrub(&transport::describe(&format!("{code:?}")));
+    match code {
+        ErrorCode::TlsCertificateError => HttpFailure::Untrusted(words),
+        _ => HttpFailure::Unreachable(words),
+    }
 }
 
 fn stream_failed(error: StreamError) -> HttpFailure {

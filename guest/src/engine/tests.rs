@@ -354,6 +354,15 @@ fn answers_that_do_not_pass_are_not_retried() {
         assert_eq!(err.cause, cause, "{status} {body}");
         assert_eq!((r.http.requests.len(), r.store.saved().len()), (1, 0));
     }
+    let http = FakeHttp::default().fail(HttpFailure::Untrusted("tls certificate error".into()));
+    let mut r = refresher(FakeStore::holding(&expired()), http);
+    let err = r.ensure(Mode::IfNeeded).unwrap_err();
+    assert_eq!(
+        err.cause,
+        Cause::EndpointRefused,
+        "a certificate problem is not retried"
+    );
+    assert_eq!(r.http.requests.len(), 1);
     let http = FakeHttp::default().fail(HttpFailure::TooLarge { limit: 1 << 20 });
     let mut r = refresher(FakeStore::holding(&expired()), http);
     assert_eq!(

@@ -4,9 +4,10 @@
 //! body capped.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -19,15 +20,29 @@ use tokio::time::{Sleep, sleep, timeout};
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, Result, WasiBody};
 
+use super::proxy::{self, Route};
+use super::refusal::{self, Refusal};
+use super::tls;
+
+/// TLS towards the endpoint: its name and port, and the CA files trusted besides the web PKI.
+#[derive(Debug, Clone)]
+pub(crate) struct Tls {
+    pub(crate) name: String,
+    pub(crate) port: u16,
+    pub(crate) extra_ca: Vec<PathBuf>,
+}
+
 /// Everything decided before the request leaves: where to, and within which bounds.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
-    /// Vetted addresses, tried in order.
+    /// Vetted addresses, tried in order (empty through a proxy).
     pub(crate) addrs: Vec<SocketAddr>,
+    /// The proxy to open a tunnel through, if any.
+    pub(crate) proxy: Option<Route>,
     /// The whole exchange, the answer's last byte included, ends by then.
     pub(crate) deadline: tokio::time::Instant,
-    /// The TLS server name, or `None` for plain HTTP (loopback only).
-    pub(crate) tls_name: Option<String>,
+    /// TLS, or `None` for plain HTTP (loopback only).
+    pub(crate) tls: Option<Tls>,
     pub(crate) connect_timeout: Duration,
     pub(crate) first_byte_timeout: Duration,
     pub(crate) between_bytes_timeout: Duration,
@@ -35,6 +50,8 @@ pub(crate) struct Plan {
     pub(crate) max_body: usize,
     /// Set when an answer's body went past `max_body`.
     pub(crate) oversized: Arc<AtomicBool>,
+    /// Where a failure's reason goes for the host's error.
+    pub(crate) refusal: Arc<Mutex<Option<Refusal>>>,
 }
 
 /// The future that drives the connection after the response head arrived.
@@ -96,19 +113,66 @@ enum Connection {
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
-/// Connect, and complete the TLS handshake when the plan asks for it.
+/// Connect (through the proxy's tunnel when there is one), and complete the TLS handshake when
+/// the plan asks for it.
 async fn establish(plan: &Plan) -> Result<Connection> {
-    let tcp = connect(plan).await?;
-    let Some(name) = &plan.tls_name else {
+    let tcp = match &plan.proxy {
+        Some(route) => tunnel(plan, route).await?,
+        None => connect(plan).await?,
+    };
+    let Some(tls) = &plan.tls else {
         return Ok(Connection::Plain(tcp));
     };
-    let name = rustls::pki_types::ServerName::try_from(name.clone())
+    let connector = tls::connector(&tls.extra_ca).map_err(|why| {
+        refusal::record(&plan.refusal, Refusal::Misconfigured(why));
+        Error::HttpRequestDenied
+    })?;
+    let name = rustls::pki_types::ServerName::try_from(tls.name.clone())
         .map_err(|_| Error::HttpRequestUriInvalid)?;
-    let tls = timeout(plan.connect_timeout, tls_connector().connect(name, tcp))
+    let handshake = timeout(plan.connect_timeout, connector.connect(name, tcp))
         .await
-        .map_err(|_| Error::ConnectionTimeout)?
-        .map_err(Error::Tls)?;
-    Ok(Connection::Tls(Box::new(tls)))
+        .map_err(|_| Error::ConnectionTimeout)?;
+    match handshake {
+        Ok(session) => Ok(Connection::Tls(Box::new(session))),
+        Err(e) => match tls::certificate_problem(&e) {
+            // Retrying does not help; trusting the right CA does.
+            Some(why) => {
+                refusal::record(&plan.refusal, Refusal::Untrusted(why));
+                Err(Error::TlsCertificateError)
+            }
+            None => Err(Error::Tls(e)),
+        },
+    }
+}
+
+/// A TCP connection to the proxy, with a tunnel open through it to the endpoint.
+async fn tunnel(plan: &Plan, route: &Route) -> Result<TcpStream> {
+    // Only TLS endpoints are proxied (plain HTTP is loopback only, never proxied).
+    let tls = plan.tls.as_ref().ok_or(Error::HttpRequestUriInvalid)?;
+    let failed = |why: String| {
+        refusal::record(&plan.refusal, Refusal::Proxy(why));
+        Error::ConnectionRefused
+    };
+    let mut tcp = match timeout(plan.connect_timeout, TcpStream::connect(&route.proxy)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => {
+            return Err(failed(format!(
+                "the proxy {} cannot be reached: {e}",
+                route.proxy
+            )));
+        }
+        Err(_) => {
+            return Err(failed(format!(
+                "the proxy {} did not accept a connection in time",
+                route.proxy
+            )));
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    proxy::open_tunnel(&mut tcp, route, &tls.name, tls.port, plan.connect_timeout)
+        .await
+        .map_err(failed)?;
+    Ok(tcp)
 }
 
 /// Most of a request body read from the component (a refresh grant is under 1 KiB).
@@ -158,26 +222,6 @@ async fn connect(plan: &Plan) -> Result<TcpStream> {
         }
     }
     Err(last)
-}
-
-fn tls_connector() -> tokio_rustls::TlsConnector {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.into(),
-        };
-        // An explicit provider: the process-wide default may be unset or ambiguous.
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_or_else(
-                |_| rustls::ClientConfig::builder().with_root_certificates(roots.clone()),
-                |builder| builder.with_root_certificates(roots.clone()),
-            )
-            .with_no_client_auth();
-        Arc::new(config)
-    });
-    tokio_rustls::TlsConnector::from(config.clone())
 }
 
 async fn exchange<T>(
@@ -288,13 +332,15 @@ mod tests {
     fn plan(connect_timeout: Duration) -> Plan {
         Plan {
             addrs: Vec::new(),
+            proxy: None,
             deadline: tokio::time::Instant::now() + connect_timeout,
-            tls_name: None,
+            tls: None,
             connect_timeout,
             first_byte_timeout: connect_timeout,
             between_bytes_timeout: connect_timeout,
             max_body: 1024,
             oversized: Arc::default(),
+            refusal: Arc::default(),
         }
     }
 

@@ -15,6 +15,8 @@ use wasmtime_wasi_http::{
 };
 
 use super::http_client::{self, Driver, Plan};
+use super::proxy;
+pub(crate) use super::refusal::Refusal;
 use crate::config::ClaudeCodeOAuthConfig;
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
 
@@ -69,34 +71,6 @@ impl Origin {
     }
 }
 
-/// Why a request was refused, for the host's error.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Refusal {
-    /// The component asked for an origin that is not allowed.
-    OffList(String),
-    /// An allowed name resolved to an address the policy forbids.
-    Internal(String),
-    /// The answer's body was larger than allowed.
-    AnswerTooLarge(usize),
-}
-
-impl Refusal {
-    pub(crate) fn into_error(self, token_url: &str) -> ClaudeCodeAuthError {
-        match self {
-            Self::OffList(reason) => ClaudeCodeAuthError::RequestDenied { reason },
-            Self::Internal(reason) => ClaudeCodeAuthError::EndpointNotAllowed {
-                url: token_url.to_owned(),
-                reason,
-            },
-            Self::AnswerTooLarge(limit) => ClaudeCodeAuthError::RefreshHttp {
-                message: format!(
-                    "the token endpoint's answer is larger than the {limit} bytes allowed"
-                ),
-            },
-        }
-    }
-}
-
 /// The `wasi:http` hooks of one call.
 pub(crate) struct HttpPolicy {
     allowed: Vec<Origin>,
@@ -105,6 +79,11 @@ pub(crate) struct HttpPolicy {
     first_byte_timeout: Duration,
     between_bytes_timeout: Duration,
     max_answer_bytes: usize,
+    /// How to reach the endpoint (a proxy, or not).
+    proxy: crate::config::ProxySetting,
+    /// CA certificates trusted besides the web PKI (the configured ones; the environment's are
+    /// added at each request).
+    extra_ca_certificates: Vec<std::path::PathBuf>,
     /// Bound for one exchange, from the moment the request is handed over to the last byte of
     /// the answer: the refresh budget.
     exchange_timeout: Duration,
@@ -135,6 +114,8 @@ impl HttpPolicy {
             first_byte_timeout: config.first_byte_timeout.min(config.refresh_timeout),
             between_bytes_timeout: config.between_bytes_timeout.min(config.refresh_timeout),
             max_answer_bytes: config.max_answer_bytes,
+            proxy: config.proxy.clone(),
+            extra_ca_certificates: config.extra_ca_certificates.clone(),
             exchange_timeout: config.refresh_timeout,
             refusal: Arc::default(),
             oversized: Arc::default(),
@@ -177,7 +158,7 @@ fn without_userinfo(url: &str) -> String {
 }
 
 fn record(slot: &Mutex<Option<Refusal>>, refusal: Refusal) {
-    *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(refusal);
+    super::refusal::record(slot, refusal);
 }
 
 /// Loopback, private, link-local, shared, unspecified, multicast, documentation, benchmarking,
@@ -299,18 +280,38 @@ impl WasiHttpHooks for HttpPolicy {
             .last_sent
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(sent);
+        let route = match proxy::route(&self.proxy, &origin.host, origin.port, |name| {
+            std::env::var(name).ok()
+        }) {
+            Ok(route) => route,
+            Err(why) => {
+                record(&slot, Refusal::Misconfigured(why));
+                return Box::new(async { Err(HttpError::HttpRequestDenied) });
+            }
+        };
         let plan = Plan {
             deadline: sent + self.exchange_timeout,
             addrs: Vec::new(),
-            tls_name: origin.https.then(|| origin.host.clone()),
+            proxy: route,
+            tls: origin.https.then(|| http_client::Tls {
+                name: origin.host.clone(),
+                port: origin.port,
+                extra_ca: super::tls::extra_ca_files(&self.extra_ca_certificates),
+            }),
             connect_timeout: cap(options.connect_timeout, self.connect_timeout),
             first_byte_timeout: cap(options.first_byte_timeout, self.first_byte_timeout),
             between_bytes_timeout: cap(options.between_bytes_timeout, self.between_bytes_timeout),
             max_body: self.max_answer_bytes,
             oversized: self.oversized.clone(),
+            refusal: slot.clone(),
         };
         let allow_private = self.allow_private;
         Box::new(async move {
+            // Through a proxy the name is the proxy's to resolve; the origin is still the only
+            // one admitted.
+            if plan.proxy.is_some() {
+                return http_client::send(request, plan).await;
+            }
             let refuse_internal = !allow_private && !origin.is_literal();
             let vetting = vetted(
                 &origin.host,

@@ -8,7 +8,10 @@ mod failure;
 mod http_client;
 mod http_policy;
 mod output;
+mod proxy;
+mod refusal;
 mod state;
+mod tls;
 mod v0_2;
 
 use std::future::Future;

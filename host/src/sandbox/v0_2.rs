@@ -165,7 +165,10 @@ pub(super) fn host_error(
         Cause::RefreshTokenMissing => ClaudeCodeAuthError::RefreshTokenMissing,
         Cause::LoggedOut => ClaudeCodeAuthError::LoggedOut { path: location },
         Cause::GrantRejected => ClaudeCodeAuthError::RefreshRejected { message },
-        Cause::EndpointRefused => ClaudeCodeAuthError::RefreshRefused { message },
+        Cause::EndpointRefused => match refused {
+            Some(refusal) => refusal.into_error(&config.token_url),
+            None => ClaudeCodeAuthError::RefreshRefused { message },
+        },
         Cause::EndpointUnavailable | Cause::AnswerInvalid => match refused {
             Some(refusal) => refusal.into_error(&config.token_url),
             None => ClaudeCodeAuthError::RefreshHttp { message },
