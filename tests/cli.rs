@@ -370,3 +370,72 @@ async fn the_login_deadline_is_shown_and_warned_about() {
         }
     }
 }
+
+/// A token written to a closed standard output went nowhere while the command said it
+/// succeeded (Rust takes a closed stdout for a sink); it is an error, as `/dev/full` is.
+#[tokio::test]
+async fn a_token_that_cannot_be_printed_is_an_error() {
+    let scenario = Scenario::fixture_now("fresh");
+    let path = scenario.path.to_str().unwrap().to_owned();
+    let mut command = std::process::Command::new("sh");
+    command
+        .args(["-c", "exec \"$0\" token --credentials \"$1\" >&-"])
+        .arg(support::cli_binary())
+        .arg(&path)
+        .env_remove("CLAUDE_CODE_OAUTH_TOKEN");
+    support::warm_component_cache();
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("<stdout>"), "{stderr}");
+
+    // Thrown away on purpose is another matter.
+    let status = std::process::Command::new("sh")
+        .args(["-c", "exec \"$0\" token --credentials \"$1\" >/dev/null"])
+        .arg(support::cli_binary())
+        .arg(&path)
+        .env_remove("CLAUDE_CODE_OAUTH_TOKEN")
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// The CLI holds tokens in memory: a crash must not write them into a core file.
+#[tokio::test]
+async fn the_cli_writes_no_core_dump() {
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    endpoint.set_latency(
+        std::time::Duration::from_millis(1500)..std::time::Duration::from_millis(1501),
+    );
+    let scenario = support::expired_login(&endpoint);
+    let child = support::spawn_cli(&scenario.path, &endpoint.url(), &["token"]);
+    let limits = format!("/proc/{}/limits", child.id());
+    let started = std::time::Instant::now();
+    let line = loop {
+        let text = std::fs::read_to_string(&limits).unwrap_or_default();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("Max core file size"))
+            .map(str::to_owned);
+        // Read once the process has set its limits (before its first request).
+        if endpoint.requests().len() == 1 || started.elapsed() > std::time::Duration::from_secs(10)
+        {
+            break line;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let output = support::finish(child).await;
+    assert!(output.status.success(), "{}", text(&output).1);
+    let fields: Vec<String> = line
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        fields.get(4..6),
+        Some(&["0".to_owned(), "0".to_owned()][..]),
+        "{fields:?}"
+    );
+}

@@ -87,6 +87,8 @@ pub fn exit_code(error: &ClaudeCodeAuthError) -> u8 {
 
 /// Run the command line of this process.
 pub fn main() -> ExitCode {
+    harden_process();
+    guard_standard_streams();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -99,6 +101,50 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(&error.to_string(), exit_code(&error)),
+    }
+}
+
+/// This process holds tokens in memory: no core dump may carry them away (`RLIMIT_CORE` 0), and
+/// on Linux no other process of the user may attach to it or read its memory (not dumpable).
+/// The library leaves such process-wide settings to its application.
+fn harden_process() {
+    #[cfg(unix)]
+    {
+        use rustix::process::{Resource, Rlimit, setrlimit};
+        let none = Rlimit {
+            current: Some(0),
+            maximum: Some(0),
+        };
+        let _ = setrlimit(Resource::Core, none);
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let _ =
+            rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
+    }
+}
+
+/// Standard output was closed when the process started (`token >&-`).
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Rust reopens a standard stream that was closed at startup as `/dev/null` (read-write), so a
+/// token printed to a closed stdout would vanish while the command says it worked. A stdout that
+/// is `/dev/null` opened read-write is taken for that — a shell's `>/dev/null` opens it
+/// write-only — and printing to it is an error.
+fn guard_standard_streams() {
+    #[cfg(unix)]
+    {
+        use rustix::fs::{FileType, OFlags, fcntl_getfl, fstat, stat};
+        use std::os::fd::AsFd;
+        let stdout = std::io::stdout();
+        let fd = stdout.as_fd();
+        let (Ok(out), Ok(null)) = (fstat(fd), stat("/dev/null")) else {
+            return;
+        };
+        let is_null = FileType::from_raw_mode(out.st_mode) == FileType::CharacterDevice
+            && out.st_rdev == null.st_rdev;
+        let read_write = fcntl_getfl(fd).is_ok_and(|f| f & OFlags::RWMODE == OFlags::RDWR);
+        STDOUT_CLOSED.store(is_null && read_write, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -189,6 +235,13 @@ fn source(
 
 /// Print `text` and a newline; a closed stdout is an error like any other.
 fn print(text: &str) -> Result<(), ClaudeCodeAuthError> {
+    // A closed standard output would take the token nowhere while the command says it worked.
+    if STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(ClaudeCodeAuthError::Io {
+            path: "<stdout>".into(),
+            source: std::io::Error::from_raw_os_error(9),
+        });
+    }
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{text}")
         .and_then(|()| stdout.flush())

@@ -6,6 +6,14 @@ use sha2::{Digest, Sha256};
 
 use crate::{RefreshOutcome, RefreshReport, TokenStatus};
 
+/// `text` for a terminal: control characters (an escape sequence a hostile file holds, say)
+/// are shown as `�`, never sent.
+fn shown(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
+}
+
 /// `status` as text, at `now`.
 pub(super) fn status_text(
     source: &str,
@@ -13,6 +21,7 @@ pub(super) fn status_text(
     status: &TokenStatus,
     now: DateTime<Utc>,
 ) -> String {
+    let location = shown(location);
     if !status.logged_in {
         return [
             format!("source:        {source}: {location}"),
@@ -33,13 +42,16 @@ pub(super) fn status_text(
         ),
     ];
     if let Some(subscription) = &status.subscription_type {
-        lines.push(format!("subscription:  {subscription}"));
+        lines.push(format!("subscription:  {}", shown(subscription)));
     }
     if let Some(tier) = &status.rate_limit_tier {
-        lines.push(format!("rate limits:   {tier}"));
+        lines.push(format!("rate limits:   {}", shown(tier)));
     }
     if !status.scopes.is_empty() {
-        lines.push(format!("scopes:        {}", status.scopes.join(" ")));
+        lines.push(format!(
+            "scopes:        {}",
+            shown(&status.scopes.join(" "))
+        ));
     }
     if let Some(at) = status.login_expires_at() {
         lines.push(format!("login ends:    {}", login_phrase(at, now)));
@@ -263,6 +275,28 @@ mod tests {
         let json: Value = serde_json::from_str(&status_json("file", "/x", &s)).unwrap();
         assert_eq!(json["loginExpiresAt"], 1_900_000_000_000_i64 - day);
         assert_eq!(json["loggedIn"], true);
+    }
+
+    #[test]
+    fn terminal_escapes_from_the_file_are_never_sent() {
+        let now = DateTime::from_timestamp(1_900_000_000, 0).unwrap();
+        let mut s = status(Some(1), false, false);
+        s.subscription_type = Some("max\u{1b}[2J\u{1b}]0;owned\u{7}".into());
+        s.rate_limit_tier = Some("tier\r\nforged: line".into());
+        s.scopes = vec!["user:inference\u{9b}31m".into()];
+        let text = status_text("file", "/x/\u{1b}[1m", &s, now);
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        let mut clean = status(Some(1), false, false);
+        clean.rate_limit_tier = Some("tier".into());
+        let lines = status_text("file", "/x", &clean, now).lines().count();
+        assert_eq!(
+            text.lines().count(),
+            lines,
+            "a forged line got through: {text:?}"
+        );
     }
 
     #[test]
