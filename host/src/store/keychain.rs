@@ -176,7 +176,7 @@ impl KeychainCredentialStore {
         ];
         let output =
             self.runner
-                .run("security", &args, None)
+                .run(SECURITY, &args, None)
                 .map_err(|source| ClaudeCodeAuthError::Io {
                     path: self.location(),
                     source,
@@ -200,12 +200,18 @@ impl KeychainCredentialStore {
     }
 
     fn write(&self, document: &str) -> ClaudeCodeAuthResult<()> {
+        let unsafe_name = |what: &str| ClaudeCodeAuthError::InvalidDocument {
+            path: self.location(),
+            problem: format!(
+                "the keychain {what} holds a control character (a newline would start another `security` command); refusing to write"
+            ),
+        };
+        let account = quoted(&self.account).ok_or_else(|| unsafe_name("account name"))?;
+        let service = quoted(&self.service).ok_or_else(|| unsafe_name("service name"))?;
         let mut command = Zeroizing::new(String::with_capacity(document.len() * 2 + 128));
         let _ = write!(
             command,
-            "add-generic-password -U -a {} -s {} -X ",
-            quoted(&self.account),
-            quoted(&self.service)
+            "add-generic-password -U -a {account} -s {service} -X "
         );
         for byte in document.as_bytes() {
             let _ = write!(command, "{byte:02x}");
@@ -213,7 +219,7 @@ impl KeychainCredentialStore {
         command.push('\n');
         let output = self
             .runner
-            .run("security", &["-i"], Some(command.as_bytes()))
+            .run(SECURITY, &["-i"], Some(command.as_bytes()))
             .map_err(|source| ClaudeCodeAuthError::Io {
                 path: self.location(),
                 source,
@@ -237,10 +243,20 @@ pub fn service_name(config_dir: Option<&str>) -> String {
     }
 }
 
-/// An argument for `security -i`, which splits its input lines like a shell.
-fn quoted(value: &str) -> String {
-    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+/// An argument for `security -i`, which splits its input lines like a shell; `None` for a value
+/// with a control character (a newline would end the command and start another).
+fn quoted(value: &str) -> Option<String> {
+    if value.chars().any(char::is_control) {
+        return None;
+    }
+    Some(format!(
+        "\"{}\"",
+        value.replace('\\', "\\\\").replace('"', "\\\"")
+    ))
 }
+
+/// `security` by its absolute path: a `PATH` that leads elsewhere gets no credential.
+const SECURITY: &str = "/usr/bin/security";
 
 #[async_trait]
 impl CredentialStore for KeychainCredentialStore {
@@ -325,7 +341,7 @@ mod tests {
             args: &[&str],
             stdin: Option<&[u8]>,
         ) -> io::Result<CommandOutput> {
-            assert_eq!(program, "security");
+            assert_eq!(program, "/usr/bin/security");
             let stdin = stdin.map(|s| String::from_utf8(s.to_vec()).unwrap());
             self.calls.lock().unwrap().push((
                 args.iter().map(|a| (*a).to_owned()).collect(),
@@ -395,6 +411,27 @@ mod tests {
         );
         assert_eq!(service_name(Some("/Users/ada/.claude-work")), want);
         assert_eq!(want.len(), "Claude Code-credentials-".len() + 8);
+    }
+
+    /// `USER` is the account name: one with a newline would have injected a second command
+    /// into `security -i`. Refused before `security` runs.
+    #[tokio::test]
+    async fn names_with_control_characters_never_reach_security() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = Arc::new(FakeSecurity::default());
+        let store = KeychainCredentialStore::with_runner(
+            KEYCHAIN_SERVICE,
+            "user\ndelete-generic-password -s \"Claude Code-credentials\"",
+            dir.path(),
+            fake.clone(),
+        );
+        let error = store.save_document("{}").await.unwrap_err();
+        assert!(error.to_string().contains("control character"), "{error}");
+        assert!(fake.calls.lock().unwrap().is_empty());
+        assert_eq!(
+            quoted("a \"b\" \\c").as_deref(),
+            Some("\"a \\\"b\\\" \\\\c\"")
+        );
     }
 
     #[tokio::test]
