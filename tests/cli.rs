@@ -269,6 +269,17 @@ async fn a_token_in_claude_code_oauth_token_is_used_as_it_is() {
         "{}",
         text(&output).0
     );
+
+    // Forced, it says why it cannot be refreshed — not that it "has expired".
+    let output = run(&["refresh", "--force"]).await.unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains("CLAUDE_CODE_OAUTH_TOKEN")
+            && stderr.contains("cannot be refreshed")
+            && !stderr.contains("expired"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

@@ -157,6 +157,12 @@ impl<S: Store, H: Http, C: Clock> Refresher<S, H, C> {
         mode: Mode,
         seen: &OAuthView,
     ) -> Result<(OAuthView, Outcome), AuthFailure> {
+        if seen.long_lived() {
+            return Err(AuthFailure::new(
+                Cause::NotRefreshable,
+                "this credential is a long-lived token without a refresh token (as `claude setup-token` makes): it is used as it is and cannot be refreshed",
+            ));
+        }
         if seen.refresh_token.is_none() {
             return Err(refresh_token_missing());
         }

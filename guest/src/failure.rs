@@ -26,6 +26,8 @@ pub enum Cause {
     RefreshTokenMissing,
     /// The document holds no token at all: the `claude` CLI's logged-out shape.
     LoggedOut,
+    /// A refresh was asked of a long-lived token, which has no refresh token.
+    NotRefreshable,
     /// The document is not JSON or a known field has the wrong type.
     DocumentInvalid,
     /// The endpoint answered `invalid_grant`.
@@ -48,7 +50,10 @@ impl Cause {
         match self {
             Self::CredentialsMissing | Self::OAuthSectionMissing => Kind::Missing,
             Self::RefreshTokenMissing | Self::LoggedOut | Self::GrantRejected => Kind::Expired,
-            Self::DocumentInvalid | Self::EndpointRefused | Self::StoreFailed => Kind::Refused,
+            Self::DocumentInvalid
+            | Self::EndpointRefused
+            | Self::StoreFailed
+            | Self::NotRefreshable => Kind::Refused,
             Self::EndpointUnavailable | Self::AnswerInvalid | Self::LockTimeout => {
                 Kind::SourceUnreachable
             }

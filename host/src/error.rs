@@ -23,6 +23,12 @@ pub enum ClaudeCodeAuthError {
     },
     /// The token expired and there is no refresh token to renew it.
     RefreshTokenMissing,
+    /// A refresh was asked of a long-lived token (`CLAUDE_CODE_OAUTH_TOKEN`, `claude
+    /// setup-token`): it has no refresh token, and is used as it is.
+    NotRefreshable {
+        /// Where the token comes from.
+        from: String,
+    },
     /// The credential holds no token at all: the `claude` CLI's logged-out shape (after a
     /// logout, or after the endpoint rejected its refresh token).
     LoggedOut {
@@ -127,6 +133,10 @@ impl fmt::Display for ClaudeCodeAuthError {
             Self::RefreshTokenMissing => f.write_str(
                 "the access token has expired and the credentials hold no refresh token; run `claude login` to sign in again",
             ),
+            Self::NotRefreshable { from } => write!(
+                f,
+                "the token from {from} cannot be refreshed: it is a long-lived token without a refresh token, used as it is until it is revoked"
+            ),
             Self::LoggedOut { path } => write!(
                 f,
                 "not logged in: the credentials at `{path}` hold no token; run `claude login`"
@@ -217,6 +227,7 @@ impl ClaudeCodeAuthError {
             Self::OAuthSectionMissing { .. } => "OAuthSectionMissing",
             Self::RefreshTokenMissing => "RefreshTokenMissing",
             Self::LoggedOut { .. } => "LoggedOut",
+            Self::NotRefreshable { .. } => "NotRefreshable",
             Self::RefreshHttp { .. } => "RefreshHttp",
             Self::RefreshRejected { .. } => "RefreshRejected",
             Self::RefreshRefused { .. } => "RefreshRefused",
@@ -252,6 +263,7 @@ impl ClaudeCodeAuthError {
             | Self::InvalidDocument { .. }
             | Self::Io { .. }
             | Self::NotWritable { .. }
+            | Self::NotRefreshable { .. }
             | Self::ReadOnly { .. }
             | Self::EndpointNotAllowed { .. }
             | Self::RequestDenied { .. }
@@ -343,6 +355,10 @@ mod tests {
             ),
             (
                 ClaudeCodeAuthError::ReadOnly { store: "s".into() },
+                "refused",
+            ),
+            (
+                ClaudeCodeAuthError::NotRefreshable { from: "s".into() },
                 "refused",
             ),
             (

@@ -121,6 +121,7 @@ fn auth_error(failure: AuthFailure) -> wit::AuthError {
             Cause::OAuthSectionMissing => wit::Cause::OauthSectionMissing,
             Cause::RefreshTokenMissing => wit::Cause::RefreshTokenMissing,
             Cause::LoggedOut => wit::Cause::LoggedOut,
+            Cause::NotRefreshable => wit::Cause::NotRefreshable,
             Cause::DocumentInvalid => wit::Cause::DocumentInvalid,
             Cause::GrantRejected => wit::Cause::GrantRejected,
             Cause::EndpointRefused => wit::Cause::EndpointRefused,

@@ -491,7 +491,7 @@ fn a_long_lived_token_is_used_and_never_refreshed() {
         let result = r.ensure(mode);
         match mode {
             Mode::IfNeeded => assert_eq!(result.unwrap().1, Outcome::StillFresh),
-            Mode::Force => assert_eq!(result.unwrap_err().cause, Cause::RefreshTokenMissing),
+            Mode::Force => assert_eq!(result.unwrap_err().cause, Cause::NotRefreshable),
         }
         assert_eq!(
             (r.store.locks, r.http.requests.len(), r.store.saved().len()),

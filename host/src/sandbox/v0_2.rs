@@ -164,6 +164,7 @@ pub(super) fn host_error(
         Cause::OauthSectionMissing => ClaudeCodeAuthError::OAuthSectionMissing { path: location },
         Cause::RefreshTokenMissing => ClaudeCodeAuthError::RefreshTokenMissing,
         Cause::LoggedOut => ClaudeCodeAuthError::LoggedOut { path: location },
+        Cause::NotRefreshable => ClaudeCodeAuthError::NotRefreshable { from: location },
         Cause::GrantRejected => ClaudeCodeAuthError::RefreshRejected { message },
         Cause::EndpointRefused => match refused {
             Some(refusal) => refusal.into_error(&config.token_url),
