@@ -317,6 +317,9 @@ pub const fn type_name(value: &Value) -> &'static str {
     }
 }
 
+/// The key under which serde_json (with `arbitrary_precision`) passes a number's text.
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
 /// A JSON value that refuses duplicate object keys. serde_json's own depth limit (128) still
 /// applies, so hostile nesting fails cleanly instead of overflowing the stack.
 pub(crate) struct Strict(pub(crate) Value);
@@ -379,6 +382,13 @@ impl<'de> Visitor<'de> for StrictVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut object = Map::new();
         while let Some(key) = map.next_key::<String>()? {
+            // serde_json hands a number over as this one-entry map, its text unchanged, so that
+            // a number is written back as it was written.
+            if key == NUMBER_TOKEN && object.is_empty() {
+                let text: String = map.next_value()?;
+                let number: Number = text.parse().map_err(de::Error::custom)?;
+                return Ok(Value::Number(number));
+            }
             if object.contains_key(&key) {
                 let shown: String = scrub(&key).chars().take(40).collect();
                 return Err(de::Error::custom(format_args!("duplicate key `{shown}`")));
@@ -626,7 +636,10 @@ mod tests {
         for key in ["refreshTokenExpiresAt", "x", "y"] {
             assert_eq!(value(text, key), value(&written, key), "{key}");
         }
-        assert!(written.contains("1.9300066666666667e+62"), "{written}");
+        assert!(
+            written.contains("193000666666666666666666666666666666666666666666666666660000000"),
+            "kept to the last digit: {written}"
+        );
     }
 
     /// The shape the `claude` CLI leaves after `invalid_grant` or a logout, and its neighbours.
@@ -684,6 +697,108 @@ mod tests {
         assert_eq!(view.access_token.as_deref(), Some("at-1"));
         assert_eq!(view.refresh_token.as_deref(), Some("rt-2"));
         assert!(view.needs_refresh(5_000, 0));
+    }
+
+    /// Unknown content survives as written, numbers too: not `1e3` → `1000.0`, not a 30-digit
+    /// integer → a float, not `-0` → `-0.0`. (The one normalisation: an exponent is written
+    /// `e+3`, `e-7`, as serde_json scans it — the same number, written the same way.)
+    #[test]
+    fn numbers_are_written_back_as_they_were_written() {
+        let numbers = [
+            ("1e3", "1e+3"),
+            (
+                "123456789012345678901234567890",
+                "123456789012345678901234567890",
+            ),
+            ("-0", "-0"),
+            ("1.0", "1.0"),
+            ("0.1", "0.1"),
+            ("1E-7", "1e-7"),
+            ("-12.500", "-12.500"),
+            ("18446744073709551616", "18446744073709551616"),
+        ];
+        for (number, written_as) in numbers {
+            let text = format!(
+                r#"{{"claudeAiOauth":{{"accessToken":"a","refreshToken":"r","expiresAt":1,"x":{number}}},"y":[{number}]}}"#
+            );
+            let written = Document::parse(&text)
+                .unwrap()
+                .with_grant(&grant(), 0)
+                .unwrap();
+            assert!(
+                written.contains(&format!(r#""x":{written_as}"#))
+                    && written.contains(&format!("[{written_as}]")),
+                "{number}: {written}"
+            );
+        }
+    }
+
+    /// Generated numbers of every form (stable Rust has no fuzzer here; the `document` fuzz
+    /// target checks the same under libFuzzer): each is kept to the last digit.
+    #[test]
+    fn generated_numbers_survive_a_write_back() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..5_000 {
+            let digits = |next: &mut dyn FnMut() -> u64, n: u64| -> String {
+                (0..n)
+                    .map(|_| char::from(b'0' + (next() % 10) as u8))
+                    .collect()
+            };
+            let mut number = String::new();
+            if next() % 3 == 0 {
+                number.push('-');
+            }
+            let int_len = 1 + next() % 40;
+            let int = digits(&mut next, int_len);
+            number.push_str(int.trim_start_matches('0'));
+            if number.is_empty() || number == "-" {
+                number.push('0');
+            }
+            if next() % 2 == 0 {
+                number.push('.');
+                let frac_len = 1 + next() % 30;
+                number.push_str(&digits(&mut next, frac_len));
+            }
+            if next() % 3 == 0 {
+                number.push(if next() % 2 == 0 { 'e' } else { 'E' });
+                match next() % 3 {
+                    0 => number.push('-'),
+                    1 => number.push('+'),
+                    _ => {}
+                }
+                let exp_len = 1 + next() % 3;
+                number.push_str(&digits(&mut next, exp_len));
+            }
+            let text = format!(
+                r#"{{"claudeAiOauth":{{"accessToken":"a","refreshToken":"r","expiresAt":1,"n":{number}}}}}"#
+            );
+            let written = Document::parse(&text)
+                .unwrap()
+                .with_grant(&grant(), 0)
+                .unwrap();
+            let mantissa: String = number
+                .split(['e', 'E'])
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let n = written
+                .split(r#""n":"#)
+                .nth(1)
+                .and_then(|rest| rest.split('}').next())
+                .unwrap();
+            assert!(n.starts_with(&mantissa), "{number} written as {n}");
+            assert_eq!(
+                n.to_ascii_lowercase().replace("e+", "e"),
+                number.to_ascii_lowercase().replace("e+", "e"),
+                "{number} written as {n}"
+            );
+        }
     }
 
     #[test]
