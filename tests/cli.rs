@@ -450,3 +450,51 @@ async fn the_cli_writes_no_core_dump() {
         "{fields:?}"
     );
 }
+
+#[tokio::test]
+async fn a_hard_linked_credential_is_warned_about() {
+    let scenario = Scenario::fixture_now("expired");
+    let endpoint = scenario.endpoint().await;
+    let path = scenario.path.to_str().unwrap();
+    let other = scenario.dir().join("other-name.json");
+    std::fs::hard_link(&scenario.path, &other).unwrap();
+    let spent = scenario.oauth("refreshToken");
+    let args = |command: &'static str| {
+        vec![
+            command.to_owned(),
+            "--credentials".into(),
+            path.to_owned(),
+            "--token-url".into(),
+            endpoint.url(),
+        ]
+    };
+    let run = |args: Vec<String>| {
+        let dir = scenario.dir().to_owned();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            cli(&dir, &args).await
+        }
+    };
+
+    let output = run(args("status")).await;
+    let (_, stderr) = text(&output);
+    assert!(
+        stderr.contains("has 2 hard links; a refresh replaces this name only"),
+        "{stderr}"
+    );
+
+    // The refresh replaces this name; the other keeps the old login, and the user is told.
+    let output = run(args("token")).await;
+    let (_, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: the credential file had other hard links"),
+        "{stderr}"
+    );
+    let kept: Value = serde_json::from_slice(&std::fs::read(&other).unwrap()).unwrap();
+    assert_eq!(kept["claudeAiOauth"]["refreshToken"], spent.as_str());
+
+    // One name now: no warning.
+    let output = run(args("status")).await;
+    assert!(text(&output).1.is_empty(), "{}", text(&output).1);
+}

@@ -99,11 +99,37 @@ async fn fsync_failing_with_eio_keeps_the_rotated_login() {
     let output = with_fault(&scenario.path, &endpoint.url(), &["token"], "fsync-eio").await;
     let (stdout, stderr) = text(&output);
     // The bytes are written; only their durability is in doubt. Renaming them in beats keeping
-    // the spent token.
+    // the spent token, and the user is told.
     assert!(output.status.success(), "{stderr}");
     assert!(endpoint.accepts_access_token(stdout.trim()));
     assert_eq!(endpoint.grants_served(), 1);
     assert_ne!(stored_refresh(&scenario.path), before);
+    assert!(
+        stderr.contains("warning: the refreshed credential could not be synced to disk"),
+        "{stderr}"
+    );
+    next_call_succeeds(&scenario.path, &endpoint).await;
+}
+
+#[tokio::test]
+async fn a_directory_sync_failing_after_the_rename_keeps_the_new_file_and_says_so() {
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    let scenario = expired_login(&endpoint);
+    let before = stored_refresh(&scenario.path);
+    let output = with_fault(&scenario.path, &endpoint.url(), &["token"], "dirsync-eio").await;
+    let (stdout, stderr) = text(&output);
+    // The rename is done: the file holds the new login (not byte-identical to before, and
+    // rightly so), the command succeeds, and stderr names what is in doubt.
+    assert!(output.status.success(), "{stderr}");
+    assert!(endpoint.accepts_access_token(stdout.trim()));
+    assert_ne!(stored_refresh(&scenario.path), before);
+    assert!(
+        stderr.contains(
+            "warning: the refreshed credential is in place, but its directory could not be synced"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(stdout.trim()), "a token in a warning");
     next_call_succeeds(&scenario.path, &endpoint).await;
 }
 

@@ -1,6 +1,7 @@
 /* Fault injection for tests/faults.rs, loaded into the real `claude-code-auth` process with
  * LD_PRELOAD. CCAUTH_FAULT chooses the fault:
  *   fsync-eio       every fsync and fdatasync fails with EIO (a failing disk);
+ *   dirsync-eio     fsync of a directory fails with EIO (files sync);
  *   kill-at-rename  the process kills itself with SIGKILL when it is about to rename a file over
  *                   one named `.credentials.json` (the instant between a complete temporary
  *                   file and its rename).
@@ -11,6 +12,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int fault(const char *name) {
@@ -23,8 +25,13 @@ static int ends_with(const char *text, const char *suffix) {
     return t >= s && strcmp(text + t - s, suffix) == 0;
 }
 
+static int is_directory(int fd) {
+    struct stat st;
+    return fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 int fsync(int fd) {
-    if (fault("fsync-eio")) {
+    if (fault("fsync-eio") || (fault("dirsync-eio") && is_directory(fd))) {
         errno = EIO;
         return -1;
     }

@@ -6,6 +6,7 @@
 
 mod demo;
 mod render;
+mod warnings;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -89,6 +90,7 @@ pub fn exit_code(error: &ClaudeCodeAuthError) -> u8 {
 pub fn main() -> ExitCode {
     harden_process();
     guard_standard_streams();
+    warnings::show_on_stderr();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -149,7 +151,7 @@ fn guard_standard_streams() {
 }
 
 fn fail(message: &str, code: u8) -> ExitCode {
-    let _ = writeln!(std::io::stderr(), "error: {message}");
+    let _ = writeln!(std::io::stderr(), "error: {}", render::shown(message));
     ExitCode::from(code)
 }
 
@@ -158,7 +160,7 @@ pub async fn run(cli: Cli) -> Result<(), ClaudeCodeAuthError> {
     if matches!(cli.command, Command::Demo) {
         return demo::run().await;
     }
-    let (source, store) = source(cli.credentials)?;
+    let Source { kind, store, file } = source(cli.credentials)?;
     let mut config = ClaudeCodeOAuthConfig::new();
     if let Some(url) = cli.token_url {
         config = config.with_token_url(url);
@@ -171,10 +173,13 @@ pub async fn run(cli: Cli) -> Result<(), ClaudeCodeAuthError> {
     let out = match cli.command {
         Command::Status { json } => {
             let status = provider.status().await?;
+            if let Some(path) = &file {
+                warn_hard_links(path);
+            }
             let shown = if json {
-                render::status_json(source, &location, &status)
+                render::status_json(kind, &location, &status)
             } else {
-                render::status_text(source, &location, &status, chrono::Utc::now())
+                render::status_text(kind, &location, &status, chrono::Utc::now())
             };
             print(&shown)?;
             // Logged out: fail as `token` would (exit 4), so a script can test `status` alone.
@@ -211,26 +216,65 @@ fn warn_login_deadline(status: &TokenStatus) {
     }
 }
 
+/// Where the credential comes from.
+struct Source {
+    /// `file`, `env` or `keychain`, as `status` shows it.
+    kind: &'static str,
+    store: Arc<dyn CredentialStore>,
+    /// The credential file, for a file store.
+    file: Option<PathBuf>,
+}
+
 /// Where the credential comes from, as the `claude` CLI decides: an explicit `--credentials`
 /// file; else the long-lived token in `CLAUDE_CODE_OAUTH_TOKEN`; else the macOS keychain item
 /// (on macOS) or the credential file in the config dir.
-fn source(
-    credentials: Option<PathBuf>,
-) -> Result<(&'static str, Arc<dyn CredentialStore>), ClaudeCodeAuthError> {
+fn source(credentials: Option<PathBuf>) -> Result<Source, ClaudeCodeAuthError> {
+    let file = |path: PathBuf| Source {
+        kind: "file",
+        store: Arc::new(FileCredentialStore::with_path(path.clone())),
+        file: Some(path),
+    };
     if let Some(path) = credentials {
-        return Ok(("file", Arc::new(FileCredentialStore::with_path(path))));
+        return Ok(file(path));
     }
     if let Some(env) = EnvTokenStore::from_env() {
-        return Ok(("env", Arc::new(env)));
+        return Ok(Source {
+            kind: "env",
+            store: Arc::new(env),
+            file: None,
+        });
     }
     if cfg!(target_os = "macos") {
-        return Ok((
-            "keychain",
-            Arc::new(KeychainCredentialStore::for_claude_cli()?),
-        ));
+        return Ok(Source {
+            kind: "keychain",
+            store: Arc::new(KeychainCredentialStore::for_claude_cli()?),
+            file: None,
+        });
     }
-    let path = FileCredentialStore::default_claude_path()?;
-    Ok(("file", Arc::new(FileCredentialStore::with_path(path))))
+    Ok(file(FileCredentialStore::default_claude_path()?))
+}
+
+/// A warning when the credential file has other names (hard links): a refresh writes a new file
+/// and renames it over this name, so the others keep the old login, whose refresh token the
+/// refresh spent. A symlink has no such problem.
+fn warn_hard_links(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.nlink() > 1
+        {
+            let _ = writeln!(
+                std::io::stderr(),
+                "warning: {} has {} hard links; a refresh replaces this name only and the others \
+                 keep a login it spent (link with a symlink instead)",
+                render::shown(&path.display().to_string()),
+                meta.nlink()
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// Print `text` and a newline; a closed stdout is an error like any other.

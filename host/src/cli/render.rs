@@ -8,7 +8,7 @@ use crate::{RefreshOutcome, RefreshReport, TokenStatus};
 
 /// `text` for a terminal: control characters (an escape sequence a hostile file holds, say)
 /// are shown as `�`, never sent.
-fn shown(text: &str) -> String {
+pub(super) fn shown(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { '\u{fffd}' } else { c })
         .collect()

@@ -96,7 +96,10 @@ impl Prepared {
         if let Some(dir) = target.parent() {
             // The rename happened; a failed directory fsync only weakens durability.
             if let Err(e) = sync_dir(dir) {
-                tracing::warn!(error = %e, "could not fsync the credential directory");
+                tracing::warn!(
+                    error = %e,
+                    "the refreshed credential is in place, but its directory could not be synced; a power loss may bring back the previous file"
+                );
             }
         }
         Ok(())

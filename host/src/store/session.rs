@@ -304,7 +304,10 @@ impl Held {
                 if let Err(e) = synced {
                     // The bytes are written; durability is what is in doubt. Going on is better
                     // than keeping the spent token on disk.
-                    tracing::warn!(error = %e, "fsync of the refreshed credential failed");
+                    tracing::warn!(
+                        error = %e,
+                        "the refreshed credential could not be synced to disk; it is put in place, but a power loss may lose it"
+                    );
                 }
                 if let Some(record) = &mut self.record.prepared {
                     record.complete = true;
@@ -312,7 +315,16 @@ impl Held {
                 }
                 // Complete and on record: from here a kill leaves it for the next holder.
                 let _ = self.note();
-                prepared.install(target)
+                let links = hard_links(target);
+                let installed = prepared.install(target);
+                if installed.is_ok() && links > 1 {
+                    tracing::warn!(
+                        path = %target.display(),
+                        links,
+                        "the credential file had other hard links; they keep the previous login, whose refresh token this refresh spent"
+                    );
+                }
+                installed
             }
             Err(e) => Err((prepared, e)),
         };
@@ -416,4 +428,19 @@ fn distinct(locks: impl Iterator<Item = DirLock>) -> Vec<DirLock> {
         }
     }
     out
+}
+
+/// How many names (hard links) the file at `target` has; a rename over it gives only this one
+/// the new login.
+fn hard_links(target: &Path) -> u64 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(target).map_or(1, |meta| meta.nlink())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = target;
+        1
+    }
 }
