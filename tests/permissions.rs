@@ -228,6 +228,35 @@ async fn root_refreshing_a_users_credential_leaves_it_theirs() {
 
 /// A symlink planted where the lock file goes is not followed: the file it points to keeps its
 /// content, and nothing is spent.
+/// A user who may write the directory and read another user's credential there does not take
+/// it over: the temporary file cannot be given the owner's uid, which shows before spending.
+#[tokio::test]
+async fn a_credential_another_user_owns_is_not_taken_over() {
+    if !running_as_root() {
+        return;
+    }
+    let scenario = Scenario::fixture_now("expired");
+    let endpoint = scenario.endpoint().await;
+    // The directory is the unprivileged user's; the credential in it is root's, readable by all.
+    let nobody = Some(UNPRIVILEGED);
+    std::os::unix::fs::chown(scenario.dir(), nobody, nobody).unwrap();
+    chmod(&scenario.path, 0o644);
+    let before = snapshot(&scenario.path);
+    let path = scenario.path.to_str().unwrap();
+    let url = endpoint.url();
+    let args = [
+        "refresh",
+        "--force",
+        "--credentials",
+        path,
+        "--token-url",
+        &url,
+    ];
+    let output = run(unprivileged_cli(scenario.dir(), &args)).await;
+    refused_before_spending(&output, "belongs to user 0", &scenario, &before, &endpoint);
+    assert_eq!(owner(&scenario.path), (0, 0));
+}
+
 #[tokio::test]
 async fn a_symlink_planted_at_the_lock_file_is_refused() {
     let scenario = Scenario::fixture_now("expired");
