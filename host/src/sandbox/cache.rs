@@ -116,9 +116,25 @@ fn mac(key: &[u8; 32], message: &[u8]) -> [u8; MAC_LEN] {
         .into()
 }
 
+/// The key of the cache in `dir`; made (32 random bytes, `0600`) when `create` and there is none.
+fn key(dir: &trusted::Dir, create: bool) -> Result<[u8; 32], &'static str> {
+    if let Ok(bytes) = dir.read(KEY_FILE) {
+        return bytes
+            .try_into()
+            .map_err(|_| "the cache key is not 32 bytes");
+    }
+    if !create {
+        return Err("the cache has no key");
+    }
+    let key = trusted::Dir::fresh_key()?;
+    dir.write(KEY_FILE, &key)
+        .map_err(|_| "cannot write the cache key")?;
+    Ok(key)
+}
+
 fn load(engine: &Engine, dir: &Path, name: &str) -> Result<Component, &'static str> {
     let dir = trusted::Dir::open(dir)?;
-    let key = dir.key(false)?;
+    let key = key(&dir, false)?;
     let bytes = dir.read(name)?;
     let (stored, artifact) = bytes
         .split_at_checked(MAC_LEN)
@@ -144,7 +160,7 @@ fn deserialize(engine: &Engine, artifact: &[u8]) -> Option<Component> {
 fn save(dir: &Path, name: &str, component: &Component) -> std::io::Result<()> {
     create_private_dir(dir)?;
     let dir = trusted::Dir::open(dir).map_err(std::io::Error::other)?;
-    let key = dir.key(true).map_err(std::io::Error::other)?;
+    let key = key(&dir, true).map_err(std::io::Error::other)?;
     let artifact = component.serialize().map_err(std::io::Error::other)?;
     let mut bytes = Vec::with_capacity(MAC_LEN + artifact.len());
     bytes.extend_from_slice(&mac(&key, &artifact));
@@ -224,21 +240,11 @@ mod trusted {
             Ok(bytes)
         }
 
-        /// The cache's key; made (32 random bytes, `0600`) when `create` and there is none.
-        pub(super) fn key(&self, create: bool) -> Result<[u8; 32], &'static str> {
-            if let Ok(bytes) = self.read(super::KEY_FILE) {
-                return bytes
-                    .try_into()
-                    .map_err(|_| "the cache key is not 32 bytes");
-            }
-            if !create {
-                return Err("the cache has no key");
-            }
+        /// 32 random bytes for a new cache key.
+        pub(super) fn fresh_key() -> Result<[u8; 32], &'static str> {
             let mut key = [0u8; 32];
             rustix::rand::getrandom(&mut key, rustix::rand::GetRandomFlags::empty())
                 .map_err(|_| "no randomness for a cache key")?;
-            self.write(super::KEY_FILE, &key)
-                .map_err(|_| "cannot write the cache key")?;
             Ok(key)
         }
 
@@ -283,21 +289,10 @@ mod trusted {
             std::fs::read(self.0.join(name)).map_err(|_| "no cached artifact")
         }
 
-        pub(super) fn key(&self, create: bool) -> Result<[u8; 32], &'static str> {
-            if let Ok(bytes) = self.read(super::KEY_FILE) {
-                return bytes
-                    .try_into()
-                    .map_err(|_| "the cache key is not 32 bytes");
-            }
-            if !create {
-                return Err("the cache has no key");
-            }
-            // Without a system random source here: a key from the clock and the process.
+        /// A new cache key. Without a system random source here: from the clock and the process.
+        pub(super) fn fresh_key() -> Result<[u8; 32], &'static str> {
             let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
-            let key: [u8; 32] = sha2::Sha256::digest(seed.as_bytes()).into();
-            self.write(super::KEY_FILE, &key)
-                .map_err(|_| "cannot write the cache key")?;
-            Ok(key)
+            Ok(sha2::Sha256::digest(seed.as_bytes()).into())
         }
 
         pub(super) fn write(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {

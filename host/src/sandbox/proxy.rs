@@ -116,8 +116,12 @@ fn parse(url: &str) -> Result<Route, String> {
     } else {
         format!("{hostport}:80")
     };
-    let authorization =
-        userinfo.map(|u| Zeroizing::new(format!("Basic {}", base64(&percent_decoded(u)))));
+    let authorization = userinfo.map(|u| {
+        Zeroizing::new(format!(
+            "Basic {}",
+            base64(&percent_encoding::percent_decode_str(u).collect::<Vec<u8>>())
+        ))
+    });
     Ok(Route {
         proxy,
         authorization,
@@ -181,29 +185,6 @@ pub(crate) async fn open_tunnel(
             status.trim()
         ))
     }
-}
-
-fn percent_decoded(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 fn base64(bytes: &[u8]) -> String {
