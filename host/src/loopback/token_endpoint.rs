@@ -389,3 +389,16 @@ impl State {
         Reply::Respond(Response::json(200, &answer))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::form_fields;
+
+    #[test]
+    fn form_bodies_are_decoded() {
+        let fields = form_fields(b"grant_type=refresh_token&refresh_token=a%2Bb+c%3D&empty=");
+        assert_eq!(fields["grant_type"], "refresh_token");
+        assert_eq!(fields["refresh_token"], "a+b c=");
+        assert_eq!(fields["empty"], "");
+    }
+}
