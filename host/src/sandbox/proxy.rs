@@ -117,10 +117,8 @@ fn parse(url: &str) -> Result<Route, String> {
         format!("{hostport}:80")
     };
     let authorization = userinfo.map(|u| {
-        Zeroizing::new(format!(
-            "Basic {}",
-            base64(&percent_encoding::percent_decode_str(u).collect::<Vec<u8>>())
-        ))
+        let decoded = Zeroizing::new(percent_encoding::percent_decode_str(u).collect::<Vec<u8>>());
+        Zeroizing::new(format!("Basic {}", base64(&decoded)))
     });
     Ok(Route {
         proxy,
