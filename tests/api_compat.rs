@@ -101,7 +101,7 @@ fn the_original_surface_compiles_with_the_same_shapes() {
 
 #[tokio::test]
 async fn a_two_method_store_drives_a_refresh() {
-    let endpoint = entelix_auth_claude_code::loopback::TokenEndpoint::start()
+    let endpoint = claude_code_auth_testkit::loopback::TokenEndpoint::start()
         .await
         .unwrap();
     let login = endpoint.login();

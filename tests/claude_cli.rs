@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use entelix_auth_claude_code::loopback::{MessagesApi, TokenEndpoint};
+use claude_code_auth_testkit::loopback::{MessagesApi, TokenEndpoint};
 use serde_json::{Value, json};
 use support::text;
 

@@ -9,7 +9,7 @@ mod support;
 
 use std::sync::Arc;
 
-use entelix_auth_claude_code::loopback::{MessagesApi, TokenEndpoint};
+use claude_code_auth_testkit::loopback::{MessagesApi, TokenEndpoint};
 use entelix_auth_claude_code::{
     CLAUDE_CODE_BETA, ClaudeCodeOAuthProvider, FileCredentialStore, OAUTH_BETA,
     RefreshOnUnauthorized,

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use entelix_auth_claude_code::loopback::TokenEndpoint;
+use claude_code_auth_testkit::loopback::TokenEndpoint;
 use entelix_auth_claude_code::{
     ClaudeCodeAuthError, ClaudeCodeAuthResult, ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider,
     CredentialFile, CredentialStore, FileCredentialStore, MemoryCredentialStore, RefreshLock,

@@ -11,16 +11,15 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use entelix_auth_claude_code::loopback::{Handler, LoopbackServer, Reply, Response};
+use claude_code_auth_testkit::loopback::{Handler, LoopbackServer, Reply, Response};
+// The test-only component from `tests/hostile-guest/`, built by the testkit.
+use claude_code_auth_testkit::components::HOSTILE;
 use entelix_auth_claude_code::{
     ClaudeCodeAuthError, ClaudeCodeOAuthProvider, DEFAULT_FUEL, DEFAULT_MEMORY_LIMIT,
     FileCredentialStore, ProviderComponent,
 };
 use secrecy::ExposeSecret;
 use support::{Scenario, config};
-
-/// The test-only component from `tests/hostile-guest/`, built by the host's build script.
-const HOSTILE: &[u8] = include_bytes!(env!("CLAUDE_CODE_AUTH_HOSTILE_COMPONENT"));
 
 async fn hostile() -> ProviderComponent {
     tokio::task::spawn_blocking(|| ProviderComponent::compile(HOSTILE))

@@ -12,7 +12,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt, symlink};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use entelix_auth_claude_code::loopback::{Reply, Response, TokenEndpoint};
+use claude_code_auth_testkit::loopback::{Reply, Response, TokenEndpoint};
 use entelix_auth_claude_code::{ClaudeCodeAuthError, ClaudeCodeOAuthProvider, FileCredentialStore};
 use serde_json::json;
 use support::{NOW_MS, Scenario, config, reaction};

@@ -11,8 +11,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use entelix_auth_claude_code::cli::EXIT_REFUSED;
-use entelix_auth_claude_code::loopback::TokenEndpoint;
+use claude_code_auth_testkit::loopback::TokenEndpoint;
+use support::EXIT_REFUSED;
 use support::{Scenario, text};
 
 /// `nobody` on Debian-like systems.
@@ -78,11 +78,7 @@ async fn an_unreadable_file_is_refused_and_untouched() {
     ))
     .await;
     let (stdout, stderr) = text(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(i32::from(EXIT_REFUSED)),
-        "{stderr}"
-    );
+    assert_eq!(output.status.code(), Some(EXIT_REFUSED), "{stderr}");
     assert!(stdout.is_empty());
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
@@ -121,11 +117,7 @@ fn refused_before_spending(
     endpoint: &TokenEndpoint,
 ) {
     let (stdout, stderr) = text(output);
-    assert_eq!(
-        output.status.code(),
-        Some(i32::from(EXIT_REFUSED)),
-        "{stderr}"
-    );
+    assert_eq!(output.status.code(), Some(EXIT_REFUSED), "{stderr}");
     assert!(stdout.is_empty() && stderr.contains(says), "{stderr}");
     assert_eq!(&snapshot(&scenario.path), before);
     assert!(

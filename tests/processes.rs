@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use entelix_auth_claude_code::loopback::TokenEndpoint;
+use claude_code_auth_testkit::loopback::TokenEndpoint;
 use entelix_auth_claude_code::{ClaudeCodeAuthError, ClaudeCodeOAuthProvider, FileCredentialStore};
 use serde_json::Value;
 use support::{Scenario, cli, cli_command, expired_login, text, without_token_fields};

@@ -8,7 +8,7 @@ mod support;
 
 use std::sync::Arc;
 
-use entelix_auth_claude_code::loopback::{Reply, Response};
+use claude_code_auth_testkit::loopback::{Reply, Response};
 use entelix_auth_claude_code::{
     CLAUDE_CODE_CLIENT_ID, ClaudeCodeAuthError, ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider,
     CredentialFile, CredentialStore, DEFAULT_USER_AGENT, FileCredentialStore,
@@ -286,7 +286,7 @@ async fn no_refresh_token_is_expired_and_sends_nothing() {
 async fn invalid_grant_is_expired_with_a_login_hint() {
     let scenario = Scenario::fixture("expired");
     // An endpoint that never issued this refresh token.
-    let endpoint = entelix_auth_claude_code::loopback::TokenEndpoint::start()
+    let endpoint = claude_code_auth_testkit::loopback::TokenEndpoint::start()
         .await
         .unwrap();
     let error = failing(&scenario, config(&endpoint)).await;
@@ -419,7 +419,7 @@ async fn an_endpoint_off_the_allow_list_is_refused_before_any_call() {
 async fn a_typed_store_keeps_unknown_fields_too() {
     let fixture = std::fs::read_to_string(support::fixture_path("expired")).unwrap();
     let store = Arc::new(MemoryCredentialStore::with_document(fixture.trim()));
-    let scenario_endpoint = entelix_auth_claude_code::loopback::TokenEndpoint::start()
+    let scenario_endpoint = claude_code_auth_testkit::loopback::TokenEndpoint::start()
         .await
         .unwrap();
     scenario_endpoint.accept_refresh_token("sk-ant-ort01-fixture-expired-refresh");

@@ -10,7 +10,7 @@ mod support;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use entelix_auth_claude_code::loopback::{Reply, Response, TokenEndpoint};
+use claude_code_auth_testkit::loopback::{Reply, Response, TokenEndpoint};
 use entelix_auth_claude_code::{
     ClaudeCodeAuthError, ClaudeCodeOAuthProvider, CredentialStore, FileCredentialStore,
 };

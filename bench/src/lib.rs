@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use entelix_auth_claude_code::loopback::TokenEndpoint;
+use claude_code_auth_testkit::loopback::TokenEndpoint;
 use entelix_core::auth::CredentialProvider;
 use serde_json::{Value, json};
 use tempfile::TempDir;

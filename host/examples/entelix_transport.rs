@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use entelix_auth_claude_code::loopback::{MessagesApi, TokenEndpoint};
+use claude_code_auth_testkit::loopback::{MessagesApi, TokenEndpoint};
 use entelix_auth_claude_code::{
     CLAUDE_CODE_BETA, ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider, CredentialStore,
     FileCredentialStore, OAUTH_BETA,

@@ -29,18 +29,15 @@
 //!
 //! Layout: [`ClaudeCodeOAuthProvider`] over a [`CredentialStore`] ([`FileCredentialStore`] by
 //! default, [`MemoryCredentialStore`], or your own), configured by [`ClaudeCodeOAuthConfig`].
-//! The `claude-code-auth` binary is a CLI over the same pieces; [`loopback`] holds the local
-//! token endpoint and API used by its `demo` command and by the tests.
+//! The `claude-code-auth` command line (crate `claude-code-auth`) is built on the same pieces.
 
 // Unit tests panic to report failure.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod cli;
 mod config;
 mod credential;
 mod error;
 mod header_cache;
-pub mod loopback;
 mod provider;
 mod sandbox;
 mod secret;

@@ -42,8 +42,9 @@ impl fmt::Debug for ClaudeCodeOAuthProvider {
     }
 }
 
-/// What is known about the stored credential. Never carries a token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What is known about the stored credential. Never carries a token. The default knows nothing:
+/// not logged in, no expiry, no refresh token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TokenStatus {
     /// The credential holds a token. `false` is the `claude` CLI's logged-out shape (tokens

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use entelix_auth_claude_code::loopback::{Handler, Reply, Request, Response, serve};
+use claude_code_auth_testkit::loopback::{Handler, Reply, Request, Response, serve};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,

@@ -8,11 +8,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use entelix_auth_claude_code::loopback::TokenEndpoint;
+use claude_code_auth_testkit::loopback::TokenEndpoint;
 use entelix_auth_claude_code::{ClaudeCodeAuthError, ClaudeCodeOAuthConfig};
 use serde_json::Value;
 use std::process::{Child, Stdio};
 use tempfile::TempDir;
+
+/// Exit codes the README documents for `claude-code-auth`: no credential, expired or logged
+/// out, refused, unreachable. Written out here: the tests hold the CLI to its documentation.
+pub const EXIT_MISSING: i32 = 3;
+/// See [`EXIT_MISSING`].
+pub const EXIT_EXPIRED: i32 = 4;
+/// See [`EXIT_MISSING`].
+pub const EXIT_REFUSED: i32 = 5;
+/// See [`EXIT_MISSING`].
+pub const EXIT_UNREACHABLE: i32 = 6;
 
 /// The test clock: 2030-03-17T17:46:40Z. Fixture expiries are relative to it.
 pub const NOW_MS: i64 = 1_900_000_000_000;

@@ -39,8 +39,9 @@ pub(crate) use state::LocalLock;
 use v0_2::exports::entelix::claude_code_auth::provider as wit;
 use v0_2::{PACKAGE, ProviderHost, ProviderHostPre, host_error, wit_config};
 
-/// The component this crate was built with (from `guest/`, by `build/main.rs`).
-pub const COMPONENT_WASM: &[u8] = include_bytes!(env!("CLAUDE_CODE_AUTH_COMPONENT"));
+/// The refresh component this crate ships and runs: built from `guest/` reproducibly (pinned
+/// toolchain, remapped paths) by `componentize/`, and checked in CI to be what `guest/` builds.
+pub const COMPONENT_WASM: &[u8] = include_bytes!("../../component/claude_code_auth.wasm");
 
 /// How often the engine's epoch advances: a running guest yields to the async runtime at least
 /// this often, so the call's deadline can always fire.

@@ -496,7 +496,9 @@ mod tests {
         use secrecy::ExposeSecret;
         let dir = tempfile::tempdir().unwrap();
         let fake = Arc::new(FakeSecurity::default());
-        let endpoint = crate::loopback::TokenEndpoint::start().await.unwrap();
+        let endpoint = claude_code_auth_testkit::loopback::TokenEndpoint::start()
+            .await
+            .unwrap();
         let login = endpoint.login();
         *fake.item.lock().unwrap() = Some(format!(
             r#"{{"claudeAiOauth":{{"accessToken":"{}","refreshToken":"{}","expiresAt":1,"scopes":["user:inference"]}},"mcpOAuth":{{}}}}"#,

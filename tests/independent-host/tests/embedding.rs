@@ -5,17 +5,23 @@
 // Tests panic to report failure.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use claude_code_auth_independent_host::{AuthError, Config, MemoryStore, PluginHost};
-use entelix_auth_claude_code::loopback::TokenEndpoint;
+use claude_code_auth_testkit::loopback::TokenEndpoint;
 use serde_json::{Value, json};
 
-/// A component published by the host crate's build (`target/component/`).
+/// A component by file name: the refresh component as `entelix-auth-claude-code` ships it, read
+/// from its file as a plugin host would; the composition with the filesystem store, as the
+/// testkit builds it.
 fn component(name: &str) -> Vec<u8> {
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap();
-    let path: PathBuf = target.join("component").join(name);
+    if name == "claude_code_auth_with_fs_store.wasm" {
+        return claude_code_auth_testkit::components::WITH_FS_STORE.to_vec();
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../host/component")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -42,7 +48,7 @@ fn expired_document(endpoint: &TokenEndpoint) -> String {
 fn config(endpoint: &TokenEndpoint) -> Config {
     Config {
         token_url: endpoint.url(),
-        client_id: Some(entelix_auth_claude_code::CLAUDE_CODE_CLIENT_ID.into()),
+        client_id: Some(claude_code_auth_testkit::loopback::CLAUDE_CODE_CLIENT_ID.into()),
         expiry_skew_ms: 300_000,
         timeout_ms: 30_000,
         user_agent: None,

@@ -1,31 +1,23 @@
 //! `claude-code-auth demo`: the whole refresh path on one machine, with no account. Every step
 //! is checked, so the demo fails loudly instead of printing a story that did not happen.
 
-use std::io;
+mod endpoint;
+
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
-use super::{print, render};
-use crate::loopback::TokenEndpoint;
-use crate::{
-    ClaudeCodeAuthError, ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider, CredentialStore,
-    FileCredentialStore,
+use super::{Failure, print, render};
+use endpoint::DemoEndpoint;
+use entelix_auth_claude_code::{
+    ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider, CredentialStore, FileCredentialStore,
 };
 
-fn io_error(doing: &str) -> impl FnOnce(io::Error) -> ClaudeCodeAuthError + '_ {
-    move |source| ClaudeCodeAuthError::Io {
-        path: doing.to_owned(),
-        source,
-    }
-}
-
-fn broken(what: &str) -> ClaudeCodeAuthError {
-    ClaudeCodeAuthError::Sandbox {
-        message: format!("demo check failed: {what}"),
-    }
+/// A step that did not do what the demo shows.
+fn broken(what: impl std::fmt::Display) -> Failure {
+    Failure::Demo(what.to_string())
 }
 
 fn now_ms() -> i64 {
@@ -48,15 +40,15 @@ fn mode(_: &Path) -> String {
     "n/a".into()
 }
 
-pub(super) async fn run() -> Result<(), ClaudeCodeAuthError> {
+pub(super) async fn run() -> Result<(), Failure> {
     print(
         "claude-code-auth demo: a refresh end to end, on this machine only, no account needed\n",
     )?;
 
-    let endpoint = TokenEndpoint::start()
+    let endpoint = DemoEndpoint::start()
         .await
-        .map_err(io_error("starting the loopback token endpoint"))?;
-    let login = endpoint.login();
+        .map_err(|e| broken(format!("starting the loopback token endpoint: {e}")))?;
+    let (access_token, refresh_token) = endpoint.tokens();
     print(&format!(
         "1. Started a loopback token endpoint at {}\n   It behaves like the real one: JSON only, client id required, refresh tokens rotated\n   on every grant, a token family revoked when a spent refresh token comes back.\n",
         endpoint.url()
@@ -65,13 +57,13 @@ pub(super) async fn run() -> Result<(), ClaudeCodeAuthError> {
     let dir = tempfile::Builder::new()
         .prefix("claude-code-auth-demo-")
         .tempdir()
-        .map_err(io_error("creating a temporary directory"))?;
+        .map_err(|e| broken(format!("creating a temporary directory: {e}")))?;
     let path = dir.path().join(".credentials.json");
     let ten_minutes_ago = now_ms() - 10 * 60 * 1000;
     let original = json!({
         "claudeAiOauth": {
-            "accessToken": login.access_token,
-            "refreshToken": login.refresh_token,
+            "accessToken": access_token,
+            "refreshToken": refresh_token,
             "expiresAt": ten_minutes_ago,
             "scopes": ["user:inference", "user:profile"],
             "subscriptionType": "max",
@@ -96,7 +88,7 @@ pub(super) async fn run() -> Result<(), ClaudeCodeAuthError> {
         .strip_prefix("Bearer ")
         .ok_or_else(|| broken("the header is not a bearer token"))?
         .to_owned();
-    if endpoint.grants_served() != 1 || !endpoint.accepts_access_token(&token) {
+    if endpoint.grants() != 1 || endpoint.tokens().0 != token {
         return Err(broken(
             "the endpoint did not issue the token the component returned",
         ));
@@ -104,7 +96,7 @@ pub(super) async fn run() -> Result<(), ClaudeCodeAuthError> {
     print(&format!(
         "3. Resolved through the sandboxed component (wasm32-wasip2, wasmtime):\n   Authorization: Bearer {}\n   The endpoint served {} refresh grant; the old refresh token is now spent.\n",
         render::fingerprint(&token),
-        endpoint.grants_served()
+        endpoint.grants()
     ))?;
 
     let rewritten = store
@@ -115,7 +107,7 @@ pub(super) async fn run() -> Result<(), ClaudeCodeAuthError> {
         serde_json::from_str(&rewritten).map_err(|_| broken("the rewritten file is not JSON"))?;
     let oauth = &after["claudeAiOauth"];
     if oauth["accessToken"] != token.as_str()
-        || oauth["refreshToken"] == login.refresh_token.as_str()
+        || oauth["refreshToken"] == refresh_token.as_str()
         || after["mcpOAuth"] != original["mcpOAuth"]
         || oauth["rateLimitTier"] != original["claudeAiOauth"]["rateLimitTier"]
     {
@@ -130,13 +122,13 @@ pub(super) async fn run() -> Result<(), ClaudeCodeAuthError> {
     ))?;
 
     let again = provider.header_value().await?;
-    if again.expose_secret() != header.expose_secret() || endpoint.grants_served() != 1 {
+    if again.expose_secret() != header.expose_secret() || endpoint.grants() != 1 {
         return Err(broken("a fresh token was refreshed again"));
     }
     let status = provider.status().await?;
     print(&format!(
         "5. Resolved again: the fresh token was reused and nothing was sent (grants served: {}).\n   Status: valid until {}, subscription {}.\n",
-        endpoint.grants_served(),
+        endpoint.grants(),
         status.expires_at().map_or_else(
             || "?".into(),
             |at| at.format("%Y-%m-%d %H:%M:%S UTC").to_string()

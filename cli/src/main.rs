@@ -2,13 +2,14 @@
 //! through the sandboxed component.
 //!
 //! Only `token` and `header` ever print a token. Errors are one line on stderr and a non-zero exit
-//! code that says how to react (see [`exit_code`]).
+//! code that says how to react (see [`Failure::exit_code`]).
 
 mod demo;
 mod render;
 mod warnings;
 
-use std::io::Write;
+use std::fmt;
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 
-use crate::{
+use entelix_auth_claude_code::{
     ClaudeCodeAuthError, ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider, CredentialStore,
     EnvTokenStore, FileCredentialStore, KeychainCredentialStore, TokenStatus,
 };
@@ -24,26 +25,26 @@ use crate::{
 /// Use the `claude` CLI's Claude.ai login from other programs, refreshed in a sandbox.
 #[derive(Debug, Parser)]
 #[command(name = "claude-code-auth", version, about)]
-pub struct Cli {
+struct Cli {
     /// Credential file [default: the token in $CLAUDE_CODE_OAUTH_TOKEN when set; else the macOS
     /// keychain item on macOS, or $CLAUDE_CONFIG_DIR/.credentials.json, else
     /// ~/.claude/.credentials.json]
     #[arg(long, global = true, value_name = "PATH")]
-    pub credentials: Option<PathBuf>,
+    credentials: Option<PathBuf>,
     /// Token endpoint [default: https://platform.claude.com/v1/oauth/token]
     #[arg(long, global = true, value_name = "URL")]
-    pub token_url: Option<String>,
+    token_url: Option<String>,
     /// User-Agent of the refresh request [default: axios/1.15.2, as the claude CLI sends]
     #[arg(long, global = true, value_name = "TEXT")]
-    pub user_agent: Option<String>,
+    user_agent: Option<String>,
     /// What to do.
     #[command(subcommand)]
-    pub command: Command,
+    command: Command,
 }
 
 /// The commands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+enum Command {
     /// Show the stored credential: expiry, subscription, scopes. Never the token.
     Status {
         /// Print JSON instead of text.
@@ -66,28 +67,59 @@ pub enum Command {
 }
 
 /// Exit code for errors that a new login fixes because there is no credential.
-pub const EXIT_MISSING: u8 = 3;
+const EXIT_MISSING: u8 = 3;
 /// Exit code for an expired credential that cannot be renewed (log in again).
-pub const EXIT_EXPIRED: u8 = 4;
-/// Exit code for a credential or store that is unusable as it is.
-pub const EXIT_REFUSED: u8 = 5;
+const EXIT_EXPIRED: u8 = 4;
+/// Exit code for a credential, store or output that is unusable as it is.
+const EXIT_REFUSED: u8 = 5;
 /// Exit code for an unreachable token endpoint or a busy lock (retry later).
-pub const EXIT_UNREACHABLE: u8 = 6;
+const EXIT_UNREACHABLE: u8 = 6;
 
-/// The exit code for `error`: 3 missing, 4 expired, 5 refused, 6 unreachable, 1 otherwise.
-pub fn exit_code(error: &ClaudeCodeAuthError) -> u8 {
-    use entelix_core::auth::AuthError;
-    match error.to_auth_error() {
-        AuthError::Missing { .. } => EXIT_MISSING,
-        AuthError::Expired { .. } => EXIT_EXPIRED,
-        AuthError::Refused { .. } => EXIT_REFUSED,
-        AuthError::SourceUnreachable { .. } => EXIT_UNREACHABLE,
-        _ => 1,
+/// Why a command failed.
+enum Failure {
+    /// The library's error: its kind says how to react.
+    Auth(ClaudeCodeAuthError),
+    /// Standard output could not take what was printed (closed, full).
+    Output(io::Error),
+    /// A step of the demo did not do what it shows.
+    Demo(String),
+}
+
+impl Failure {
+    /// 3 missing, 4 expired, 5 refused (or no usable stdout), 6 unreachable, 1 otherwise.
+    fn exit_code(&self) -> u8 {
+        use entelix_core::auth::AuthError;
+        match self {
+            Self::Auth(error) => match error.to_auth_error() {
+                AuthError::Missing { .. } => EXIT_MISSING,
+                AuthError::Expired { .. } => EXIT_EXPIRED,
+                AuthError::Refused { .. } => EXIT_REFUSED,
+                AuthError::SourceUnreachable { .. } => EXIT_UNREACHABLE,
+                _ => 1,
+            },
+            Self::Output(_) => EXIT_REFUSED,
+            Self::Demo(_) => 1,
+        }
     }
 }
 
-/// Run the command line of this process.
-pub fn main() -> ExitCode {
+impl From<ClaudeCodeAuthError> for Failure {
+    fn from(error: ClaudeCodeAuthError) -> Self {
+        Self::Auth(error)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Auth(error) => error.fmt(f),
+            Self::Output(error) => write!(f, "cannot write to standard output: {error}"),
+            Self::Demo(what) => write!(f, "demo check failed: {what}"),
+        }
+    }
+}
+
+fn main() -> ExitCode {
     harden_process();
     guard_standard_streams();
     warnings::show_on_stderr();
@@ -102,7 +134,7 @@ pub fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => fail(&error.to_string(), exit_code(&error)),
+        Err(failure) => fail(&failure.to_string(), failure.exit_code()),
     }
 }
 
@@ -156,7 +188,7 @@ fn fail(message: &str, code: u8) -> ExitCode {
 }
 
 /// Run `cli`, printing to stdout.
-pub async fn run(cli: Cli) -> Result<(), ClaudeCodeAuthError> {
+async fn run(cli: Cli) -> Result<(), Failure> {
     if matches!(cli.command, Command::Demo) {
         return demo::run().await;
     }
@@ -185,7 +217,7 @@ pub async fn run(cli: Cli) -> Result<(), ClaudeCodeAuthError> {
             // Logged out: fail as `token` would (exit 4), so a script can test `status` alone.
             return match status.logged_in {
                 true => Ok(()),
-                false => Err(ClaudeCodeAuthError::LoggedOut { path: location }),
+                false => Err(ClaudeCodeAuthError::LoggedOut { path: location }.into()),
             };
         }
         Command::Token => {
@@ -278,19 +310,15 @@ fn warn_hard_links(path: &std::path::Path) {
 }
 
 /// Print `text` and a newline; a closed stdout is an error like any other.
-fn print(text: &str) -> Result<(), ClaudeCodeAuthError> {
+fn print(text: &str) -> Result<(), Failure> {
     // A closed standard output would take the token nowhere while the command says it worked.
     if STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed) {
-        return Err(ClaudeCodeAuthError::Io {
-            path: "<stdout>".into(),
-            source: std::io::Error::from_raw_os_error(9),
-        });
+        return Err(Failure::Output(io::Error::other(
+            "it was closed when the command started",
+        )));
     }
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = io::stdout().lock();
     writeln!(stdout, "{text}")
         .and_then(|()| stdout.flush())
-        .map_err(|source| ClaudeCodeAuthError::Io {
-            path: "<stdout>".into(),
-            source,
-        })
+        .map_err(Failure::Output)
 }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::{RefreshOutcome, RefreshReport, TokenStatus};
+use entelix_auth_claude_code::{LOGIN_WARNING, RefreshOutcome, RefreshReport, TokenStatus};
 
 /// `text` for a terminal: control characters (an escape sequence a hostile file holds, say)
 /// are shown as `�`, never sent.
@@ -71,7 +71,7 @@ fn login_phrase(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
         span(at - now),
         if days == 1 { "" } else { "s" }
     );
-    let warning = chrono::TimeDelta::from_std(crate::LOGIN_WARNING).unwrap_or_default();
+    let warning = chrono::TimeDelta::from_std(LOGIN_WARNING).unwrap_or_default();
     if at - now < warning {
         format!("{when} ({left}; run `claude login` before then)")
     } else {
@@ -125,6 +125,7 @@ pub(super) fn refresh_text(report: &RefreshReport) -> String {
         RefreshOutcome::Deferred => format!(
             "the refresh failed for now, but the stored access token is still valid {until}"
         ),
+        _ => format!("done: the access token is valid {until}"),
     }
 }
 
@@ -210,17 +211,15 @@ mod tests {
     use super::*;
 
     fn status(expires_at_ms: Option<i64>, expired: bool, needs_refresh: bool) -> TokenStatus {
-        TokenStatus {
-            logged_in: true,
-            login_expires_at_ms: None,
-            expires_at_ms,
-            expired,
-            needs_refresh,
-            has_refresh_token: true,
-            subscription_type: Some("max".into()),
-            rate_limit_tier: None,
-            scopes: vec!["user:inference".into()],
-        }
+        let mut status = TokenStatus::default();
+        status.logged_in = true;
+        status.expires_at_ms = expires_at_ms;
+        status.expired = expired;
+        status.needs_refresh = needs_refresh;
+        status.has_refresh_token = true;
+        status.subscription_type = Some("max".into());
+        status.scopes = vec!["user:inference".into()];
+        status
     }
 
     #[test]

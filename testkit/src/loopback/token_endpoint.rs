@@ -15,10 +15,13 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Map, Value, json};
 
 use super::server::{Handler, LoopbackServer, Reply, Request, Response};
-use crate::config::CLAUDE_CODE_CLIENT_ID;
 
 /// Path the endpoint answers on, as the real service does.
 pub const TOKEN_PATH: &str = "/v1/oauth/token";
+
+/// The `claude` CLI's OAuth client id, the one the real endpoint knows. Written out here, not
+/// taken from the crate under test (see [`super::OAUTH_BETA`]).
+pub const CLAUDE_CODE_CLIENT_ID: &str = "9d1c250a-e61b-44d9-88ed-5944d1962f5e";
 
 /// Lifetime of issued access tokens unless configured otherwise (the service's is 8 hours).
 pub const DEFAULT_ACCESS_TTL: Duration = Duration::from_secs(8 * 60 * 60);
