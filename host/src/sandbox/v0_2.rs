@@ -17,7 +17,7 @@ use super::state::{HeldLock, HostState};
 use super::{CallContext, ProviderComponent, RefreshMode};
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "wit",
     world: "entelix:claude-code-auth/provider-host@0.2.0",
     imports: { default: async },
     exports: { default: async },
