@@ -4,6 +4,9 @@
 //! Only `token` and `header` ever print a token. Errors are one line on stderr and a non-zero exit
 //! code that says how to react (see [`Failure::exit_code`]).
 
+// The argument docs are clap's help text, where a URL is shown as written.
+#![allow(rustdoc::bare_urls)]
+
 mod demo;
 mod render;
 mod warnings;

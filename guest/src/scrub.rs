@@ -17,7 +17,7 @@ fn looks_secret(run: &str) -> bool {
 }
 
 /// Return `text` with secrets replaced by `[redacted]`, control characters turned into spaces,
-/// and at most [`MAX_CHARS`] characters kept.
+/// and at most `MAX_CHARS` characters kept.
 pub fn scrub(text: &str) -> String {
     let mut out = String::with_capacity(text.len().min(MAX_CHARS + 16));
     let mut run = String::new();

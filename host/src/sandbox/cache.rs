@@ -176,7 +176,7 @@ mod trusted {
     use std::os::fd::{AsFd, OwnedFd};
     use std::path::Path;
 
-    use rustix::fs::{AtFlags, Mode, OFlags, Stat, fstat, openat, renameat, unlinkat};
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, fstat, openat, renameat, unlinkat};
 
     /// Largest artifact read (the component compiles to a few MiB).
     const MAX_ARTIFACT: u64 = 256 << 20;
@@ -188,15 +188,16 @@ mod trusted {
     fn private(stat: &Stat, or_root: bool) -> bool {
         let me = rustix::process::geteuid().as_raw();
         let owner_ok = stat.st_uid == me || (or_root && stat.st_uid == 0);
-        owner_ok && stat.st_mode & 0o022 == 0
+        let mode = Mode::from_raw_mode(stat.st_mode);
+        owner_ok && !mode.intersects(Mode::WGRP | Mode::WOTH)
     }
 
-    fn is(stat: &Stat, kind: u32) -> bool {
-        stat.st_mode & 0o170_000 == kind
+    fn is(stat: &Stat, kind: FileType) -> bool {
+        FileType::from_raw_mode(stat.st_mode) == kind
     }
 
-    const DIRECTORY: u32 = 0o040_000;
-    const REGULAR: u32 = 0o100_000;
+    const DIRECTORY: FileType = FileType::Directory;
+    const REGULAR: FileType = FileType::RegularFile;
 
     impl Dir {
         /// Open `path` as a directory without following a symlink, and check it and every
@@ -240,10 +241,12 @@ mod trusted {
             Ok(bytes)
         }
 
-        /// 32 random bytes for a new cache key.
+        /// 32 random bytes for a new cache key, from the kernel (`/dev/urandom` exists on every
+        /// Unix this builds for; `getrandom(2)` does not).
         pub(super) fn fresh_key() -> Result<[u8; 32], &'static str> {
             let mut key = [0u8; 32];
-            rustix::rand::getrandom(&mut key, rustix::rand::GetRandomFlags::empty())
+            File::open("/dev/urandom")
+                .and_then(|mut random| random.read_exact(&mut key))
                 .map_err(|_| "no randomness for a cache key")?;
             Ok(key)
         }

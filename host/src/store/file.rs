@@ -171,6 +171,25 @@ impl CredentialStore for FileCredentialStore {
             nanos(meta.ctime(), meta.ctime_nsec()),
         ]))
     }
+
+    /// Size and modification and creation times: without an inode number, a file replaced by
+    /// a rename still differs in one of them.
+    #[cfg(not(unix))]
+    fn fingerprint(&self) -> Option<Fingerprint> {
+        let meta = std::fs::metadata(&self.path).ok()?;
+        let nanos = |time: std::io::Result<std::time::SystemTime>| {
+            time.ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos() as u64)
+        };
+        Some(Fingerprint::new([
+            0,
+            0,
+            meta.len(),
+            nanos(meta.modified()),
+            nanos(meta.created()),
+        ]))
+    }
 }
 
 /// How long a save outside a refresh waits for the CLI's write lock.
