@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::document::type_name;
+use crate::json::{self, type_name};
 use crate::ports::HttpAnswer;
 use crate::scrub::scrub;
 
@@ -105,6 +105,7 @@ pub fn interpret(answer: &HttpAnswer) -> Result<Grant, Rejection> {
 
 fn grant_from(body: &[u8]) -> Result<Grant, Rejection> {
     let invalid = |problem: String| Rejection::Invalid { problem };
+    // Parsed as the CLI parses it, the last duplicate key winning (see `json`).
     let value: Value = serde_json::from_slice(body).map_err(|_| {
         invalid(if body.is_empty() {
             "the answer has an empty body".to_owned()
@@ -133,12 +134,12 @@ fn grant_from(body: &[u8]) -> Result<Grant, Rejection> {
             None => "the answer has no `access_token`".to_owned(),
         }));
     }
-    let expires_in_s = match fields.get("expires_in") {
-        None | Some(Value::Null) => {
+    let expires_in_s = match json::number(&fields, "expires_in") {
+        Ok(None) => {
             oddities.push("no `expires_in`".into());
             None
         }
-        Some(Value::Number(n)) => match n.as_i64() {
+        Ok(Some(n)) => match n.as_i64() {
             Some(s) if (1..=MAX_EXPIRES_IN_S).contains(&s) => Some(s),
             _ => {
                 oddities.push(format!(
@@ -147,22 +148,16 @@ fn grant_from(body: &[u8]) -> Result<Grant, Rejection> {
                 None
             }
         },
-        Some(other) => {
-            oddities.push(format!(
-                "`expires_in` must be a number, found {}",
-                type_name(other)
-            ));
+        Err(found) => {
+            oddities.push(format!("`expires_in` must be a number, found {found}"));
             None
         }
     };
-    match fields.get("token_type") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => {}
-        Some(Value::String(t)) => oddities.push(format!("`token_type` is `{}`", scrub(t))),
-        Some(other) => oddities.push(format!(
-            "`token_type` must be a string, found {}",
-            type_name(other)
-        )),
+    match json::text(&fields, "token_type") {
+        Ok(None) => {}
+        Ok(Some(t)) if t.eq_ignore_ascii_case("bearer") => {}
+        Ok(Some(t)) => oddities.push(format!("`token_type` is `{}`", scrub(t))),
+        Err(found) => oddities.push(format!("`token_type` must be a string, found {found}")),
     }
     // Informational: a malformed `scope` keeps the stored scopes rather than failing a refresh.
     let scopes = fields
@@ -182,15 +177,12 @@ fn grant_from(body: &[u8]) -> Result<Grant, Rejection> {
 /// The non-empty string at `key`; anything else is noted as odd (an absent refresh token is
 /// normal: the old one stays valid).
 fn token(fields: &Map<String, Value>, key: &str, oddities: &mut Vec<String>) -> Option<String> {
-    match fields.get(key) {
-        Some(Value::String(s)) if !s.is_empty() => return Some(s.clone()),
-        None | Some(Value::Null) if key == "refresh_token" => {}
-        None | Some(Value::Null) => oddities.push(format!("no `{key}`")),
-        Some(Value::String(_)) => oddities.push(format!("`{key}` is empty")),
-        Some(other) => oddities.push(format!(
-            "`{key}` must be a string, found {}",
-            type_name(other)
-        )),
+    match json::text(fields, key) {
+        Ok(Some(s)) if !s.is_empty() => return Some(s.to_owned()),
+        Ok(None) if key == "refresh_token" => {}
+        Ok(None) => oddities.push(format!("no `{key}`")),
+        Ok(Some(_)) => oddities.push(format!("`{key}` is empty")),
+        Err(found) => oddities.push(format!("`{key}` must be a string, found {found}")),
     }
     None
 }
@@ -263,6 +255,19 @@ mod tests {
             }
         );
         assert!(got.complete());
+    }
+
+    /// A 2xx has spent the refresh token: an answer with a duplicate key is read as the `claude`
+    /// CLI reads it (`JSON.parse`, the last one wins), not refused as a document would be.
+    #[test]
+    fn a_duplicate_key_in_a_grant_is_read_as_the_cli_reads_it() {
+        let got = interpret(&answer(
+            200,
+            r#"{"access_token":"first","refresh_token":"rt","expires_in":60,"access_token":"last"}"#,
+        ))
+        .unwrap();
+        assert_eq!(got.access_token.as_deref(), Some("last"));
+        assert_eq!(got.refresh_token.as_deref(), Some("rt"));
     }
 
     #[test]

@@ -9,11 +9,10 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 use crate::answer::Grant;
-use crate::scrub::scrub;
+use crate::json::{self, type_name};
 
 /// Key of the OAuth section.
 pub const OAUTH_KEY: &str = "claudeAiOauth";
@@ -163,9 +162,7 @@ impl fmt::Debug for Document {
 impl Document {
     /// Parse `text`, rejecting duplicate keys (which would make "the" value ambiguous).
     pub fn parse(text: &str) -> Result<Self, DocumentError> {
-        let Strict(value) =
-            serde_json::from_str(text).map_err(|e| DocumentError::Syntax(e.to_string()))?;
-        match value {
+        match json::parse_strict(text).map_err(DocumentError::Syntax)? {
             Value::Object(root) => Ok(Self { root }),
             other => Err(DocumentError::NotAnObject(type_name(&other))),
         }
@@ -176,56 +173,28 @@ impl Document {
         let section = match self.root.get(OAUTH_KEY) {
             None | Some(Value::Null) => return Err(DocumentError::NoOAuthSection),
             Some(Value::Object(section)) => section,
-            Some(other) => return Err(wrong_type(OAUTH_KEY, "an object", other)),
+            Some(other) => return Err(wrong_type(OAUTH_KEY, "an object", type_name(other))),
         };
-        let access_token = match section.get("accessToken") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.is_empty() => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(other) => {
-                return Err(wrong_type("claudeAiOauth.accessToken", "a string", other));
-            }
+        // A token the CLI blanked (`""`) is no token.
+        let token = |key: &str, field: &'static str| {
+            json::text(section, key)
+                .map(|t| t.filter(|t| !t.is_empty()).map(str::to_owned))
+                .map_err(|found| wrong_type(field, "a string", found))
         };
-        let refresh_token = match section.get("refreshToken") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.is_empty() => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(other) => {
-                return Err(wrong_type("claudeAiOauth.refreshToken", "a string", other));
-            }
-        };
-        let expiry = match section.get("expiresAt") {
-            None | Some(Value::Null) => Expiry::Missing,
-            Some(Value::Number(n)) => expiry_of(n),
-            Some(other) => {
-                return Err(wrong_type(
+        let access_token = token("accessToken", "claudeAiOauth.accessToken")?;
+        let refresh_token = token("refreshToken", "claudeAiOauth.refreshToken")?;
+        let expiry = json::number(section, "expiresAt")
+            .map_err(|found| {
+                wrong_type(
                     "claudeAiOauth.expiresAt",
                     "a number (Unix milliseconds)",
-                    other,
-                ));
-            }
-        };
-        let scopes = match section.get("scopes") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|item| match item {
-                    Value::String(s) => Ok(s.clone()),
-                    other => Err(wrong_type(
-                        "claudeAiOauth.scopes",
-                        "a list of strings",
-                        other,
-                    )),
-                })
-                .collect::<Result<_, _>>()?,
-            Some(other) => {
-                return Err(wrong_type(
-                    "claudeAiOauth.scopes",
-                    "a list of strings",
-                    other,
-                ));
-            }
-        };
+                    found,
+                )
+            })?
+            .map_or(Expiry::Missing, expiry_of);
+        let scopes = json::strings(section, "scopes")
+            .map_err(|found| wrong_type("claudeAiOauth.scopes", "a list of strings", found))?
+            .unwrap_or_default();
         // Informational fields: tolerated whatever their shape, so a format change in the CLI
         // never blocks a refresh.
         let text = |key: &str| section.get(key).and_then(Value::as_str).map(str::to_owned);
@@ -297,106 +266,11 @@ fn expiry_of(n: &Number) -> Expiry {
     }
 }
 
-fn wrong_type(field: &'static str, expected: &'static str, found: &Value) -> DocumentError {
+fn wrong_type(field: &'static str, expected: &'static str, found: &'static str) -> DocumentError {
     DocumentError::WrongType {
         field,
         expected,
-        found: type_name(found),
-    }
-}
-
-/// The JSON type of `value`, as a message would say it.
-pub const fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// The key under which serde_json (with `arbitrary_precision`) passes a number's text.
-const NUMBER_TOKEN: &str = "$serde_json::private::Number";
-
-/// A JSON value that refuses duplicate object keys. serde_json's own depth limit (128) still
-/// applies, so hostile nesting fails cleanly instead of overflowing the stack.
-pub(crate) struct Strict(pub(crate) Value);
-
-impl<'de> Deserialize<'de> for Strict {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(StrictVisitor).map(Strict)
-    }
-}
-
-struct StrictVisitor;
-
-impl<'de> Visitor<'de> for StrictVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(Strict(item)) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut object = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            // serde_json hands a number over as this one-entry map, its text unchanged, so that
-            // a number is written back as it was written.
-            if key == NUMBER_TOKEN && object.is_empty() {
-                let text: String = map.next_value()?;
-                let number: Number = text.parse().map_err(de::Error::custom)?;
-                return Ok(Value::Number(number));
-            }
-            if object.contains_key(&key) {
-                let shown: String = scrub(&key).chars().take(40).collect();
-                return Err(de::Error::custom(format_args!("duplicate key `{shown}`")));
-            }
-            let Strict(value) = map.next_value()?;
-            object.insert(key, value);
-        }
-        Ok(Value::Object(object))
+        found,
     }
 }
 

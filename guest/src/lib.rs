@@ -7,6 +7,7 @@
 //!
 //! - [`document`] reads and edits the credential document, keeping unknown fields.
 //! - [`answer`] interprets the token endpoint's answer.
+//! - [`json`] holds what both read JSON with: typed field readers and the strict parser.
 //! - [`engine`] decides when to refresh, takes the lock, retries, and writes back.
 
 // Unit tests panic to report failure.
@@ -16,6 +17,7 @@ pub mod answer;
 pub mod document;
 pub mod engine;
 pub mod failure;
+pub mod json;
 pub mod ports;
 pub mod scrub;
 pub mod transport;
