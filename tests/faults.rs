@@ -25,7 +25,7 @@ use claude_code_auth_testkit::loopback::TokenEndpoint;
 use entelix_auth_claude_code::{
     ClaudeCodeAuthError, ClaudeCodeAuthResult, ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider,
     CredentialFile, CredentialStore, FileCredentialStore, MemoryCredentialStore, RefreshLock,
-    RefreshOutcome,
+    RefreshMode, RefreshOutcome,
 };
 use secrecy::ExposeSecret;
 use serde_json::Value;
@@ -400,7 +400,7 @@ async fn a_store_that_refuses_the_write_gets_the_login_back_from_a_rescue_file()
     // Another provider (another process of ours) answers the rescued login, not the spent one
     // still in the store: a forced refresh presents the rotated token.
     let other = ClaudeCodeOAuthProvider::with_config(store.clone(), config.clone());
-    let report = other.refresh(true).await.unwrap();
+    let report = other.refresh(RefreshMode::Force).await.unwrap();
     assert_eq!(report.outcome, RefreshOutcome::Refreshed);
     assert_eq!(
         endpoint.revoked_families(),

@@ -12,7 +12,9 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use claude_code_auth_testkit::loopback::TokenEndpoint;
-use entelix_auth_claude_code::{ClaudeCodeAuthError, ClaudeCodeOAuthProvider, FileCredentialStore};
+use entelix_auth_claude_code::{
+    ClaudeCodeAuthError, ClaudeCodeOAuthProvider, FileCredentialStore, RefreshMode,
+};
 use serde_json::Value;
 use support::{Scenario, cli, cli_command, expired_login, text, without_token_fields};
 
@@ -355,7 +357,7 @@ async fn a_lock_that_is_never_released_fails_clearly_or_bridges_with_a_valid_tok
     let soon = support::real_now_ms() + 120_000;
     doc["claudeAiOauth"]["expiresAt"] = soon.into();
     std::fs::write(&scenario.path, doc.to_string()).unwrap();
-    let report = provider.refresh(false).await.unwrap();
+    let report = provider.refresh(RefreshMode::IfNeeded).await.unwrap();
     assert_eq!(
         report.outcome,
         entelix_auth_claude_code::RefreshOutcome::Deferred

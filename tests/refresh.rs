@@ -12,7 +12,7 @@ use claude_code_auth_testkit::loopback::{Reply, Response};
 use entelix_auth_claude_code::{
     CLAUDE_CODE_CLIENT_ID, ClaudeCodeAuthError, ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider,
     CredentialFile, CredentialStore, DEFAULT_USER_AGENT, FileCredentialStore,
-    MemoryCredentialStore, RefreshOutcome,
+    MemoryCredentialStore, RefreshMode, RefreshOutcome,
 };
 use entelix_core::auth::CredentialProvider;
 use secrecy::ExposeSecret;
@@ -217,10 +217,10 @@ async fn force_refresh_rotates_a_fresh_token_and_plain_refresh_does_not() {
     let scenario = Scenario::fixture("fresh");
     let endpoint = scenario.endpoint().await;
     let provider = provider(&scenario, config(&endpoint));
-    let report = provider.refresh(false).await.unwrap();
+    let report = provider.refresh(RefreshMode::IfNeeded).await.unwrap();
     assert_eq!(report.outcome, RefreshOutcome::StillFresh);
     assert_eq!(endpoint.grants_served(), 0);
-    let report = provider.refresh(true).await.unwrap();
+    let report = provider.refresh(RefreshMode::Force).await.unwrap();
     assert_eq!(report.outcome, RefreshOutcome::Refreshed);
     assert_eq!(report.status.expires_at_ms, Some(NOW_MS + EIGHT_HOURS_MS));
     assert_eq!(endpoint.grants_served(), 1);

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use claude_code_auth_testkit::loopback::{Reply, Response, TokenEndpoint};
 use entelix_auth_claude_code::{
-    ClaudeCodeAuthError, ClaudeCodeOAuthProvider, CredentialStore, FileCredentialStore,
+    ClaudeCodeAuthError, ClaudeCodeOAuthProvider, CredentialStore, FileCredentialStore, RefreshMode,
 };
 use entelix_core::auth::CredentialProvider;
 use serde_json::json;
@@ -73,7 +73,10 @@ async fn no_token_appears_in_logs_errors_or_debug_output() {
         scenario.oauth("refreshToken"),
     ]);
     printed.push(format!("{:?}", provider.status().await.unwrap()));
-    printed.push(format!("{:?}", provider.refresh(true).await.unwrap()));
+    printed.push(format!(
+        "{:?}",
+        provider.refresh(RefreshMode::Force).await.unwrap()
+    ));
     secrets.extend([
         scenario.oauth("accessToken"),
         scenario.oauth("refreshToken"),
@@ -94,22 +97,30 @@ async fn no_token_appears_in_logs_errors_or_debug_output() {
         400,
         &json!({"error": "invalid_grant", "error_description": format!("refresh token {current_refresh} was revoked")}),
     )));
-    printed.push(error_forms(provider.refresh(true).await.unwrap_err()));
+    printed.push(error_forms(
+        provider.refresh(RefreshMode::Force).await.unwrap_err(),
+    ));
 
     // A nested error quoting the token, a malformed success, an unknown token.
     endpoint.inject(Reply::Respond(Response::json(
         400,
         &json!({"type": "error", "error": {"type": "invalid_request_error", "message": format!("bad token {current_refresh}")}}),
     )));
-    printed.push(error_forms(provider.refresh(true).await.unwrap_err()));
+    printed.push(error_forms(
+        provider.refresh(RefreshMode::Force).await.unwrap_err(),
+    ));
     endpoint.inject(Reply::Respond(Response::json(
         200,
         &json!({"access_token": [current_refresh], "expires_in": "soon"}),
     )));
-    printed.push(error_forms(provider.refresh(true).await.unwrap_err()));
+    printed.push(error_forms(
+        provider.refresh(RefreshMode::Force).await.unwrap_err(),
+    ));
     let stranger = TokenEndpoint::start().await.unwrap();
     let lost = ClaudeCodeOAuthProvider::with_config(store.clone(), config(&stranger));
-    printed.push(error_forms(lost.refresh(true).await.unwrap_err()));
+    printed.push(error_forms(
+        lost.refresh(RefreshMode::Force).await.unwrap_err(),
+    ));
 
     // A file whose expiry holds a token: the parser's own message would quote it.
     let mut doc = scenario.json();

@@ -22,7 +22,7 @@ use secrecy::ExposeSecret;
 
 use entelix_auth_claude_code::{
     ClaudeCodeAuthError, ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider, CredentialStore,
-    EnvTokenStore, FileCredentialStore, KeychainCredentialStore, TokenStatus,
+    EnvTokenStore, FileCredentialStore, KeychainCredentialStore, RefreshMode, TokenStatus,
 };
 
 /// Use the `claude` CLI's Claude.ai login from other programs, refreshed in a sandbox.
@@ -235,7 +235,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             format!("Authorization: {}", header.expose_secret())
         }
         Command::Refresh { force } => {
-            let report = provider.refresh(force).await?;
+            let mode = match force {
+                true => RefreshMode::Force,
+                false => RefreshMode::IfNeeded,
+            };
+            let report = provider.refresh(mode).await?;
             warn_login_deadline(&report.status);
             render::refresh_text(&report)
         }

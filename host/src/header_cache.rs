@@ -6,7 +6,7 @@ use std::sync::{Mutex, PoisonError};
 
 use secrecy::SecretString;
 
-use crate::provider::TokenStatus;
+use crate::status::TokenStatus;
 use crate::store::Fingerprint;
 
 /// The last header a component produced, and what it is valid for.

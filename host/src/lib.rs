@@ -41,6 +41,7 @@ mod header_cache;
 mod provider;
 mod sandbox;
 mod secret;
+mod status;
 mod store;
 mod transport;
 
@@ -52,11 +53,10 @@ pub use config::{
 };
 pub use credential::{CredentialFile, OAuthCredential};
 pub use error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
-pub use provider::{
-    ClaudeCodeOAuthProvider, LOGIN_WARNING, RefreshOutcome, RefreshReport, TokenStatus,
-};
+pub use provider::ClaudeCodeOAuthProvider;
 pub use sandbox::{CACHE_DIR_ENV, COMPONENT_WASM, ProviderComponent};
 pub use secret::SecretToken;
+pub use status::{LOGIN_WARNING, RefreshMode, RefreshOutcome, RefreshReport, TokenStatus};
 pub use store::{
     CommandOutput, CommandRunner, CredentialStore, EnvTokenStore, FileCredentialStore, Fingerprint,
     KEYCHAIN_SERVICE, KeychainCredentialStore, MemoryCredentialStore, OAUTH_TOKEN_ENV, RefreshLock,

@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeZone, Utc};
 use entelix_core::auth::{CredentialProvider, Credentials};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::ClaudeCodeOAuthConfig;
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
 use crate::header_cache::HeaderCache;
-use crate::sandbox::{CallContext, LocalLock, ProviderComponent, RefreshMode};
+use crate::sandbox::{CallContext, LocalLock, ProviderComponent};
+use crate::status::{RefreshMode, RefreshOutcome, RefreshReport, TokenStatus};
 use crate::store::CredentialStore;
 
 /// Resolves the `Authorization` header from a [`CredentialStore`], refreshing the access token
@@ -28,7 +28,7 @@ use crate::store::CredentialStore;
 pub struct ClaudeCodeOAuthProvider {
     ctx: Arc<CallContext>,
     /// The last header, reused while the store is unchanged (shared by clones).
-    cache: Arc<HeaderCache>,
+    headers: Arc<HeaderCache>,
     /// `None`: the embedded component.
     component: Option<ProviderComponent>,
 }
@@ -40,83 +40,6 @@ impl fmt::Debug for ClaudeCodeOAuthProvider {
             .field("config", &self.ctx.config)
             .finish()
     }
-}
-
-/// What is known about the stored credential. Never carries a token. The default knows nothing:
-/// not logged in, no expiry, no refresh token.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct TokenStatus {
-    /// The credential holds a token. `false` is the `claude` CLI's logged-out shape (tokens
-    /// blanked after a logout or a rejected refresh): run `claude login`.
-    pub logged_in: bool,
-    /// Expiry of the access token in Unix milliseconds, when known and representable.
-    pub expires_at_ms: Option<i64>,
-    /// The access token is past its expiry.
-    pub expired: bool,
-    /// The access token expires within the configured skew, or its expiry is unknown.
-    pub needs_refresh: bool,
-    /// The credential holds a refresh token.
-    pub has_refresh_token: bool,
-    /// Subscription type recorded by the CLI.
-    pub subscription_type: Option<String>,
-    /// Rate-limit tier recorded by the CLI.
-    pub rate_limit_tier: Option<String>,
-    /// Granted scopes.
-    pub scopes: Vec<String>,
-    /// The login's hard deadline (`refreshTokenExpiresAt`) in Unix milliseconds, when recorded:
-    /// refreshes do not extend it; after it, `claude login` is needed.
-    pub login_expires_at_ms: Option<i64>,
-}
-
-/// How far ahead of the login's deadline [`TokenStatus::login_expires_soon`] warns (the CLI
-/// warns 3 days ahead).
-pub const LOGIN_WARNING: std::time::Duration = std::time::Duration::from_secs(3 * 24 * 60 * 60);
-
-impl TokenStatus {
-    /// The expiry as a date, when known.
-    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
-        self.expires_at_ms
-            .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
-    }
-
-    /// The login's deadline as a date, when recorded.
-    pub fn login_expires_at(&self) -> Option<DateTime<Utc>> {
-        self.login_expires_at_ms
-            .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
-    }
-
-    /// The login ends within [`LOGIN_WARNING`] of `now` (or has ended): time to plan a
-    /// `claude login`.
-    pub fn login_expires_soon(&self, now: DateTime<Utc>) -> bool {
-        let warning = chrono::TimeDelta::from_std(LOGIN_WARNING).unwrap_or_default();
-        self.login_expires_at().is_some_and(|at| at - now < warning)
-    }
-}
-
-/// How a refresh request was satisfied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RefreshOutcome {
-    /// The stored token was fresh enough; nothing was sent.
-    StillFresh,
-    /// This call spent the refresh token and stored the new credential.
-    Refreshed,
-    /// Another process refreshed while this one waited for the lock; its token is used.
-    Adopted,
-    /// The refresh failed for a reason that may pass, but the stored token has not expired, so
-    /// it is used for now.
-    Deferred,
-}
-
-/// The result of [`ClaudeCodeOAuthProvider::refresh`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RefreshReport {
-    /// How the request was satisfied.
-    pub outcome: RefreshOutcome,
-    /// The credential as stored afterwards.
-    pub status: TokenStatus,
 }
 
 impl ClaudeCodeOAuthProvider {
@@ -133,7 +56,7 @@ impl ClaudeCodeOAuthProvider {
                 local_lock: Arc::new(LocalLock::default()),
                 config,
             }),
-            cache: Arc::default(),
+            headers: Arc::default(),
             component: None,
         }
     }
@@ -187,7 +110,7 @@ impl ClaudeCodeOAuthProvider {
         let before = self.ctx.store.fingerprint();
         if let Some(fingerprint) = before {
             let now = now_ms(&self.ctx.config);
-            if let Some(hit) = self.cache.get(fingerprint, component.id(), now) {
+            if let Some(hit) = self.headers.get(fingerprint, component.id(), now) {
                 return Ok(hit);
             }
         }
@@ -197,7 +120,7 @@ impl ClaudeCodeOAuthProvider {
         if let Some(fingerprint) = before.filter(|fp| self.ctx.store.fingerprint() == Some(*fp)) {
             let skew_ms =
                 i64::try_from(self.ctx.config.expiry_skew.as_millis()).unwrap_or(i64::MAX);
-            self.cache
+            self.headers
                 .put(fingerprint, component.id(), &header, &status, skew_ms);
         }
         Ok((header, status))
@@ -217,7 +140,7 @@ impl ClaudeCodeOAuthProvider {
                 status,
             });
         }
-        self.refresh(true).await
+        self.refresh(RefreshMode::Force).await
     }
 
     /// Describe the stored credential without refreshing and without network access.
@@ -225,14 +148,10 @@ impl ClaudeCodeOAuthProvider {
         self.component().await?.status(&self.ctx).await
     }
 
-    /// Refresh when the token expires within the skew, or always when `force` is set (unless
-    /// another process refreshed while this one waited for the lock).
-    pub async fn refresh(&self, force: bool) -> ClaudeCodeAuthResult<RefreshReport> {
-        let mode = if force {
-            RefreshMode::Force
-        } else {
-            RefreshMode::IfNeeded
-        };
+    /// Refresh when the token expires within the skew ([`RefreshMode::IfNeeded`]), or whatever
+    /// its expiry ([`RefreshMode::Force`], unless another process refreshed while this one
+    /// waited for the lock).
+    pub async fn refresh(&self, mode: RefreshMode) -> ClaudeCodeAuthResult<RefreshReport> {
         self.component().await?.refresh(&self.ctx, mode).await
     }
 }

@@ -3,7 +3,7 @@
 //! memory, time and network limits, so nothing a call does — a trap, a loop, a leak — reaches the
 //! next one.
 
-mod cache;
+mod compiled_cache;
 mod failure;
 mod http_client;
 mod http_policy;
@@ -30,7 +30,7 @@ use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
 use crate::store::CredentialStore;
 use crate::store::rescue::RescueFile;
 
-pub use cache::CACHE_DIR_ENV;
+pub use compiled_cache::CACHE_DIR_ENV;
 use failure::trap_error;
 use http_policy::HttpPolicy;
 use output::DiscardedOutput;
@@ -55,15 +55,6 @@ pub(crate) struct CallContext {
     pub(crate) store: Arc<dyn CredentialStore>,
     pub(crate) local_lock: Arc<LocalLock>,
     pub(crate) config: ClaudeCodeOAuthConfig,
-}
-
-/// Which refresh to ask the component for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RefreshMode {
-    /// Only when the token expires within the skew.
-    IfNeeded,
-    /// Whatever the expiry, unless another process refreshed while this one waited.
-    Force,
 }
 
 /// A call of one export, borrowed for the duration of the call.
@@ -118,7 +109,7 @@ impl ProviderComponent {
     fn build(wasm: &[u8], cached: bool) -> ClaudeCodeAuthResult<Self> {
         let engine = engine()?;
         let component = if cached {
-            cache::load_or_compile(engine, wasm)
+            compiled_cache::load_or_compile(engine, wasm)
         } else {
             wasmtime::component::Component::new(engine, wasm)
         }

@@ -10,11 +10,11 @@ use zeroize::Zeroizing;
 use crate::config::ClaudeCodeOAuthConfig;
 use crate::error::ClaudeCodeAuthError;
 use crate::error::ClaudeCodeAuthResult;
-use crate::provider::{RefreshOutcome, RefreshReport, TokenStatus};
+use crate::status::{RefreshMode, RefreshOutcome, RefreshReport, TokenStatus};
 use crate::store::handover::{self, Verdict};
 
 use super::state::{HeldLock, HostState};
-use super::{CallContext, ProviderComponent, RefreshMode};
+use super::{CallContext, ProviderComponent};
 
 wasmtime::component::bindgen!({
     path: "wit",
