@@ -37,7 +37,9 @@
 mod config;
 mod credential;
 mod error;
+mod files;
 mod header_cache;
+mod lock;
 mod provider;
 mod sandbox;
 mod secret;

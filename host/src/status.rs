@@ -70,7 +70,7 @@ pub enum RefreshOutcome {
     Deferred,
 }
 
-/// The result of [`ClaudeCodeOAuthProvider::refresh`].
+/// The result of [`crate::ClaudeCodeOAuthProvider::refresh`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RefreshReport {

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use crate::store::atomic::create_private_dir;
+use crate::files::create_private_dir;
 
 /// Environment variable naming the cache directory; empty disables the cache.
 pub const CACHE_DIR_ENV: &str = "CLAUDE_CODE_AUTH_CACHE_DIR";
@@ -299,7 +299,7 @@ mod trusted {
         }
 
         pub(super) fn write(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-            crate::store::atomic::write_atomically(&self.0.join(name), bytes)
+            crate::files::write_atomically(&self.0.join(name), bytes)
         }
     }
 }

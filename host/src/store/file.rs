@@ -11,11 +11,10 @@ use zeroize::Zeroizing;
 
 use crate::credential::CredentialFile;
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
+use crate::files;
 
 use super::session::{self, Session, Site};
-use super::{
-    CredentialStore, Fingerprint, RefreshLock, atomic, blocking, parse_document, render_document,
-};
+use super::{CredentialStore, Fingerprint, RefreshLock, blocking, parse_document, render_document};
 
 /// Largest credential file read. The CLI's is under 4 KiB; anything this large is not one.
 pub const MAX_DOCUMENT_BYTES: u64 = 1 << 20;
@@ -203,13 +202,13 @@ impl FileCredentialStore {
         let site = |path: &Path| {
             let name = lock_path_for(path);
             Site::new(
-                &atomic::parent_of(path),
+                &files::parent_of(path),
                 name.file_name().unwrap_or_default(),
             )
         };
         let given = site(&self.path);
         let resolved = std::fs::canonicalize(&self.path)
-            .or_else(|_| atomic::write_target(&self.path))
+            .or_else(|_| files::write_target(&self.path))
             .map(|target| site(&target));
         match resolved {
             Ok(target) if target.flock != given.flock => vec![given, target],
@@ -219,7 +218,7 @@ impl FileCredentialStore {
 
     /// The file a write replaces: the path, or the file its symlink points to.
     fn target(&self) -> ClaudeCodeAuthResult<PathBuf> {
-        atomic::write_target(&self.path).map_err(|e| self.io_error(e))
+        files::write_target(&self.path).map_err(|e| self.io_error(e))
     }
 
     /// The file store's own state in `lock`.

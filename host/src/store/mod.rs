@@ -1,17 +1,11 @@
 //! Where the credential document lives. Any [`CredentialStore`] backs the component's
 //! `credential-store` import.
 
-pub(crate) mod atomic;
-mod cli_lock;
 mod env_token;
 mod file;
-mod flock;
 pub(crate) mod handover;
 mod keychain;
-mod liveness;
 mod memory;
-#[cfg(unix)]
-mod ownership;
 pub(crate) mod rescue;
 mod session;
 

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::atomic;
 use super::handover::digest_hex;
+use crate::files;
 
 /// Environment variable naming the directory rescue files go to; an empty value disables them.
 pub const STATE_DIR_ENV: &str = "CLAUDE_CODE_AUTH_STATE_DIR";
@@ -76,7 +76,7 @@ impl RescueFile {
     /// Keep `document`, which replaced the refresh token whose digest is `replaced`: written
     /// atomically, `0600`, in a `0700` directory.
     pub(crate) fn write(&self, document: &str, replaced: Option<String>) -> io::Result<()> {
-        atomic::create_private_dir(&self.dir)?;
+        files::create_private_dir(&self.dir)?;
         check_private_dir(&self.dir)?;
         let content = Content {
             location: self.location.clone(),
@@ -85,7 +85,7 @@ impl RescueFile {
         };
         let text = Zeroizing::new(serde_json::to_vec(&content).map_err(io::Error::other)?);
         drop(Zeroizing::new(content.document));
-        atomic::write_atomically(&self.path(), &text)
+        files::write_atomically(&self.path(), &text)
     }
 
     /// Remove it (its content is back in the store, or obsolete).

@@ -23,11 +23,11 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
+use crate::files::{self, Prepared};
+use crate::lock::{self, DirLock, HeldDirLocks, Journal, PreparedRecord, Record, flock};
 
-use super::atomic::{self, Prepared};
-use super::cli_lock::{self, DirLock, HeldDirLocks, Journal, PreparedRecord, Record};
 use super::handover::{self, Verdict};
-use super::{RefreshLock, blocking, flock};
+use super::{RefreshLock, blocking};
 
 /// One place whose locks are taken: our lock file, and the config dir whose CLI locks count.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,15 +69,15 @@ pub(crate) async fn write_alone(
         let locks = distinct(
             sites
                 .iter()
-                .map(|site| cli_lock::claude_cli_write_lock(&site.config_dir)),
+                .map(|site| lock::claude_cli_write_lock(&site.config_dir)),
         );
         let mut scratch = tempfile::tempfile().map_err(|source| ClaudeCodeAuthError::Io {
             path: "a scratch journal".into(),
             source,
         })?;
         let mut held =
-            cli_lock::acquire_all(&locks, wait, &mut Journal(&mut scratch), &mut Record::new())?;
-        let written = atomic::write_atomically(&target, &document);
+            lock::acquire_all(&locks, wait, &mut Journal(&mut scratch), &mut Record::new())?;
+        let written = files::write_atomically(&target, &document);
         held.release();
         written.map_err(|source| ClaudeCodeAuthError::Io {
             path: target.display().to_string(),
@@ -115,12 +115,12 @@ impl Session {
         let cli_locks = distinct(
             sites
                 .iter()
-                .flat_map(|site| cli_lock::claude_cli_locks(&site.config_dir)),
+                .flat_map(|site| lock::claude_cli_locks(&site.config_dir)),
         );
         let write_locks = distinct(
             sites
                 .iter()
-                .map(|site| cli_lock::claude_cli_write_lock(&site.config_dir)),
+                .map(|site| lock::claude_cli_write_lock(&site.config_dir)),
         );
         // Whoever held these before us is gone; clear up after it if it died holding them —
         // only what these sites' locks and files are.
@@ -141,22 +141,18 @@ impl Session {
             path: "refresh lock".into(),
             source: io::Error::other("no lock site"),
         })?;
-        let refresh_dirs = match cli_lock::acquire_all(
-            &cli_locks,
-            remaining(),
-            &mut Journal(journal),
-            &mut record,
-        ) {
-            Ok(dirs) => dirs,
-            Err(error) => {
-                if record.prepared.is_some() {
-                    // Not ours to keep: leave a killed writer's document to the next holder.
-                    record.release_holder();
-                    let _ = Journal(journal).write(&record);
+        let refresh_dirs =
+            match lock::acquire_all(&cli_locks, remaining(), &mut Journal(journal), &mut record) {
+                Ok(dirs) => dirs,
+                Err(error) => {
+                    if record.prepared.is_some() {
+                        // Not ours to keep: leave a killed writer's document to the next holder.
+                        record.release_holder();
+                        let _ = Journal(journal).write(&record);
+                    }
+                    return Err(error);
                 }
-                return Err(error);
-            }
-        };
+            };
         let mut held = Held {
             flocks,
             record,
@@ -199,7 +195,7 @@ impl Held {
         }
         let locks = self.write_locks.clone();
         let mut record = std::mem::take(&mut self.record);
-        let taken = cli_lock::acquire_all(&locks, wait, &mut self.journal(), &mut record);
+        let taken = lock::acquire_all(&locks, wait, &mut self.journal(), &mut record);
         self.record = record;
         self.write_dirs = Some(taken?);
         Ok(())
@@ -242,7 +238,7 @@ impl Held {
         if let Some(old) = self.prepared.take() {
             old.discard();
         }
-        let temp = atomic::temp_path(&atomic::parent_of(target));
+        let temp = files::temp_path(&files::parent_of(target));
         let io_error = |source| ClaudeCodeAuthError::Io {
             path: target.display().to_string(),
             source,
@@ -255,7 +251,7 @@ impl Held {
         });
         self.note().map_err(io_error)?;
         let prepared =
-            atomic::prepare(temp, size).and_then(|prepared| match prepared.keep_owner_of(target) {
+            files::prepare(temp, size).and_then(|prepared| match prepared.keep_owner_of(target) {
                 Ok(()) => Ok(prepared),
                 Err(e) => {
                     prepared.discard();
@@ -333,7 +329,7 @@ impl Held {
             Err((prepared, renaming)) => {
                 prepared.discard();
                 tracing::warn!(error = %renaming, "could not replace the credential file; writing it in place");
-                atomic::overwrite_in_place(target, document).map_err(|_| io_error(renaming))
+                files::overwrite_in_place(target, document).map_err(|_| io_error(renaming))
             }
         };
         self.record.prepared = None;
@@ -412,7 +408,7 @@ impl Drop for Held {
 fn remove_temp(path: &Path) {
     let ours = path
         .file_name()
-        .is_some_and(|name| atomic::is_temp_name(&name.to_string_lossy()));
+        .is_some_and(|name| files::is_temp_name(&name.to_string_lossy()));
     if ours {
         let _ = std::fs::remove_file(path);
     }

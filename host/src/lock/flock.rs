@@ -1,16 +1,16 @@
-//! The cross-process refresh lock of [`super::FileCredentialStore`]: an OS file lock (`flock`) on
+//! The cross-process refresh lock of [`crate::FileCredentialStore`]: an OS file lock (`flock`) on
 //! a file next to the credential file. The kernel releases it when the holder exits, however it
 //! exits, so a crash never leaves it held.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io;
 use std::path::Path;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
+use crate::files::create_private_dir;
 
-use super::atomic::create_private_dir;
+use super::retry::{Attempt, GaveUp, until_taken};
 
 /// Longest pause between two tries.
 const MAX_PAUSE: Duration = Duration::from_millis(50);
@@ -39,8 +39,8 @@ fn open(lock_path: &Path) -> io::Result<File> {
     };
     #[cfg(unix)]
     {
-        let dir = super::atomic::parent_of(lock_path);
-        super::ownership::check_or_adopt(&file, &dir, made)?;
+        use crate::files::{ownership, parent_of};
+        ownership::check_or_adopt(&file, &parent_of(lock_path), made)?;
     }
     let _ = made;
     Ok(file)
@@ -76,23 +76,20 @@ pub(crate) fn acquire(lock_path: &Path, wait: Duration) -> ClaudeCodeAuthResult<
         opened => opened,
     }
     .map_err(io_error)?;
-    let started = Instant::now();
-    let mut pause = Duration::from_millis(2);
-    loop {
+    let taken = until_taken(wait, Duration::from_millis(2), MAX_PAUSE, || {
         match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(TryLockError::WouldBlock) => {}
-            Err(TryLockError::Error(e)) => return Err(io_error(e)),
+            Ok(()) => Attempt::Done(()),
+            Err(TryLockError::WouldBlock) => Attempt::Busy,
+            Err(TryLockError::Error(e)) => Attempt::Failed(e),
         }
-        let waited = started.elapsed();
-        if waited >= wait {
-            return Err(ClaudeCodeAuthError::LockTimeout {
-                lock: lock_path.display().to_string(),
-                waited,
-            });
-        }
-        thread::sleep(pause.min(wait - waited));
-        pause = (pause * 2).min(MAX_PAUSE);
+    });
+    match taken {
+        Ok(()) => Ok(file),
+        Err(GaveUp::Failed(e)) => Err(io_error(e)),
+        Err(GaveUp::TimedOut(waited)) => Err(ClaudeCodeAuthError::LockTimeout {
+            lock: lock_path.display().to_string(),
+            waited,
+        }),
     }
 }
 
