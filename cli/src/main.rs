@@ -22,7 +22,8 @@ use secrecy::ExposeSecret;
 
 use entelix_auth_claude_code::{
     ClaudeCodeAuthError, ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider, CredentialStore,
-    EnvTokenStore, FileCredentialStore, KeychainCredentialStore, RefreshMode, TokenStatus,
+    EnvTokenStore, FileCredentialStore, KeychainCredentialStore, Reaction, RefreshMode,
+    TokenStatus,
 };
 
 /// Use the `claude` CLI's Claude.ai login from other programs, refreshed in a sandbox.
@@ -91,14 +92,12 @@ enum Failure {
 impl Failure {
     /// 3 missing, 4 expired, 5 refused (or no usable stdout), 6 unreachable, 1 otherwise.
     fn exit_code(&self) -> u8 {
-        use entelix_core::auth::AuthError;
         match self {
-            Self::Auth(error) => match error.to_auth_error() {
-                AuthError::Missing { .. } => EXIT_MISSING,
-                AuthError::Expired { .. } => EXIT_EXPIRED,
-                AuthError::Refused { .. } => EXIT_REFUSED,
-                AuthError::SourceUnreachable { .. } => EXIT_UNREACHABLE,
-                _ => 1,
+            Self::Auth(error) => match error.reaction() {
+                Reaction::Missing => EXIT_MISSING,
+                Reaction::Expired => EXIT_EXPIRED,
+                Reaction::Refused => EXIT_REFUSED,
+                Reaction::Unreachable => EXIT_UNREACHABLE,
             },
             Self::Output(_) => EXIT_REFUSED,
             Self::Demo(_) => 1,

@@ -1,65 +1,112 @@
-//! [`ClaudeCodeAuthError`] and its mapping onto entelix's `AuthError`.
-
-use std::time::Duration;
+//! [`ClaudeCodeAuthError`], the [`Reaction`] each error calls for, and the mapping onto
+//! entelix's `AuthError`.
+//!
+//! Several variants, inherited from the original crate, look alike. What separates them:
+//!
+//! | Variants | The difference |
+//! |---|---|
+//! | [`RefreshRejected`] / [`RefreshRefused`] / [`RefreshHttp`] | The endpoint said `invalid_grant` (the login is spent: log in again) / another 4xx (our request or client is wrong: retrying will not help) / no usable answer at all: unreachable, timed out, 5xx, 429, or a 2xx body that is not a token answer (retry later) |
+//! | [`Io`] / [`NotWritable`] | Any failed read or write / a write that was found impossible *before* the refresh token was spent: nothing was sent, so nothing is lost |
+//! | [`InvalidStorage`] / [`InvalidDocument`] | A typed store's load found no JSON at all / the JSON (or its bytes) is unusable: not UTF-8, too large, duplicate keys, a known field of the wrong type |
+//! | [`CredentialsMissing`] / [`OAuthSectionMissing`] / [`LoggedOut`] / [`RefreshTokenMissing`] | No document / a document without `claudeAiOauth` / the section with empty tokens (the CLI's logged-out shape) / an expired access token with no refresh token beside it |
+//! | [`NotRefreshable`] / [`ReadOnly`] | A refresh asked of a long-lived token (it has no refresh token, by design) / a store that takes no writes |
+//! | [`EndpointNotAllowed`] / [`RequestDenied`] / [`Sandbox`] | The configured token URL fails the policy before anything runs / the component asked for something the policy refuses / the component failed to load, trapped, or returned something malformed |
+//! | [`LockTimeout`] / [`TimedOut`] | Another holder kept the refresh lock past the bound / a call into the component ran past its bound |
+//!
+//! [`RefreshRejected`]: ClaudeCodeAuthError::RefreshRejected
+//! [`RefreshRefused`]: ClaudeCodeAuthError::RefreshRefused
+//! [`RefreshHttp`]: ClaudeCodeAuthError::RefreshHttp
+//! [`Io`]: ClaudeCodeAuthError::Io
+//! [`NotWritable`]: ClaudeCodeAuthError::NotWritable
+//! [`InvalidStorage`]: ClaudeCodeAuthError::InvalidStorage
+//! [`InvalidDocument`]: ClaudeCodeAuthError::InvalidDocument
+//! [`CredentialsMissing`]: ClaudeCodeAuthError::CredentialsMissing
+//! [`OAuthSectionMissing`]: ClaudeCodeAuthError::OAuthSectionMissing
+//! [`LoggedOut`]: ClaudeCodeAuthError::LoggedOut
+//! [`RefreshTokenMissing`]: ClaudeCodeAuthError::RefreshTokenMissing
+//! [`NotRefreshable`]: ClaudeCodeAuthError::NotRefreshable
+//! [`ReadOnly`]: ClaudeCodeAuthError::ReadOnly
+//! [`EndpointNotAllowed`]: ClaudeCodeAuthError::EndpointNotAllowed
+//! [`RequestDenied`]: ClaudeCodeAuthError::RequestDenied
+//! [`Sandbox`]: ClaudeCodeAuthError::Sandbox
+//! [`LockTimeout`]: ClaudeCodeAuthError::LockTimeout
+//! [`TimedOut`]: ClaudeCodeAuthError::TimedOut
 
 use std::fmt;
+use std::time::Duration;
 
 use entelix_core::auth::AuthError;
 
 /// Why a credential could not be produced. Messages are one line, name the place, and never
-/// contain a token; `Debug` shows the variant and that message, and `Error::source` returns
-/// only the operating system's error, since a parser's error can quote what it parsed.
+/// contain a token; neither does `Debug`, nor any error `Error::source` leads to ([`JsonError`]
+/// withholds the parser's message, which can quote what it parsed).
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClaudeCodeAuthError {
     /// No credential is stored: the user has not run `claude login`.
+    #[error("no Claude Code credentials at `{path}`; run `claude login` first")]
     CredentialsMissing {
         /// Where the store looked.
         path: String,
     },
     /// The credential file has no OAuth section.
+    #[error(
+        "the credentials at `{path}` have no `claudeAiOauth` section; run `claude login` first"
+    )]
     OAuthSectionMissing {
         /// Where the store looked.
         path: String,
     },
     /// The token expired and there is no refresh token to renew it.
+    #[error(
+        "the access token has expired and the credentials hold no refresh token; run `claude login` to sign in again"
+    )]
     RefreshTokenMissing,
     /// A refresh was asked of a long-lived token (`CLAUDE_CODE_OAUTH_TOKEN`, `claude
     /// setup-token`): it has no refresh token, and is used as it is.
+    #[error(
+        "the token from {from} cannot be refreshed: it is a long-lived token without a refresh token, used as it is until it is revoked"
+    )]
     NotRefreshable {
         /// Where the token comes from.
         from: String,
     },
     /// The credential holds no token at all: the `claude` CLI's logged-out shape (after a
     /// logout, or after the endpoint rejected its refresh token).
+    #[error("not logged in: the credentials at `{path}` hold no token; run `claude login`")]
     LoggedOut {
         /// Where the store looked.
         path: String,
     },
     /// The token endpoint could not be reached, timed out, or answered 5xx, 429 or an unusable body.
+    #[error("token refresh failed: {message}")]
     RefreshHttp {
         /// What failed; never holds a token.
         message: String,
     },
     /// The token endpoint rejected the refresh token (`invalid_grant`): a new login is needed.
+    #[error("{message}")]
     RefreshRejected {
         /// What the endpoint said, scrubbed, and what to do.
         message: String,
     },
     /// The token endpoint refused the request for another reason (a 4xx other than 429).
+    #[error("{message}")]
     RefreshRefused {
         /// What the endpoint said, scrubbed.
         message: String,
     },
     /// The credential file is not valid JSON (raised by typed [`crate::CredentialStore`] loads).
+    #[error("the credentials at `{path}` are not valid JSON ({source})")]
     InvalidStorage {
         /// Where the store looked.
         path: String,
-        /// The parser's error. Its own message may quote file content, a token included, so it is
-        /// neither printed by this error nor returned by `Error::source`: read it deliberately.
-        source: serde_json::Error,
+        /// Where the parser stopped and why, without its message (see [`JsonError`]).
+        source: JsonError,
     },
     /// The credential document is unusable: not UTF-8, too large, or a known field has the wrong
     /// type.
+    #[error("the credentials at `{path}` are unusable: {problem}")]
     InvalidDocument {
         /// Where the store looked.
         path: String,
@@ -67,6 +114,7 @@ pub enum ClaudeCodeAuthError {
         problem: String,
     },
     /// Reading or writing the credential storage failed.
+    #[error("could not access the credentials at `{path}`: {source}")]
     Io {
         /// The path involved.
         path: String,
@@ -76,6 +124,9 @@ pub enum ClaudeCodeAuthError {
     /// A refreshed credential could not be saved here (no space, no permission, a name too
     /// long...), which showed before the refresh token was spent: nothing was sent, nothing is
     /// lost.
+    #[error(
+        "a refreshed credential cannot be saved at `{path}` ({source}); no refresh was attempted, so nothing is lost"
+    )]
     NotWritable {
         /// The path involved.
         path: String,
@@ -83,13 +134,18 @@ pub enum ClaudeCodeAuthError {
         source: std::io::Error,
     },
     /// Neither `CLAUDE_CONFIG_DIR`, `HOME` nor `USERPROFILE` is set.
+    #[error(
+        "cannot locate the credentials: set CLAUDE_CONFIG_DIR or HOME, or give the path explicitly"
+    )]
     HomeUnresolved,
     /// The store does not accept writes.
+    #[error("the credential store `{store}` is read-only")]
     ReadOnly {
         /// Which store.
         store: String,
     },
     /// The refresh lock stayed busy past the configured bound.
+    #[error("timed out after {}s waiting for the refresh lock `{lock}`", .waited.as_secs())]
     LockTimeout {
         /// The lock that stayed busy.
         lock: String,
@@ -97,6 +153,7 @@ pub enum ClaudeCodeAuthError {
         waited: Duration,
     },
     /// The token endpoint URL is not one the sandbox may reach.
+    #[error("the token endpoint `{url}` is not allowed: {reason}")]
     EndpointNotAllowed {
         /// The configured URL.
         url: String,
@@ -104,159 +161,116 @@ pub enum ClaudeCodeAuthError {
         reason: String,
     },
     /// The component tried to reach an endpoint the sandbox does not allow.
+    #[error("the sandbox refused a request of the credential component: {reason}")]
     RequestDenied {
         /// What was refused.
         reason: String,
     },
     /// The sandboxed component failed to load or trapped.
+    #[error("the credential component failed: {message}")]
     Sandbox {
         /// What failed.
         message: String,
     },
     /// A call into the component did not finish within its bound.
+    #[error("the credential component did not finish within {}s", .after.as_secs())]
     TimedOut {
         /// The bound that passed.
         after: Duration,
     },
 }
 
-impl fmt::Display for ClaudeCodeAuthError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::CredentialsMissing { path } => {
-                write!(f, "no Claude Code credentials at `{path}`; run `claude login` first")
-            }
-            Self::OAuthSectionMissing { path } => write!(
-                f,
-                "the credentials at `{path}` have no `claudeAiOauth` section; run `claude login` first"
-            ),
-            Self::RefreshTokenMissing => f.write_str(
-                "the access token has expired and the credentials hold no refresh token; run `claude login` to sign in again",
-            ),
-            Self::NotRefreshable { from } => write!(
-                f,
-                "the token from {from} cannot be refreshed: it is a long-lived token without a refresh token, used as it is until it is revoked"
-            ),
-            Self::LoggedOut { path } => write!(
-                f,
-                "not logged in: the credentials at `{path}` hold no token; run `claude login`"
-            ),
-            Self::RefreshHttp { message } => write!(f, "token refresh failed: {message}"),
-            Self::RefreshRejected { message } | Self::RefreshRefused { message } => {
-                f.write_str(message)
-            }
-            Self::InvalidStorage { path, source } => write!(
-                f,
-                "the credentials at `{path}` are not valid JSON ({})",
-                describe_json_error(source)
-            ),
-            Self::InvalidDocument { path, problem } => {
-                write!(f, "the credentials at `{path}` are unusable: {problem}")
-            }
-            Self::Io { path, source } => {
-                write!(f, "could not access the credentials at `{path}`: {source}")
-            }
-            Self::NotWritable { path, source } => write!(
-                f,
-                "a refreshed credential cannot be saved at `{path}` ({source}); no refresh was attempted, so nothing is lost"
-            ),
-            Self::HomeUnresolved => f.write_str(
-                "cannot locate the credentials: set CLAUDE_CONFIG_DIR or HOME, or give the path explicitly",
-            ),
-            Self::ReadOnly { store } => write!(f, "the credential store `{store}` is read-only"),
-            Self::LockTimeout { lock, waited } => write!(
-                f,
-                "timed out after {}s waiting for the refresh lock `{lock}`",
-                waited.as_secs()
-            ),
-            Self::EndpointNotAllowed { url, reason } => {
-                write!(f, "the token endpoint `{url}` is not allowed: {reason}")
-            }
-            Self::RequestDenied { reason } => write!(
-                f,
-                "the sandbox refused a request of the credential component: {reason}"
-            ),
-            Self::Sandbox { message } => write!(f, "the credential component failed: {message}"),
-            Self::TimedOut { after } => write!(
-                f,
-                "the credential component did not finish within {}s",
-                after.as_secs()
-            ),
-        }
-    }
-}
-
-impl fmt::Debug for ClaudeCodeAuthError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple(self.variant_name())
-            .field(&self.to_string())
-            .finish()
-    }
-}
-
-impl std::error::Error for ClaudeCodeAuthError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Io { source, .. } | Self::NotWritable { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
-
 /// Convenience result alias.
 pub type ClaudeCodeAuthResult<T> = Result<T, ClaudeCodeAuthError>;
 
-/// Where a JSON error is and of which kind, without the parser's message (which can quote the
-/// offending value, and the value can be a token).
-fn describe_json_error(error: &serde_json::Error) -> String {
-    use serde_json::error::Category;
-    let what = match error.classify() {
-        Category::Syntax => "syntax error",
-        Category::Eof => "unexpected end of input",
-        Category::Data => "a field has the wrong type",
-        Category::Io => "read error",
-    };
-    format!("{what} at line {}, column {}", error.line(), error.column())
+/// A JSON parser's error with its message withheld: `serde_json` quotes the value it choked on,
+/// and in a credential file that value can be a token. `Display` and `Debug` say only the kind
+/// and the position; [`JsonError::into_inner`] hands the parser's error to a caller who wants it
+/// deliberately.
+pub struct JsonError(serde_json::Error);
+
+impl JsonError {
+    /// The parser's own error, message included (it may quote file content).
+    pub fn into_inner(self) -> serde_json::Error {
+        self.0
+    }
+
+    /// The kind of the error: syntax, end of input, wrong type, or read error.
+    pub fn classify(&self) -> serde_json::error::Category {
+        self.0.classify()
+    }
+
+    /// The line where the parser stopped, from 1.
+    pub fn line(&self) -> usize {
+        self.0.line()
+    }
+
+    /// The column where the parser stopped, from 1.
+    pub fn column(&self) -> usize {
+        self.0.column()
+    }
+}
+
+impl From<serde_json::Error> for JsonError {
+    fn from(error: serde_json::Error) -> Self {
+        Self(error)
+    }
+}
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use serde_json::error::Category;
+        let what = match self.classify() {
+            Category::Syntax => "syntax error",
+            Category::Eof => "unexpected end of input",
+            Category::Data => "a field has the wrong type",
+            Category::Io => "read error",
+        };
+        write!(
+            f,
+            "{what} at line {}, column {}",
+            self.line(),
+            self.column()
+        )
+    }
+}
+
+impl fmt::Debug for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("JsonError").field(&self.to_string()).finish()
+    }
+}
+
+impl std::error::Error for JsonError {}
+
+/// How a caller should react to an error: the four cases of entelix's `AuthError`. The CLI's exit
+/// codes, the entelix mapping and the sandbox's reading of the component's failures all derive
+/// from [`ClaudeCodeAuthError::reaction`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reaction {
+    /// There is no credential to use: log in.
+    Missing,
+    /// The credential expired and cannot be renewed: log in again.
+    Expired,
+    /// The credential, its storage or the configuration is unusable as it is: retrying will not
+    /// help until something is changed.
+    Refused,
+    /// The token endpoint, a lock holder or the component did not answer in time: retry later.
+    Unreachable,
 }
 
 impl ClaudeCodeAuthError {
-    /// The variant's name, for `Debug`.
-    const fn variant_name(&self) -> &'static str {
-        match self {
-            Self::CredentialsMissing { .. } => "CredentialsMissing",
-            Self::OAuthSectionMissing { .. } => "OAuthSectionMissing",
-            Self::RefreshTokenMissing => "RefreshTokenMissing",
-            Self::LoggedOut { .. } => "LoggedOut",
-            Self::NotRefreshable { .. } => "NotRefreshable",
-            Self::RefreshHttp { .. } => "RefreshHttp",
-            Self::RefreshRejected { .. } => "RefreshRejected",
-            Self::RefreshRefused { .. } => "RefreshRefused",
-            Self::InvalidStorage { .. } => "InvalidStorage",
-            Self::InvalidDocument { .. } => "InvalidDocument",
-            Self::Io { .. } => "Io",
-            Self::NotWritable { .. } => "NotWritable",
-            Self::HomeUnresolved => "HomeUnresolved",
-            Self::ReadOnly { .. } => "ReadOnly",
-            Self::LockTimeout { .. } => "LockTimeout",
-            Self::EndpointNotAllowed { .. } => "EndpointNotAllowed",
-            Self::RequestDenied { .. } => "RequestDenied",
-            Self::Sandbox { .. } => "Sandbox",
-            Self::TimedOut { .. } => "TimedOut",
-        }
-    }
-
-    /// The entelix reaction this error calls for.
-    pub fn to_auth_error(&self) -> AuthError {
-        let message = self.to_string();
+    /// How a caller should react to this error.
+    pub const fn reaction(&self) -> Reaction {
         match self {
             Self::CredentialsMissing { .. }
             | Self::OAuthSectionMissing { .. }
-            | Self::HomeUnresolved => AuthError::missing_from(message),
+            | Self::HomeUnresolved => Reaction::Missing,
             Self::RefreshTokenMissing | Self::LoggedOut { .. } | Self::RefreshRejected { .. } => {
-                AuthError::expired_with(message)
+                Reaction::Expired
             }
             Self::RefreshHttp { .. } | Self::LockTimeout { .. } | Self::TimedOut { .. } => {
-                AuthError::source_unreachable(message)
+                Reaction::Unreachable
             }
             Self::RefreshRefused { .. }
             | Self::InvalidStorage { .. }
@@ -267,7 +281,19 @@ impl ClaudeCodeAuthError {
             | Self::ReadOnly { .. }
             | Self::EndpointNotAllowed { .. }
             | Self::RequestDenied { .. }
-            | Self::Sandbox { .. } => AuthError::refused(message),
+            | Self::Sandbox { .. } => Reaction::Refused,
+        }
+    }
+
+    /// The entelix error this error calls for: its [`reaction`](Self::reaction), with this
+    /// error's message.
+    pub fn to_auth_error(&self) -> AuthError {
+        let message = self.to_string();
+        match self.reaction() {
+            Reaction::Missing => AuthError::missing_from(message),
+            Reaction::Expired => AuthError::expired_with(message),
+            Reaction::Refused => AuthError::refused(message),
+            Reaction::Unreachable => AuthError::source_unreachable(message),
         }
     }
 }
@@ -335,7 +361,7 @@ mod tests {
             (
                 ClaudeCodeAuthError::InvalidStorage {
                     path: "p".into(),
-                    source: json,
+                    source: json.into(),
                 },
                 "refused",
             ),
@@ -408,12 +434,26 @@ mod tests {
         );
         let error = ClaudeCodeAuthError::InvalidStorage {
             path: "p".into(),
-            source,
+            source: source.into(),
         };
-        let shown = format!("{error} {error:?}");
+        let mut shown = format!("{error} {error:?}");
+        let mut next = std::error::Error::source(&error);
+        while let Some(source) = next {
+            shown.push_str(&format!(" {source} {source:?}"));
+            next = source.source();
+        }
         assert!(!shown.contains(secret), "{shown}");
-        assert!(std::error::Error::source(&error).is_none());
         assert!(shown.contains("wrong type at line 1, column"), "{shown}");
+        let ClaudeCodeAuthError::InvalidStorage { source, .. } = error else {
+            unreachable!()
+        };
+        assert!(source.into_inner().to_string().contains(secret));
+    }
+
+    #[test]
+    fn debug_names_the_variant() {
+        let error = ClaudeCodeAuthError::LoggedOut { path: "p".into() };
+        assert!(format!("{error:?}").starts_with("LoggedOut"), "{error:?}");
     }
 
     #[test]

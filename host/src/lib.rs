@@ -54,7 +54,7 @@ pub use config::{
     DEFAULT_TOKEN_URL, DEFAULT_USER_AGENT, OAUTH_BETA, ProxySetting, WallClock,
 };
 pub use credential::{CredentialFile, OAuthCredential};
-pub use error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
+pub use error::{ClaudeCodeAuthError, ClaudeCodeAuthResult, JsonError, Reaction};
 pub use provider::ClaudeCodeOAuthProvider;
 pub use sandbox::{CACHE_DIR_ENV, COMPONENT_WASM, ProviderComponent};
 pub use secret::SecretToken;

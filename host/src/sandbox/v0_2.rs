@@ -13,6 +13,7 @@ use crate::error::ClaudeCodeAuthResult;
 use crate::status::{RefreshMode, RefreshOutcome, RefreshReport, TokenStatus};
 use crate::store::handover::{self, Verdict};
 
+use super::refusal::Refusal;
 use super::state::{HeldLock, HostState};
 use super::{CallContext, ProviderComponent};
 
@@ -150,16 +151,44 @@ pub(super) fn host_error(
     state: &mut HostState,
     config: &ClaudeCodeOAuthConfig,
 ) -> ClaudeCodeAuthError {
-    use wit::Cause;
+    // The case the component chose is its own reading of the cause; the host's error says how
+    // to react through `reaction()` (tests below check the two agree).
     let (wit::AuthError::Missing(detail)
     | wit::AuthError::Expired(detail)
     | wit::AuthError::Refused(detail)
     | wit::AuthError::SourceUnreachable(detail)) = failure;
-    let location = state.store.location();
-    let recorded = state.store_error.take();
-    let refused = state.policy.refusal();
-    let message = detail.message;
-    match detail.cause {
+    let known = Known {
+        location: state.store.location(),
+        recorded: state.store_error.take(),
+        refused: state.policy.refusal(),
+    };
+    error_for(detail.cause, detail.message, known, config)
+}
+
+/// What the host knows beside a failure the component reported.
+struct Known {
+    /// Where the store keeps the credential.
+    location: String,
+    /// The store's own error, if a store call failed.
+    recorded: Option<ClaudeCodeAuthError>,
+    /// Why the host refused or failed the component's request, if it did.
+    refused: Option<Refusal>,
+}
+
+/// The error for the component's `cause` and `message`, given what the host knows.
+fn error_for(
+    cause: wit::Cause,
+    message: String,
+    known: Known,
+    config: &ClaudeCodeOAuthConfig,
+) -> ClaudeCodeAuthError {
+    use wit::Cause;
+    let Known {
+        location,
+        recorded,
+        refused,
+    } = known;
+    match cause {
         Cause::CredentialsMissing => ClaudeCodeAuthError::CredentialsMissing { path: location },
         Cause::OauthSectionMissing => ClaudeCodeAuthError::OAuthSectionMissing { path: location },
         Cause::RefreshTokenMissing => ClaudeCodeAuthError::RefreshTokenMissing,
@@ -414,4 +443,99 @@ impl store_wit::HostRefreshLock for HostState {
 
 fn unavailable(error: wasmtime::component::ResourceTableError) -> StoreError {
     StoreError::Unavailable(format!("unknown refresh lock: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use claude_code_auth_guest::failure::{Cause as GuestCause, Kind};
+
+    use super::*;
+    use crate::error::Reaction;
+
+    /// Every cause the component can report, in the guest's own type.
+    const ALL: [GuestCause; 12] = [
+        GuestCause::CredentialsMissing,
+        GuestCause::OAuthSectionMissing,
+        GuestCause::RefreshTokenMissing,
+        GuestCause::LoggedOut,
+        GuestCause::NotRefreshable,
+        GuestCause::DocumentInvalid,
+        GuestCause::GrantRejected,
+        GuestCause::EndpointRefused,
+        GuestCause::EndpointUnavailable,
+        GuestCause::AnswerInvalid,
+        GuestCause::StoreFailed,
+        GuestCause::LockTimeout,
+    ];
+
+    /// The contract's name for a guest cause, and its place in [`ALL`]. Exhaustive, so a new
+    /// cause fails to compile here until it is added, and then fails the test until it is in
+    /// `ALL`.
+    fn wit_cause(cause: GuestCause) -> (wit::Cause, usize) {
+        match cause {
+            GuestCause::CredentialsMissing => (wit::Cause::CredentialsMissing, 0),
+            GuestCause::OAuthSectionMissing => (wit::Cause::OauthSectionMissing, 1),
+            GuestCause::RefreshTokenMissing => (wit::Cause::RefreshTokenMissing, 2),
+            GuestCause::LoggedOut => (wit::Cause::LoggedOut, 3),
+            GuestCause::NotRefreshable => (wit::Cause::NotRefreshable, 4),
+            GuestCause::DocumentInvalid => (wit::Cause::DocumentInvalid, 5),
+            GuestCause::GrantRejected => (wit::Cause::GrantRejected, 6),
+            GuestCause::EndpointRefused => (wit::Cause::EndpointRefused, 7),
+            GuestCause::EndpointUnavailable => (wit::Cause::EndpointUnavailable, 8),
+            GuestCause::AnswerInvalid => (wit::Cause::AnswerInvalid, 9),
+            GuestCause::StoreFailed => (wit::Cause::StoreFailed, 10),
+            GuestCause::LockTimeout => (wit::Cause::LockTimeout, 11),
+        }
+    }
+
+    /// The WIT `auth-error` case the component reports for a guest kind, as a reaction.
+    fn reaction(kind: Kind) -> Reaction {
+        match kind {
+            Kind::Missing => Reaction::Missing,
+            Kind::Expired => Reaction::Expired,
+            Kind::Refused => Reaction::Refused,
+            Kind::SourceUnreachable => Reaction::Unreachable,
+        }
+    }
+
+    #[test]
+    fn the_host_reacts_to_each_cause_as_the_component_does() {
+        let places: Vec<usize> = ALL.iter().map(|c| wit_cause(*c).1).collect();
+        assert_eq!(
+            places,
+            (0..ALL.len()).collect::<Vec<_>>(),
+            "ALL is in order"
+        );
+        let config = ClaudeCodeOAuthConfig::default();
+        for cause in ALL {
+            let known = Known {
+                location: "store".into(),
+                recorded: None,
+                refused: None,
+            };
+            let error = error_for(wit_cause(cause).0, "why".into(), known, &config);
+            assert_eq!(
+                error.reaction(),
+                reaction(cause.kind()),
+                "{cause:?} became {error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_store_error_the_host_recorded_is_the_error_given() {
+        let config = ClaudeCodeOAuthConfig::default();
+        let known = Known {
+            location: "store".into(),
+            recorded: Some(ClaudeCodeAuthError::ReadOnly {
+                store: "kept".into(),
+            }),
+            refused: None,
+        };
+        let error = error_for(wit::Cause::StoreFailed, "why".into(), known, &config);
+        assert!(
+            matches!(&error, ClaudeCodeAuthError::ReadOnly { store } if store == "kept"),
+            "{error:?}"
+        );
+    }
 }

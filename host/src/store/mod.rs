@@ -220,7 +220,7 @@ pub(crate) fn parse_document(
 ) -> ClaudeCodeAuthResult<CredentialFile> {
     serde_json::from_str(text).map_err(|source| ClaudeCodeAuthError::InvalidStorage {
         path: location(),
-        source,
+        source: source.into(),
     })
 }
 
