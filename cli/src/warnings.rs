@@ -1,7 +1,7 @@
 //! The library's warnings on stderr, one `warning: …` line each: a login kept in a rescue file, a
 //! credential whose fsync failed, a hard link a refresh splits. The library logs them through
 //! `tracing`; a command-line user has no subscriber of their own, so without this they would
-//! never learn of them. Warnings never hold a token (`tests/secrets.rs` checks the logs).
+//! never learn of them. Warnings never hold a token (`tests/scenarios/secrets.rs` checks the logs).
 
 use std::fmt;
 

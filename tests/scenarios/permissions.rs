@@ -2,18 +2,13 @@
 //! user (through `setpriv` when the tests run as root, since root ignores permissions), answers
 //! one typed line and touches nothing.
 
-// Tests panic to report failure.
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+use crate::support::EXIT_REFUSED;
+use crate::support::{Scenario, text};
 use claude_code_auth_testkit::loopback::TokenEndpoint;
-use support::EXIT_REFUSED;
-use support::{Scenario, text};
 
 /// `nobody` on Debian-like systems.
 const UNPRIVILEGED: u32 = 65534;
@@ -29,7 +24,7 @@ fn running_as_root() -> bool {
 
 /// The CLI as a user whom permissions apply to.
 fn unprivileged_cli(home: &Path, args: &[&str]) -> Command {
-    let cli = support::cli_binary();
+    let cli = crate::support::cli_binary();
     let mut command = if running_as_root() {
         let mut c = Command::new("setpriv");
         c.arg(format!("--reuid={UNPRIVILEGED}"))
@@ -203,7 +198,7 @@ async fn root_refreshing_a_users_credential_leaves_it_theirs() {
         "--token-url",
         &url,
     ];
-    let output = support::cli(scenario.dir(), &args).await;
+    let output = crate::support::cli(scenario.dir(), &args).await;
     assert!(output.status.success(), "{}", text(&output).1);
     assert_eq!(owner(&scenario.path), user, "the credential changed hands");
     assert_eq!(scenario.mode(), 0o600);
@@ -265,7 +260,7 @@ async fn a_symlink_planted_at_the_lock_file_is_refused() {
     let before = snapshot(&scenario.path);
     let path = scenario.path.to_str().unwrap();
     let url = endpoint.url();
-    let output = support::cli(
+    let output = crate::support::cli(
         scenario.dir(),
         &["token", "--credentials", path, "--token-url", &url],
     )

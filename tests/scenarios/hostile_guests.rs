@@ -2,24 +2,19 @@
 //! panics, returns garbage or prints secrets gets a typed error within a bound; the process
 //! stays healthy, and the next call on the same provider, with the real component, succeeds.
 
-// Tests panic to report failure.
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use claude_code_auth_testkit::loopback::{Handler, LoopbackServer, Reply, Response};
 // The test-only component from `tests/hostile-guest/`, built by the testkit.
+use crate::support::{Scenario, config};
 use claude_code_auth_testkit::components::HOSTILE;
 use entelix_auth_claude_code::{
     ClaudeCodeAuthError, ClaudeCodeOAuthProvider, DEFAULT_FUEL, DEFAULT_MEMORY_LIMIT,
     FileCredentialStore, ProviderComponent,
 };
 use secrecy::ExposeSecret;
-use support::{Scenario, config};
 
 async fn hostile() -> ProviderComponent {
     tokio::task::spawn_blocking(|| ProviderComponent::compile(HOSTILE))
@@ -141,7 +136,12 @@ async fn shouting_component() {
 #[test]
 fn the_components_output_never_reaches_the_terminal() {
     let output = Command::new(std::env::current_exe().unwrap())
-        .args(["shouting_component", "--exact", "--ignored", "--nocapture"])
+        .args([
+            "hostile_guests::shouting_component",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -2,11 +2,6 @@
 //! public items, with their signatures, used the way its users use them. A store that only
 //! implements the two original methods drives the sandboxed provider end to end.
 
-// Tests panic to report failure.
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -105,14 +100,15 @@ async fn a_two_method_store_drives_a_refresh() {
         .await
         .unwrap();
     let login = endpoint.login();
-    let expired = OAuthCredential::new(login.access_token.clone(), support::NOW_MS - 1)
+    let expired = OAuthCredential::new(login.access_token.clone(), crate::support::NOW_MS - 1)
         .with_refresh_token(login.refresh_token.clone())
         .with_subscription_type("pro");
     let store = std::sync::Arc::new(VaultStore {
         slot: Mutex::new(Some(CredentialFile::with_oauth(expired))),
         fail_with_io: false,
     });
-    let provider = ClaudeCodeOAuthProvider::with_config(store.clone(), support::config(&endpoint));
+    let provider =
+        ClaudeCodeOAuthProvider::with_config(store.clone(), crate::support::config(&endpoint));
     let creds = provider.resolve().await.unwrap();
     let saved = store
         .load()

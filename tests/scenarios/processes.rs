@@ -1,22 +1,17 @@
 //! Many processes, crashes and the `claude` CLI's own locks, with real processes against the
 //! loopback token endpoint, which rotates refresh tokens and revokes a family on reuse.
 
-// Tests panic to report failure.
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
 use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::support::{Scenario, cli, cli_command, expired_login, text, without_token_fields};
 use claude_code_auth_testkit::loopback::TokenEndpoint;
 use entelix_auth_claude_code::{
     ClaudeCodeAuthError, ClaudeCodeOAuthProvider, FileCredentialStore, RefreshMode,
 };
 use serde_json::Value;
-use support::{Scenario, cli, cli_command, expired_login, text, without_token_fields};
 
 /// A random duration below `max`.
 fn random_below(max: Duration) -> Duration {
@@ -92,7 +87,7 @@ async fn a_storm_of_processes_spends_exactly_one_refresh_grant() {
     let children: Vec<Child> = (0..PROCESSES)
         .map(|_| spawn_token(&scenario, &url))
         .collect();
-    let outputs = support::finish_all(children).await;
+    let outputs = crate::support::finish_all(children).await;
 
     let stored = scenario.oauth("accessToken");
     for output in &outputs {
@@ -271,7 +266,7 @@ fn hold_from_another_process(lock: &Path, hold: Duration) -> Child {
 
 #[tokio::test]
 async fn a_lock_held_by_the_claude_cli_makes_us_wait_then_proceed() {
-    support::warm_component_cache();
+    crate::support::warm_component_cache();
     for which in 0..2 {
         let endpoint = TokenEndpoint::start().await.unwrap();
         let scenario = expired_login(&endpoint);
@@ -354,7 +349,7 @@ async fn a_lock_that_is_never_released_fails_clearly_or_bridges_with_a_valid_tok
 
     // A token that expires within the skew but has not expired is used while the lock is busy.
     let mut doc: Value = serde_json::from_slice(&before).unwrap();
-    let soon = support::real_now_ms() + 120_000;
+    let soon = crate::support::real_now_ms() + 120_000;
     doc["claudeAiOauth"]["expiresAt"] = soon.into();
     std::fs::write(&scenario.path, doc.to_string()).unwrap();
     let report = provider.refresh(RefreshMode::IfNeeded).await.unwrap();
@@ -429,13 +424,18 @@ fn cli_protocol_writer() {
 #[tokio::test]
 async fn cli_protocol_writes_during_our_refreshes_lose_nothing() {
     const REFRESHES: usize = 20;
-    support::warm_component_cache();
+    crate::support::warm_component_cache();
     let endpoint = TokenEndpoint::start().await.unwrap();
     // The answer takes a moment, as a real one does: writes land during the exchange.
     endpoint.set_latency(Duration::from_millis(20)..Duration::from_millis(60));
     let scenario = expired_login(&endpoint);
     let writer = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "cli_protocol_writer", "--nocapture"])
+        .args([
+            "--ignored",
+            "--exact",
+            "processes::cli_protocol_writer",
+            "--nocapture",
+        ])
         .env("CLI_PROTOCOL_WRITER_FILE", &scenario.path)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -447,7 +447,7 @@ async fn cli_protocol_writes_during_our_refreshes_lose_nothing() {
     }
     let url = endpoint.url();
     for round in 0..REFRESHES {
-        let output = support::finish(support::spawn_cli(
+        let output = crate::support::finish(crate::support::spawn_cli(
             &scenario.path,
             &url,
             &["refresh", "--force"],
@@ -496,14 +496,14 @@ async fn a_symlink_and_its_target_take_one_lock() {
     let link = link_dir.join(".credentials.json");
     std::os::unix::fs::symlink(&scenario.path, &link).unwrap();
     let url = endpoint.url();
-    support::warm_component_cache();
+    crate::support::warm_component_cache();
     let children: Vec<Child> = (0..PROCESSES)
         .map(|i| {
             let path = if i % 2 == 0 { &link } else { &scenario.path };
-            support::spawn_cli(path, &url, &["token"])
+            crate::support::spawn_cli(path, &url, &["token"])
         })
         .collect();
-    let outputs = support::finish_all(children).await;
+    let outputs = crate::support::finish_all(children).await;
     for output in &outputs {
         let (stdout, stderr) = text(output);
         assert!(output.status.success(), "{stderr}");
@@ -524,7 +524,7 @@ async fn a_symlink_and_its_target_take_one_lock() {
 /// sight steals it; it is stale only if it stays untouched.
 #[tokio::test]
 async fn the_clock_stepping_back_does_not_make_a_live_lock_stale() {
-    support::warm_component_cache();
+    crate::support::warm_component_cache();
     let endpoint = TokenEndpoint::start().await.unwrap();
     let scenario = expired_login(&endpoint);
     let lock = cli_lock_dirs(scenario.dir())[0].clone();
@@ -549,7 +549,7 @@ async fn the_clock_stepping_back_does_not_make_a_live_lock_stale() {
     let started = Instant::now();
     let output = token(&scenario, &endpoint.url()).await;
     let waited = started.elapsed();
-    let holder = support::finish(holder).await;
+    let holder = crate::support::finish(holder).await;
     assert!(output.status.success(), "{}", text(&output).1);
     assert!(
         holder.status.success(),

@@ -2,21 +2,16 @@
 //! captured at trace level (ours, wasmtime's, everything), every error and `Debug` value met is
 //! formatted, and no access or refresh token appears anywhere.
 
-// Tests panic to report failure.
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use crate::support::{Scenario, config};
 use claude_code_auth_testkit::loopback::{Reply, Response, TokenEndpoint};
 use entelix_auth_claude_code::{
     ClaudeCodeAuthError, ClaudeCodeOAuthProvider, CredentialStore, FileCredentialStore, RefreshMode,
 };
 use entelix_core::auth::CredentialProvider;
 use serde_json::json;
-use support::{Scenario, config};
 
 /// Everything written by the subscriber.
 #[derive(Clone, Default)]

@@ -9,23 +9,16 @@
 //! Without npm, or where a network namespace cannot be made, the scenarios are skipped with a
 //! message that says so.
 
-// Tests panic to report failure.
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
-#[path = "claude_cli/install.rs"]
 mod install;
-#[path = "claude_cli/proxy.rs"]
 mod proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::text;
 use claude_code_auth_testkit::loopback::{MessagesApi, TokenEndpoint};
 use serde_json::{Value, json};
-use support::text;
 
 /// Where the scenario runner tells a scenario which `claude` to run.
 const CLAUDE_ENV: &str = "CLAUDE_CODE_AUTH_PEER_CLAUDE";
@@ -44,18 +37,18 @@ fn the_real_claude_cli_as_a_peer() {
         Ok(path) => path,
         Err(why) => {
             visible(&format!(
-                "SKIPPED the real claude CLI scenarios (tests/claude_cli.rs): {why}"
+                "SKIPPED the real claude CLI scenarios (tests/scenarios/claude_cli.rs): {why}"
             ));
             return;
         }
     };
-    support::warm_component_cache();
+    crate::support::warm_component_cache();
     let probe = Command::new("unshare")
         .args(["--net", "ip", "link", "set", "lo", "up"])
         .output();
     if !probe.as_ref().is_ok_and(|o| o.status.success()) {
         visible(&format!(
-            "SKIPPED the real claude CLI scenarios (tests/claude_cli.rs): a network namespace \
+            "SKIPPED the real claude CLI scenarios (tests/scenarios/claude_cli.rs): a network namespace \
              with `lo` up cannot be made here (`unshare --net` needs root, `ip` iproute2): \
              {probe:?}"
         ));
@@ -68,7 +61,7 @@ fn the_real_claude_cli_as_a_peer() {
             .args(["--net", "--"])
             .arg(&this)
             .args(["--ignored", "--exact", "--nocapture", "--test-threads=1"])
-            .arg(format!("inside::{scenario}"))
+            .arg(format!("claude_cli::inside::{scenario}"))
             .env(CLAUDE_ENV, &claude)
             .output()
             .unwrap();
@@ -112,7 +105,7 @@ async fn ours_through_a_proxy_that_inspects_tls() {
     let proxy = proxy::Proxy::start(routes, dir.path()).await;
     let url = "https://platform.claude.com/v1/oauth/token";
     let ours = |path: &Path, trust: bool| {
-        let mut command = support::cli_command(path.parent().unwrap());
+        let mut command = crate::support::cli_command(path.parent().unwrap());
         command
             .args(["token", "--credentials"])
             .arg(path)
@@ -128,7 +121,7 @@ async fn ours_through_a_proxy_that_inspects_tls() {
         command
     };
 
-    let scenario = support::expired_login(&endpoint);
+    let scenario = crate::support::expired_login(&endpoint);
     let output = run(ours(&scenario.path, true)).await;
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stderr}");
@@ -141,7 +134,7 @@ async fn ours_through_a_proxy_that_inspects_tls() {
         .collect();
     assert_eq!(through, ["platform.claude.com /v1/oauth/token"]);
 
-    let scenario = support::expired_login(&endpoint);
+    let scenario = crate::support::expired_login(&endpoint);
     let tunnels = proxy.tunnels();
     let requests = endpoint.requests().len();
     let output = run(ours(&scenario.path, false)).await;
@@ -217,7 +210,7 @@ impl Bed {
             "claudeAiOauth": {
                 "accessToken": access,
                 "refreshToken": refresh,
-                "expiresAt": support::real_now_ms() - 60_000,
+                "expiresAt": crate::support::real_now_ms() - 60_000,
                 "scopes": ["user:inference", "user:profile", "user:sessions:claude_code"],
                 "subscriptionType": "max",
                 "rateLimitTier": "default_claude_max_20x",
@@ -258,7 +251,7 @@ impl Bed {
 
     /// Our CLI on the same file, against the same token endpoint.
     fn ours(&self, args: &[&str]) -> Command {
-        let mut command = support::cli_command(self.home.path());
+        let mut command = crate::support::cli_command(self.home.path());
         command
             .args(args)
             .arg("--credentials")

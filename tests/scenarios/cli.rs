@@ -1,15 +1,10 @@
 //! The `claude-code-auth` binary as a user runs it: real processes, real files, the real clock,
 //! the loopback token endpoint.
 
-// Tests panic to report failure.
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
+use crate::support::{EXIT_EXPIRED, EXIT_MISSING, EXIT_UNREACHABLE};
+use crate::support::{Scenario, cli, text};
 use claude_code_auth_testkit::loopback::TokenEndpoint;
 use serde_json::Value;
-use support::{EXIT_EXPIRED, EXIT_MISSING};
-use support::{Scenario, cli, text};
 
 /// Both tokens of the file, which no command but `token` and `header` may print.
 fn tokens(scenario: &Scenario) -> [String; 2] {
@@ -77,7 +72,7 @@ async fn status_describes_the_credential_without_the_token() {
 async fn status_finds_the_file_through_claude_config_dir() {
     let scenario = Scenario::fixture_now("fresh");
     let home = tempfile::tempdir().unwrap();
-    let mut command = support::cli_command(home.path());
+    let mut command = crate::support::cli_command(home.path());
     command
         .env("CLAUDE_CONFIG_DIR", scenario.dir())
         .arg("status");
@@ -211,6 +206,23 @@ async fn errors_are_one_line_on_stderr_with_a_meaningful_exit_code() {
     );
     assert_no_token(&stderr, &tokens(&scenario));
     assert_eq!(scenario.bytes(), before);
+
+    // Nobody listens: retry later.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1/oauth/token", closed.local_addr().unwrap());
+    drop(closed);
+    let output = cli(
+        scenario.dir(),
+        &["token", "--credentials", path, "--token-url", &url],
+    )
+    .await;
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(EXIT_UNREACHABLE), "{stderr}");
+    assert!(
+        stdout.is_empty() && stderr.contains("connection refused"),
+        "{stderr}"
+    );
+    assert_eq!(scenario.bytes(), before);
 }
 
 #[tokio::test]
@@ -227,7 +239,7 @@ async fn a_token_in_claude_code_oauth_token_is_used_as_it_is() {
     let home = tempfile::tempdir().unwrap();
     let token = "sk-ant-oat01-long-lived-setup-token";
     let run = |args: &'static [&'static str]| {
-        let mut command = support::cli_command(home.path());
+        let mut command = crate::support::cli_command(home.path());
         command.env("CLAUDE_CODE_OAUTH_TOKEN", token).args(args);
         tokio::task::spawn_blocking(move || command.output().unwrap())
     };
@@ -281,7 +293,7 @@ async fn a_token_in_claude_code_oauth_token_is_used_as_it_is() {
 #[tokio::test]
 async fn an_explicit_credentials_file_wins_over_the_environment() {
     let scenario = Scenario::fixture_now("fresh");
-    let mut command = support::cli_command(scenario.dir());
+    let mut command = crate::support::cli_command(scenario.dir());
     command
         .env("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-from-env")
         .args(["token", "--credentials", scenario.path.to_str().unwrap()]);
@@ -343,7 +355,7 @@ async fn the_login_deadline_is_shown_and_warned_about() {
     for (days_left, warned) in [(10, false), (2, true)] {
         let scenario = Scenario::fixture_now("fresh");
         let mut doc = scenario.json();
-        let deadline = support::real_now_ms() + days_left * DAY + 3_600_000;
+        let deadline = crate::support::real_now_ms() + days_left * DAY + 3_600_000;
         doc["claudeAiOauth"]["refreshTokenExpiresAt"] = deadline.into();
         std::fs::write(&scenario.path, doc.to_string()).unwrap();
         let path = scenario.path.to_str().unwrap();
@@ -387,10 +399,10 @@ async fn a_token_that_cannot_be_printed_is_an_error() {
     let mut command = std::process::Command::new("sh");
     command
         .args(["-c", "exec \"$0\" token --credentials \"$1\" >&-"])
-        .arg(support::cli_binary())
+        .arg(crate::support::cli_binary())
         .arg(&path)
         .env_remove("CLAUDE_CODE_OAUTH_TOKEN");
-    support::warm_component_cache();
+    crate::support::warm_component_cache();
     let output = tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap();
@@ -404,7 +416,7 @@ async fn a_token_that_cannot_be_printed_is_an_error() {
     // Thrown away on purpose is another matter.
     let status = std::process::Command::new("sh")
         .args(["-c", "exec \"$0\" token --credentials \"$1\" >/dev/null"])
-        .arg(support::cli_binary())
+        .arg(crate::support::cli_binary())
         .arg(&path)
         .env_remove("CLAUDE_CODE_OAUTH_TOKEN")
         .status()
@@ -419,8 +431,8 @@ async fn the_cli_writes_no_core_dump() {
     endpoint.set_latency(
         std::time::Duration::from_millis(1500)..std::time::Duration::from_millis(1501),
     );
-    let scenario = support::expired_login(&endpoint);
-    let child = support::spawn_cli(&scenario.path, &endpoint.url(), &["token"]);
+    let scenario = crate::support::expired_login(&endpoint);
+    let child = crate::support::spawn_cli(&scenario.path, &endpoint.url(), &["token"]);
     let limits = format!("/proc/{}/limits", child.id());
     let started = std::time::Instant::now();
     let line = loop {
@@ -436,7 +448,7 @@ async fn the_cli_writes_no_core_dump() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
-    let output = support::finish(child).await;
+    let output = crate::support::finish(child).await;
     assert!(output.status.success(), "{}", text(&output).1);
     let fields: Vec<String> = line
         .unwrap_or_default()

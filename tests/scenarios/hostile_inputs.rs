@@ -3,19 +3,14 @@
 //! variant and entelix reaction, a message that names the problem, no secret in the message,
 //! and the credential file byte-identical with the same mode afterwards.
 
-// Tests panic to report failure.
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
 use std::os::unix::fs::{FileTypeExt, PermissionsExt, symlink};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::{NOW_MS, Scenario, config, reaction};
 use claude_code_auth_testkit::loopback::{Reply, Response, TokenEndpoint};
 use entelix_auth_claude_code::{ClaudeCodeAuthError, ClaudeCodeOAuthProvider, FileCredentialStore};
 use serde_json::json;
-use support::{NOW_MS, Scenario, config, reaction};
 
 const ACCESS: &str = "sk-ant-oat01-corpus-access-SECRET";
 const REFRESH: &str = "sk-ant-ort01-corpus-refresh-SECRET";

@@ -1,4 +1,4 @@
-/* Fault injection for tests/faults.rs, loaded into the real `claude-code-auth` process with
+/* Fault injection for tests/scenarios/faults.rs, loaded into the real `claude-code-auth` process with
  * LD_PRELOAD. CCAUTH_FAULT chooses the fault:
  *   fsync-eio       every fsync and fdatasync fails with EIO (a failing disk);
  *   dirsync-eio     fsync of a directory fails with EIO (files sync);

@@ -2,13 +2,9 @@
 //! loopback Anthropic-shaped server, which accepts only tokens the token endpoint issued and only
 //! with the OAuth beta.
 
-// Tests panic to report failure.
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
 use std::sync::Arc;
 
+use crate::support::{Scenario, config};
 use claude_code_auth_testkit::loopback::{MessagesApi, TokenEndpoint};
 use entelix_auth_claude_code::{
     CLAUDE_CODE_BETA, ClaudeCodeOAuthProvider, FileCredentialStore, OAUTH_BETA,
@@ -18,7 +14,6 @@ use entelix_core::ExecutionContext;
 use entelix_core::codecs::{AnthropicMessagesCodec, Codec};
 use entelix_core::ir::{AnthropicExt, ContentPart, Message, ModelRequest, ProviderExtensions};
 use entelix_core::transports::{DirectTransport, Transport};
-use support::{Scenario, config};
 
 fn request(betas: &[&str]) -> ModelRequest {
     ModelRequest {

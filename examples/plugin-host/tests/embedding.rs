@@ -1,4 +1,4 @@
-//! The independent host, end to end: the plain component with this host's own store, the
+//! The plugin host, end to end: the plain component with this host's own store, the
 //! component composed with a filesystem store, a request elsewhere, and a component built for
 //! another version of the contract.
 
@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use claude_code_auth_independent_host::{AuthError, Config, MemoryStore, PluginHost};
+use claude_code_auth_plugin_host::{AuthError, Config, MemoryStore, PluginHost};
 use claude_code_auth_testkit::loopback::TokenEndpoint;
 use serde_json::{Value, json};
 

@@ -1,9 +1,6 @@
 //! Shared pieces of the scenario tests: fixtures copied into temp dirs, the fixed clock, the
 //! loopback token endpoint primed for a fixture, and the CLI run as a real process.
 
-// Each test binary uses a different subset.
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -5,13 +5,8 @@
 //! refresh token on every grant and revokes the whole login when a spent one comes back. Each
 //! ends with the fault cleared and the next call succeeding with no spent token reused.
 //!
-//! Real processes run under `LD_PRELOAD` with `tests/faults/shim.c` (compiled here with the C
+//! Real processes run under `LD_PRELOAD` with `tests/scenarios/faults/shim.c` (compiled here with the C
 //! compiler the build already needs) to make `fsync` fail or to kill at the rename.
-
-// Tests panic to report failure.
-#![allow(clippy::unwrap_used)]
-
-mod support;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -20,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::{expired_login, finish, real_now_ms, spawn_cli, text};
 use async_trait::async_trait;
 use claude_code_auth_testkit::loopback::TokenEndpoint;
 use entelix_auth_claude_code::{
@@ -29,14 +25,14 @@ use entelix_auth_claude_code::{
 };
 use secrecy::ExposeSecret;
 use serde_json::Value;
-use support::{expired_login, finish, real_now_ms, spawn_cli, text};
 
 /// The fault shim, compiled once per run.
 fn shim() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/faults/shim.c");
+            let source =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios/faults/shim.c");
             let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ccauth-fault-shim.so");
             let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
                 .args(["-shared", "-fPIC", "-O2", "-o"])
@@ -54,7 +50,7 @@ fn shim() -> PathBuf {
 /// `claude-code-auth <args>` on `path` with `fault` injected.
 async fn with_fault(path: &Path, url: &str, args: &[&str], fault: &str) -> std::process::Output {
     let home = path.parent().unwrap();
-    let mut command = support::cli_command(home);
+    let mut command = crate::support::cli_command(home);
     command
         .args(args)
         .arg("--credentials")
@@ -626,7 +622,7 @@ async fn localhost_stays_loopback_whatever_the_hosts_file_says() {
     let mut command = Command::new("unshare");
     command
         .args(["--mount", "sh", "-c", &script])
-        .arg(support::cli_binary())
+        .arg(crate::support::cli_binary())
         .env_remove("CLAUDE_CONFIG_DIR")
         .env_remove("CLAUDE_CODE_OAUTH_TOKEN");
     let probe = Command::new("unshare").args(["--mount", "true"]).status();
@@ -638,7 +634,7 @@ async fn localhost_stays_loopback_whatever_the_hosts_file_says() {
         );
         return;
     }
-    support::warm_component_cache();
+    crate::support::warm_component_cache();
     let output = tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap();

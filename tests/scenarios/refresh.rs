@@ -1,13 +1,9 @@
 //! Scenarios of the provider over real files and the loopback token endpoint, with the fixed
 //! test clock: the happy paths, and every failure leaving the file byte-identical.
 
-// Tests panic to report failure.
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
 use std::sync::Arc;
 
+use crate::support::{NOW_MS, Scenario, config, reaction, without_token_fields};
 use claude_code_auth_testkit::loopback::{Reply, Response};
 use entelix_auth_claude_code::{
     CLAUDE_CODE_CLIENT_ID, ClaudeCodeAuthError, ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider,
@@ -17,7 +13,6 @@ use entelix_auth_claude_code::{
 use entelix_core::auth::CredentialProvider;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
-use support::{NOW_MS, Scenario, config, reaction, without_token_fields};
 
 fn provider(scenario: &Scenario, config: ClaudeCodeOAuthConfig) -> ClaudeCodeOAuthProvider {
     ClaudeCodeOAuthProvider::with_config(FileCredentialStore::with_path(&scenario.path), config)
@@ -417,7 +412,7 @@ async fn an_endpoint_off_the_allow_list_is_refused_before_any_call() {
 
 #[tokio::test]
 async fn a_typed_store_keeps_unknown_fields_too() {
-    let fixture = std::fs::read_to_string(support::fixture_path("expired")).unwrap();
+    let fixture = std::fs::read_to_string(crate::support::fixture_path("expired")).unwrap();
     let store = Arc::new(MemoryCredentialStore::with_document(fixture.trim()));
     let scenario_endpoint = claude_code_auth_testkit::loopback::TokenEndpoint::start()
         .await
