@@ -106,18 +106,7 @@ fn answerable_imports(core: &[u8]) -> Result<BTreeMap<String, Vec<Imported>>, St
     let mut by_module: BTreeMap<String, Vec<Option<Imported>>> = BTreeMap::new();
     for payload in wasmparser::Parser::new(0).parse_all(core) {
         match payload.map_err(|e| e.to_string())? {
-            wasmparser::Payload::TypeSection(section) => {
-                for ty in section.into_iter_err_on_gc_types() {
-                    let ty = ty.map_err(|e| e.to_string())?;
-                    types.push((
-                        ty.params().iter().map(val_type).collect::<Result<_, _>>()?,
-                        ty.results()
-                            .iter()
-                            .map(val_type)
-                            .collect::<Result<_, _>>()?,
-                    ));
-                }
-            }
+            wasmparser::Payload::TypeSection(section) => types.extend(function_types(section)?),
             wasmparser::Payload::ImportSection(section) => {
                 for import in section.into_imports() {
                     let import = import.map_err(|e| e.to_string())?;
@@ -150,6 +139,31 @@ fn answerable_imports(core: &[u8]) -> Result<BTreeMap<String, Vec<Imported>>, St
             _ => {}
         }
     }
+    Ok(fully_answered(by_module))
+}
+
+/// The parameter and result types of each function type in `section`, in order.
+fn function_types(
+    section: wasmparser::TypeSectionReader<'_>,
+) -> Result<Vec<(Vec<ValType>, Vec<ValType>)>, String> {
+    let mut types = Vec::new();
+    for ty in section.into_iter_err_on_gc_types() {
+        let ty = ty.map_err(|e| e.to_string())?;
+        types.push((
+            ty.params().iter().map(val_type).collect::<Result<_, _>>()?,
+            ty.results()
+                .iter()
+                .map(val_type)
+                .collect::<Result<_, _>>()?,
+        ));
+    }
+    Ok(types)
+}
+
+/// The import modules every function of which has an answer; the others stay imports.
+fn fully_answered(
+    by_module: BTreeMap<String, Vec<Option<Imported>>>,
+) -> BTreeMap<String, Vec<Imported>> {
     let mut answerable = BTreeMap::new();
     for (module, functions) in by_module {
         match functions.into_iter().collect::<Option<Vec<_>>>() {
@@ -161,7 +175,7 @@ fn answerable_imports(core: &[u8]) -> Result<BTreeMap<String, Vec<Imported>>, St
             ),
         }
     }
-    Ok(answerable)
+    answerable
 }
 
 fn val_type(ty: &wasmparser::ValType) -> Result<ValType, String> {
@@ -177,21 +191,8 @@ fn val_type(ty: &wasmparser::ValType) -> Result<ValType, String> {
 /// A core module exporting `functions` under their import names. It uses the main module's
 /// memory (wit-component wires `env.memory`) and, for the seed, the monotonic clock.
 fn adapter(functions: &[Imported], wit_dir: &Path) -> Result<Vec<u8>, String> {
+    check_signatures(functions)?;
     let writes = |f: &Imported| matches!(f.answer, Answer::Zeros(_) | Answer::Seed);
-    for f in functions {
-        let pointer_only = f.params == [ValType::I32] && f.results.is_empty();
-        let fits = match f.answer {
-            Answer::Trap => true,
-            Answer::Nothing => f.results.is_empty(),
-            Answer::Zeros(_) | Answer::Seed => pointer_only,
-        };
-        if !fits {
-            return Err(format!(
-                "{} has an unexpected signature for {:?}",
-                f.name, f.answer
-            ));
-        }
-    }
     let needs_clock = functions.iter().any(|f| matches!(f.answer, Answer::Seed));
 
     let mut types = TypeSection::new();
@@ -200,17 +201,7 @@ fn adapter(functions: &[Imported], wit_dir: &Path) -> Result<Vec<u8>, String> {
     let mut exports = ExportSection::new();
     let mut code = CodeSection::new();
     if functions.iter().any(writes) {
-        imports.import(
-            "env",
-            "memory",
-            EntityType::Memory(MemoryType {
-                minimum: 0,
-                maximum: None,
-                memory64: false,
-                shared: false,
-                page_size_log2: None,
-            }),
-        );
+        imports.import("env", "memory", EntityType::Memory(MAIN_MEMORY));
     }
     let mut imported_functions = 0;
     if needs_clock {
@@ -218,7 +209,6 @@ fn adapter(functions: &[Imported], wit_dir: &Path) -> Result<Vec<u8>, String> {
         imports.import(CLOCK_INTERFACE, "now", EntityType::Function(0));
         imported_functions = 1;
     }
-    let clock_now = 0;
     for (i, f) in functions.iter().enumerate() {
         let type_index = types.len();
         types
@@ -226,50 +216,7 @@ fn adapter(functions: &[Imported], wit_dir: &Path) -> Result<Vec<u8>, String> {
             .function(f.params.iter().copied(), f.results.iter().copied());
         defined.function(type_index);
         exports.export(&f.name, ExportKind::Func, imported_functions + i as u32);
-        let mut body = Function::new(if matches!(f.answer, Answer::Seed) {
-            vec![(1, ValType::I64)]
-        } else {
-            vec![]
-        });
-        let mut sink = body.instructions();
-        match f.answer {
-            Answer::Trap => {
-                sink.unreachable();
-            }
-            Answer::Nothing => {}
-            Answer::Zeros(bytes) => {
-                let mut offset = 0;
-                while offset + 4 <= bytes {
-                    sink.local_get(0)
-                        .i32_const(0)
-                        .i32_store(mem(offset.into(), 2));
-                    offset += 4;
-                }
-                while offset < bytes {
-                    sink.local_get(0)
-                        .i32_const(0)
-                        .i32_store8(mem(offset.into(), 0));
-                    offset += 1;
-                }
-            }
-            Answer::Seed => {
-                // Two keys from one reading: SipHash only needs them unknown to whoever writes
-                // the document, which the clock reading at first use is.
-                sink.call(clock_now).local_set(1);
-                sink.local_get(0)
-                    .local_get(1)
-                    .i64_const(0x243f_6a88_85a3_08d3)
-                    .i64_xor()
-                    .i64_store(mem(0, 3));
-                sink.local_get(0)
-                    .local_get(1)
-                    .i64_const(0x9e37_79b9_7f4a_7c15_u64 as i64)
-                    .i64_mul()
-                    .i64_store(mem(8, 3));
-            }
-        }
-        sink.end();
-        code.function(&body);
+        code.function(&body(f.answer));
     }
 
     let mut module = Module::new();
@@ -284,6 +231,85 @@ fn adapter(functions: &[Imported], wit_dir: &Path) -> Result<Vec<u8>, String> {
         embed_clock_import(&mut bytes, wit_dir)?;
     }
     Ok(bytes)
+}
+
+/// The main module's memory, as the adapter imports it.
+const MAIN_MEMORY: MemoryType = MemoryType {
+    minimum: 0,
+    maximum: None,
+    memory64: false,
+    shared: false,
+    page_size_log2: None,
+};
+
+/// The clock's function index in an adapter that imports it (the first and only import).
+const CLOCK_NOW: u32 = 0;
+
+/// Each answer fits its import's signature: writes take one pointer and return nothing.
+fn check_signatures(functions: &[Imported]) -> Result<(), String> {
+    for f in functions {
+        let pointer_only = f.params == [ValType::I32] && f.results.is_empty();
+        let fits = match f.answer {
+            Answer::Trap => true,
+            Answer::Nothing => f.results.is_empty(),
+            Answer::Zeros(_) | Answer::Seed => pointer_only,
+        };
+        if !fits {
+            return Err(format!(
+                "{} has an unexpected signature for {:?}",
+                f.name, f.answer
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The body of a function that gives `answer`.
+fn body(answer: Answer) -> Function {
+    let mut body = Function::new(if matches!(answer, Answer::Seed) {
+        vec![(1, ValType::I64)]
+    } else {
+        vec![]
+    });
+    let mut sink = body.instructions();
+    match answer {
+        Answer::Trap => {
+            sink.unreachable();
+        }
+        Answer::Nothing => {}
+        Answer::Zeros(bytes) => {
+            let mut offset = 0;
+            while offset + 4 <= bytes {
+                sink.local_get(0)
+                    .i32_const(0)
+                    .i32_store(mem(offset.into(), 2));
+                offset += 4;
+            }
+            while offset < bytes {
+                sink.local_get(0)
+                    .i32_const(0)
+                    .i32_store8(mem(offset.into(), 0));
+                offset += 1;
+            }
+        }
+        Answer::Seed => {
+            // Two keys from one reading: SipHash only needs them unknown to whoever writes
+            // the document, which the clock reading at first use is.
+            sink.call(CLOCK_NOW).local_set(1);
+            sink.local_get(0)
+                .local_get(1)
+                .i64_const(0x243f_6a88_85a3_08d3)
+                .i64_xor()
+                .i64_store(mem(0, 3));
+            sink.local_get(0)
+                .local_get(1)
+                .i64_const(0x9e37_79b9_7f4a_7c15_u64 as i64)
+                .i64_mul()
+                .i64_store(mem(8, 3));
+        }
+    }
+    sink.end();
+    body
 }
 
 fn mem(offset: u64, align: u32) -> MemArg {

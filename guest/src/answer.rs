@@ -104,21 +104,7 @@ pub fn interpret(answer: &HttpAnswer) -> Result<Grant, Rejection> {
 }
 
 fn grant_from(body: &[u8]) -> Result<Grant, Rejection> {
-    let invalid = |problem: String| Rejection::Invalid { problem };
-    // Parsed as the CLI parses it, the last duplicate key winning (see `json`).
-    let value: Value = serde_json::from_slice(body).map_err(|_| {
-        invalid(if body.is_empty() {
-            "the answer has an empty body".to_owned()
-        } else {
-            "the answer is not JSON".to_owned()
-        })
-    })?;
-    let Value::Object(fields) = value else {
-        return Err(invalid(format!(
-            "the answer must be a JSON object, found {}",
-            type_name(&value)
-        )));
-    };
+    let fields = object(body)?;
     if fields.contains_key("error") {
         // A 2xx carrying an error body is still an error.
         return Err(error_fields(200, &fields));
@@ -129,12 +115,47 @@ fn grant_from(body: &[u8]) -> Result<Grant, Rejection> {
     let access_token = token(&fields, "access_token", &mut oddities);
     let refresh_token = token(&fields, "refresh_token", &mut oddities);
     if access_token.is_none() && refresh_token.is_none() {
-        return Err(invalid(match oddities.first() {
-            Some(first) => format!("the answer carries no token ({first})"),
-            None => "the answer has no `access_token`".to_owned(),
-        }));
+        return Err(Rejection::Invalid {
+            problem: match oddities.first() {
+                Some(first) => format!("the answer carries no token ({first})"),
+                None => "the answer has no `access_token`".to_owned(),
+            },
+        });
     }
-    let expires_in_s = match json::number(&fields, "expires_in") {
+    let expires_in_s = expires_in(&fields, &mut oddities);
+    note_token_type(&fields, &mut oddities);
+    Ok(Grant {
+        access_token,
+        refresh_token,
+        expires_in_s,
+        scopes: scopes(&fields),
+        oddities,
+    })
+}
+
+/// The answer's JSON object, parsed as the CLI parses it: the last duplicate key wins (see
+/// `json`).
+fn object(body: &[u8]) -> Result<Map<String, Value>, Rejection> {
+    let invalid = |problem: String| Rejection::Invalid { problem };
+    let value: Value = serde_json::from_slice(body).map_err(|_| {
+        invalid(if body.is_empty() {
+            "the answer has an empty body".to_owned()
+        } else {
+            "the answer is not JSON".to_owned()
+        })
+    })?;
+    match value {
+        Value::Object(fields) => Ok(fields),
+        other => Err(invalid(format!(
+            "the answer must be a JSON object, found {}",
+            type_name(&other)
+        ))),
+    }
+}
+
+/// `expires_in` when it is a whole number of seconds in range; anything else is noted as odd.
+fn expires_in(fields: &Map<String, Value>, oddities: &mut Vec<String>) -> Option<i64> {
+    match json::number(fields, "expires_in") {
         Ok(None) => {
             oddities.push("no `expires_in`".into());
             None
@@ -152,26 +173,27 @@ fn grant_from(body: &[u8]) -> Result<Grant, Rejection> {
             oddities.push(format!("`expires_in` must be a number, found {found}"));
             None
         }
-    };
-    match json::text(&fields, "token_type") {
+    }
+}
+
+/// A `token_type` other than bearer is noted as odd (the token is kept all the same).
+fn note_token_type(fields: &Map<String, Value>, oddities: &mut Vec<String>) {
+    match json::text(fields, "token_type") {
         Ok(None) => {}
         Ok(Some(t)) if t.eq_ignore_ascii_case("bearer") => {}
         Ok(Some(t)) => oddities.push(format!("`token_type` is `{}`", scrub(t))),
         Err(found) => oddities.push(format!("`token_type` must be a string, found {found}")),
     }
-    // Informational: a malformed `scope` keeps the stored scopes rather than failing a refresh.
-    let scopes = fields
+}
+
+/// The granted scopes. Informational: a malformed `scope` keeps the stored scopes rather than
+/// failing a refresh.
+fn scopes(fields: &Map<String, Value>) -> Option<Vec<String>> {
+    fields
         .get("scope")
         .and_then(Value::as_str)
         .map(|s| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
-        .filter(|s| !s.is_empty());
-    Ok(Grant {
-        access_token,
-        refresh_token,
-        expires_in_s,
-        scopes,
-        oddities,
-    })
+        .filter(|s| !s.is_empty())
 }
 
 /// The non-empty string at `key`; anything else is noted as odd (an absent refresh token is

@@ -40,20 +40,43 @@ fn mode(_: &Path) -> String {
     "n/a".into()
 }
 
+/// Runs the demo, one step after another; each step checks what it shows.
 pub(super) async fn run() -> Result<(), Failure> {
     print(
         "claude-code-auth demo: a refresh end to end, on this machine only, no account needed\n",
     )?;
+    let endpoint = start_endpoint().await?;
+    let (dir, store, original) = write_expired_file(&endpoint).await?;
+    let config = ClaudeCodeOAuthConfig::new().with_token_url(endpoint.url());
+    let provider = ClaudeCodeOAuthProvider::with_config(store.clone(), config);
+    let token = resolve_through_the_component(&provider, &endpoint).await?;
+    show_the_rewritten_file(&store, &original, &token).await?;
+    resolve_again(&provider, &endpoint, &token).await?;
+    drop(dir);
+    print(
+        "Done; the temporary directory is removed. With a real login, try `claude-code-auth status`.",
+    )?;
+    Ok(())
+}
 
+/// Step 1: the loopback token endpoint.
+async fn start_endpoint() -> Result<DemoEndpoint, Failure> {
     let endpoint = DemoEndpoint::start()
         .await
         .map_err(|e| broken(format!("starting the loopback token endpoint: {e}")))?;
-    let (access_token, refresh_token) = endpoint.tokens();
     print(&format!(
         "1. Started a loopback token endpoint at {}\n   It behaves like the real one: JSON only, client id required, refresh tokens rotated\n   on every grant, a token family revoked when a spent refresh token comes back.\n",
         endpoint.url()
     ))?;
+    Ok(endpoint)
+}
 
+/// Step 2: a credential file in a temporary directory, its access token expired; the
+/// directory, the file's store, and what was written.
+async fn write_expired_file(
+    endpoint: &DemoEndpoint,
+) -> Result<(tempfile::TempDir, FileCredentialStore, Value), Failure> {
+    let (access_token, refresh_token) = endpoint.tokens();
     let dir = tempfile::Builder::new()
         .prefix("claude-code-auth-demo-")
         .tempdir()
@@ -79,9 +102,14 @@ pub(super) async fn run() -> Result<(), Failure> {
         mode(&path),
         indent(&render::redacted_document(&original.to_string()))
     ))?;
+    Ok((dir, store, original))
+}
 
-    let config = ClaudeCodeOAuthConfig::new().with_token_url(endpoint.url());
-    let provider = ClaudeCodeOAuthProvider::with_config(store.clone(), config);
+/// Step 3: the first header, which needs a refresh; the token it carries.
+async fn resolve_through_the_component(
+    provider: &ClaudeCodeOAuthProvider,
+    endpoint: &DemoEndpoint,
+) -> Result<String, Failure> {
     let header = provider.header_value().await?;
     let token = header
         .expose_secret()
@@ -98,7 +126,15 @@ pub(super) async fn run() -> Result<(), Failure> {
         render::fingerprint(&token),
         endpoint.grants()
     ))?;
+    Ok(token)
+}
 
+/// Step 4: the file holds the rotated tokens and every other key of `original`.
+async fn show_the_rewritten_file(
+    store: &FileCredentialStore,
+    original: &Value,
+    token: &str,
+) -> Result<(), Failure> {
     let rewritten = store
         .load_document()
         .await?
@@ -106,8 +142,8 @@ pub(super) async fn run() -> Result<(), Failure> {
     let after: Value =
         serde_json::from_str(&rewritten).map_err(|_| broken("the rewritten file is not JSON"))?;
     let oauth = &after["claudeAiOauth"];
-    if oauth["accessToken"] != token.as_str()
-        || oauth["refreshToken"] == refresh_token.as_str()
+    if oauth["accessToken"] != token
+        || oauth["refreshToken"] == original["claudeAiOauth"]["refreshToken"]
         || after["mcpOAuth"] != original["mcpOAuth"]
         || oauth["rateLimitTier"] != original["claudeAiOauth"]["rateLimitTier"]
     {
@@ -117,12 +153,19 @@ pub(super) async fn run() -> Result<(), Failure> {
     }
     print(&format!(
         "4. The file was rewritten atomically (mode {}); tokens rotated, every other key kept:\n{}\n",
-        mode(&path),
+        mode(store.path()),
         indent(&render::redacted_document(&rewritten))
-    ))?;
+    ))
+}
 
+/// Step 5: a fresh token is reused without a request.
+async fn resolve_again(
+    provider: &ClaudeCodeOAuthProvider,
+    endpoint: &DemoEndpoint,
+    token: &str,
+) -> Result<(), Failure> {
     let again = provider.header_value().await?;
-    if again.expose_secret() != header.expose_secret() || endpoint.grants() != 1 {
+    if again.expose_secret().strip_prefix("Bearer ") != Some(token) || endpoint.grants() != 1 {
         return Err(broken("a fresh token was refreshed again"));
     }
     let status = provider.status().await?;
@@ -134,13 +177,7 @@ pub(super) async fn run() -> Result<(), Failure> {
             |at| at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
         ),
         status.subscription_type.as_deref().unwrap_or("?")
-    ))?;
-
-    drop(dir);
-    print(
-        "Done; the temporary directory is removed. With a real login, try `claude-code-auth status`.",
-    )?;
-    Ok(())
+    ))
 }
 
 fn indent(text: &str) -> String {

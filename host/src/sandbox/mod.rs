@@ -4,6 +4,7 @@
 //! next one.
 
 mod compiled_cache;
+mod deadline;
 mod failure;
 mod http_client;
 mod http_policy;
@@ -31,6 +32,7 @@ use crate::store::CredentialStore;
 use crate::store::rescue::RescueFile;
 
 pub use compiled_cache::CACHE_DIR_ENV;
+use deadline::CallDeadline;
 use failure::trap_error;
 use http_policy::HttpPolicy;
 use output::DiscardedOutput;
@@ -46,9 +48,6 @@ pub const COMPONENT_WASM: &[u8] = include_bytes!("../../component/claude_code_au
 /// How often the engine's epoch advances: a running guest yields to the async runtime at least
 /// this often, so the call's deadline can always fire.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
-
-/// Added to the lock and refresh bounds for the rest of a call (instantiation, store I/O).
-const CALL_SLACK: Duration = Duration::from_secs(5);
 
 /// What one call needs besides the component.
 pub(crate) struct CallContext {
@@ -146,65 +145,15 @@ impl ProviderComponent {
         let config = &ctx.config;
         let policy = HttpPolicy::for_config(config)?;
         let last_sent = policy.last_sent();
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(config.memory_limit)
-            .table_elements(100_000)
-            .instances(32)
-            .tables(32)
-            .memories(8)
-            .trap_on_grow_failure(true)
-            .build();
-        let state = HostState {
-            wasi: wasi_context(config.clock.clone()),
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
-            policy,
-            limits,
-            store: ctx.store.clone(),
-            local_lock: ctx.local_lock.clone(),
-            finished_seen: ctx.local_lock.finished(),
-            locks_held: 0,
-            handover_tried: false,
-            lock_timeout: config.lock_timeout,
-            rescue: RescueFile::for_location(&ctx.store.location(), config.rescue_dir.as_deref()),
-            store_error: None,
-        };
-        let mut store = Store::new(engine()?, state);
-        store.limiter(|state| &mut state.limits);
-        store
-            .set_fuel(config.fuel)
-            .map_err(|e| sandbox_error("configuring", &e))?;
-        // Yield to the runtime at every tick: a guest that never returns cannot hold a worker
-        // thread, and the deadline below always gets to fire.
-        store.epoch_deadline_async_yield_and_update(1);
+        let mut store = sandboxed_store(ctx, policy)?;
+        let deadline = CallDeadline::new(config, last_sent);
         let wit_config = wit_config(config);
-        let bound = config.lock_timeout + config.refresh_timeout + CALL_SLACK;
-        let started = tokio::time::Instant::now();
-        let deadline = || {
-            let sent = *last_sent
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let call = started + bound;
-            sent.map_or(call, |sent| {
-                call.max(sent + config.refresh_timeout + CALL_SLACK)
-            })
-        };
-        let outcome = {
-            let run = async {
+        let outcome = deadline
+            .run(async {
                 let bindings = self.pre.instantiate_async(&mut store).await?;
                 export(&bindings, &mut store, &wit_config).await
-            };
-            let mut run = std::pin::pin!(run);
-            loop {
-                let until = deadline();
-                match tokio::time::timeout_at(until, &mut run).await {
-                    Ok(outcome) => break Ok(outcome),
-                    // A request sent meanwhile moved the deadline: keep waiting for its answer.
-                    Err(_) if deadline() > until => {}
-                    Err(_) => break Err(until - started),
-                }
-            }
-        };
+            })
+            .await;
         if let Ok(left) = store.get_fuel() {
             tracing::debug!(fuel_used = config.fuel - left, "component call finished");
         }
@@ -215,6 +164,46 @@ impl ProviderComponent {
             Ok(Ok(Err(failure))) => Err(host_error(failure, store.data_mut(), config)),
         }
     }
+}
+
+/// A wasmtime store for one call: a fresh host state over `ctx`'s store and lock, the memory
+/// and table limits, the fuel, and a yield at every epoch tick (a guest that never returns
+/// cannot hold a worker thread, and the call's deadline always gets to fire).
+fn sandboxed_store(
+    ctx: &CallContext,
+    policy: HttpPolicy,
+) -> ClaudeCodeAuthResult<Store<HostState>> {
+    let config = &ctx.config;
+    let limits = StoreLimitsBuilder::new()
+        .memory_size(config.memory_limit)
+        .table_elements(100_000)
+        .instances(32)
+        .tables(32)
+        .memories(8)
+        .trap_on_grow_failure(true)
+        .build();
+    let state = HostState {
+        wasi: wasi_context(config.clock.clone()),
+        http: WasiHttpCtx::new(),
+        table: ResourceTable::new(),
+        policy,
+        limits,
+        store: ctx.store.clone(),
+        local_lock: ctx.local_lock.clone(),
+        finished_seen: ctx.local_lock.finished(),
+        locks_held: 0,
+        handover_tried: false,
+        lock_timeout: config.lock_timeout,
+        rescue: RescueFile::for_location(&ctx.store.location(), config.rescue_dir.as_deref()),
+        store_error: None,
+    };
+    let mut store = Store::new(engine()?, state);
+    store.limiter(|state| &mut state.limits);
+    store
+        .set_fuel(config.fuel)
+        .map_err(|e| sandbox_error("configuring", &e))?;
+    store.epoch_deadline_async_yield_and_update(1);
+    Ok(store)
 }
 
 /// Refuse, by name, a component built for another version of this contract: a clear error at

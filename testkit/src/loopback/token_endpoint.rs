@@ -286,18 +286,35 @@ impl State {
         }
     }
 
+    /// The answer to `request`, as strict as the real service: each check in its own step, the
+    /// first that fails answers.
     fn decide(&mut self, request: &Request) -> Reply {
+        let checked = Self::framing(request)
+            .and_then(|()| self.body(request))
+            .and_then(|body| self.presented_token(&body));
+        match checked {
+            Ok(presented) => self.rotate(&presented),
+            Err(refusal) => refusal,
+        }
+    }
+
+    /// The path, method, user agent and body framing the service takes.
+    fn framing(request: &Request) -> Result<(), Reply> {
         if request.path.split('?').next() != Some(TOKEN_PATH) {
-            return api_error(404, "not_found_error", "Not found");
+            return Err(api_error(404, "not_found_error", "Not found"));
         }
         if request.method != "POST" {
-            return api_error(405, "invalid_request_error", "Method not allowed");
+            return Err(api_error(
+                405,
+                "invalid_request_error",
+                "Method not allowed",
+            ));
         }
         if request
             .header("user-agent")
             .is_some_and(|ua| ua.starts_with("claude-cli/"))
         {
-            return api_error(403, "permission_error", "Request blocked");
+            return Err(api_error(403, "permission_error", "Request blocked"));
         }
         // Fronts that read only `Content-Length` see a chunked body as empty.
         let chunked = request
@@ -307,54 +324,77 @@ impl State {
             .header("content-length")
             .and_then(|v| v.parse::<usize>().ok());
         if chunked || length != Some(request.body.len()) {
-            return api_error(
+            return Err(api_error(
                 400,
                 "invalid_request_error",
                 "Invalid request format: a body of fixed length (Content-Length) is required",
-            );
+            ));
         }
+        Ok(())
+    }
+
+    /// The request's fields: a JSON object (or a form, where forms are accepted).
+    fn body(&self, request: &Request) -> Result<Map<String, Value>, Reply> {
         let content_type = request.header("content-type").unwrap_or_default();
-        let body: Map<String, Value> = if content_type.starts_with("application/json") {
+        if content_type.starts_with("application/json") {
             let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&request.body) else {
-                return api_error(
+                return Err(api_error(
                     400,
                     "invalid_request_error",
                     "The request body is not valid JSON",
-                );
+                ));
             };
-            body
+            Ok(body)
         } else if self.accept_forms && content_type.starts_with("application/x-www-form-urlencoded")
         {
-            form_fields(&request.body)
+            Ok(form_fields(&request.body))
         } else {
-            return api_error(
+            Err(api_error(
                 400,
                 "invalid_request_error",
                 "Content-Type must be application/json",
-            );
-        };
+            ))
+        }
+    }
+
+    /// The refresh token a well-formed grant presents.
+    fn presented_token(&self, body: &Map<String, Value>) -> Result<String, Reply> {
         let text = |key: &str| body.get(key).and_then(Value::as_str);
         if text("grant_type") != Some("refresh_token") {
-            return oauth_error(
+            return Err(oauth_error(
                 400,
                 "unsupported_grant_type",
                 "Only refresh_token is supported",
-            );
+            ));
         }
         let client_ok = match text("client_id") {
             Some(id) => id == self.client_id,
             None => self.accept_forms,
         };
         if !client_ok {
-            return oauth_error(401, "invalid_client", "Client authentication failed");
+            return Err(oauth_error(
+                401,
+                "invalid_client",
+                "Client authentication failed",
+            ));
         }
         let Some(presented) = text("refresh_token") else {
-            return oauth_error(400, "invalid_request", "Missing refresh_token");
+            return Err(oauth_error(400, "invalid_request", "Missing refresh_token"));
         };
         // Public reports say the service answers this to a refresh without `scope`.
         if text("scope").is_none_or(str::is_empty) && !self.accept_forms {
-            return api_error(400, "invalid_request_error", "Invalid request format");
+            return Err(api_error(
+                400,
+                "invalid_request_error",
+                "Invalid request format",
+            ));
         }
+        Ok(presented.to_owned())
+    }
+
+    /// A grant for `presented`: rotated if it is its family's current token; a replayed one
+    /// revokes the family.
+    fn rotate(&mut self, presented: &str) -> Reply {
         let Some(&index) = self.refresh_tokens.get(presented) else {
             return oauth_error(400, "invalid_grant", "Refresh token not found or invalid");
         };
