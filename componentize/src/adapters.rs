@@ -99,10 +99,13 @@ struct Imported {
     answer: Answer,
 }
 
+/// A function type: its parameters and results.
+type Signature = (Vec<ValType>, Vec<ValType>);
+
 /// The module's imports grouped by import module, keeping only the modules that are fully
 /// answerable.
 fn answerable_imports(core: &[u8]) -> Result<BTreeMap<String, Vec<Imported>>, String> {
-    let mut types: Vec<(Vec<ValType>, Vec<ValType>)> = Vec::new();
+    let mut types: Vec<Signature> = Vec::new();
     let mut by_module: BTreeMap<String, Vec<Option<Imported>>> = BTreeMap::new();
     for payload in wasmparser::Parser::new(0).parse_all(core) {
         match payload.map_err(|e| e.to_string())? {
@@ -145,7 +148,7 @@ fn answerable_imports(core: &[u8]) -> Result<BTreeMap<String, Vec<Imported>>, St
 /// The parameter and result types of each function type in `section`, in order.
 fn function_types(
     section: wasmparser::TypeSectionReader<'_>,
-) -> Result<Vec<(Vec<ValType>, Vec<ValType>)>, String> {
+) -> Result<Vec<Signature>, String> {
     let mut types = Vec::new();
     for ty in section.into_iter_err_on_gc_types() {
         let ty = ty.map_err(|e| e.to_string())?;

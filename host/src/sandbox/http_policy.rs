@@ -245,34 +245,38 @@ async fn vetted(
     }
 }
 
+/// What `send_request` hands back: the exchange, run by wasmtime-wasi-http.
+type Exchange = Box<dyn Future<Output = HttpResult<(http::Response<WasiBody>, Driver)>> + Send>;
+
+/// The answer to a request the policy refuses (the reason is recorded beside it).
+fn denied() -> Exchange {
+    Box::new(async { Err(HttpError::HttpRequestDenied) })
+}
+
 impl WasiHttpHooks for HttpPolicy {
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = HttpResult<()>> + Send>,
-    ) -> Box<dyn Future<Output = HttpResult<(http::Response<WasiBody>, Driver)>> + Send> {
-        let slot = self.refusal.clone();
+    ) -> Exchange {
         // An endpoint that sent an oversized answer gets no second chance in this call.
         if self.oversized.load(Ordering::SeqCst) {
-            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+            return denied();
         }
         let Some(origin) = self.admitted(request.uri()) else {
             // Scheme and authority only: a path or query could carry anything.
             let uri = request.uri();
             record(
-                &slot,
+                &self.refusal,
                 Refusal::OffList(format!(
                     "the component tried to reach {}://{}, which is not an allowed endpoint",
                     uri.scheme_str().unwrap_or("?"),
                     uri.authority().map_or("?", |a| a.as_str())
                 )),
             );
-            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+            return denied();
         };
-        // The component may ask for shorter timeouts, never longer ones.
-        let cap = |asked: Option<Duration>, limit: Duration| asked.map_or(limit, |a| a.min(limit));
-        let options = options.unwrap_or_default();
         // From here the request may reach the endpoint: its answer is read within the refresh
         // budget, and the call's own bound makes room for that.
         let sent = tokio::time::Instant::now();
@@ -285,14 +289,31 @@ impl WasiHttpHooks for HttpPolicy {
         }) {
             Ok(route) => route,
             Err(why) => {
-                record(&slot, Refusal::Misconfigured(why));
-                return Box::new(async { Err(HttpError::HttpRequestDenied) });
+                record(&self.refusal, Refusal::Misconfigured(why));
+                return denied();
             }
         };
-        let plan = Plan {
+        let plan = self.plan(&origin, route, options.unwrap_or_default(), sent);
+        let refuse_internal = !self.allow_private && !origin.is_literal();
+        Box::new(send_vetted(request, plan, origin, refuse_internal))
+    }
+}
+
+impl HttpPolicy {
+    /// How a request to `origin` sent at `sent` is made: its route, TLS, timeouts and caps.
+    fn plan(
+        &self,
+        origin: &Origin,
+        proxy: Option<proxy::Route>,
+        options: RequestOptions,
+        sent: tokio::time::Instant,
+    ) -> Plan {
+        // The component may ask for shorter timeouts, never longer ones.
+        let cap = |asked: Option<Duration>, limit: Duration| asked.map_or(limit, |a| a.min(limit));
+        Plan {
             deadline: sent + self.exchange_timeout,
             addrs: Vec::new(),
-            proxy: route,
+            proxy,
             tls: origin.https.then(|| http_client::Tls {
                 name: origin.host.clone(),
                 port: origin.port,
@@ -303,33 +324,37 @@ impl WasiHttpHooks for HttpPolicy {
             between_bytes_timeout: cap(options.between_bytes_timeout, self.between_bytes_timeout),
             max_body: self.max_answer_bytes,
             oversized: self.oversized.clone(),
-            refusal: slot.clone(),
-        };
-        let allow_private = self.allow_private;
-        Box::new(async move {
-            // Through a proxy the name is the proxy's to resolve; the origin is still the only
-            // one admitted.
-            if plan.proxy.is_some() {
-                return http_client::send(request, plan).await;
-            }
-            let refuse_internal = !allow_private && !origin.is_literal();
-            let vetting = vetted(
-                &origin.host,
-                origin.port,
-                refuse_internal,
-                plan.connect_timeout,
-            );
-            let error = match vetting.await {
-                Ok(addrs) => return http_client::send(request, Plan { addrs, ..plan }).await,
-                Err(Some(reason)) => {
-                    record(&slot, Refusal::Internal(reason));
-                    HttpError::HttpRequestDenied
-                }
-                Err(None) => HttpError::DestinationNotFound,
-            };
-            Err(http_client::after_draining(request.into_body(), &plan, error).await)
-        })
+            refusal: self.refusal.clone(),
+        }
     }
+}
+
+/// Send `request` as `plan` says, to addresses of `origin` vetted first (unless a proxy
+/// resolves the name: the origin is still the only one admitted).
+async fn send_vetted(
+    request: http::Request<WasiBody>,
+    plan: Plan,
+    origin: Origin,
+    refuse_internal: bool,
+) -> HttpResult<(http::Response<WasiBody>, Driver)> {
+    if plan.proxy.is_some() {
+        return http_client::send(request, plan).await;
+    }
+    let vetting = vetted(
+        &origin.host,
+        origin.port,
+        refuse_internal,
+        plan.connect_timeout,
+    );
+    let error = match vetting.await {
+        Ok(addrs) => return http_client::send(request, Plan { addrs, ..plan }).await,
+        Err(Some(reason)) => {
+            record(&plan.refusal, Refusal::Internal(reason));
+            HttpError::HttpRequestDenied
+        }
+        Err(None) => HttpError::DestinationNotFound,
+    };
+    Err(http_client::after_draining(request.into_body(), &plan, error).await)
 }
 
 #[cfg(test)]
