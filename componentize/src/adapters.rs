@@ -146,9 +146,7 @@ fn answerable_imports(core: &[u8]) -> Result<BTreeMap<String, Vec<Imported>>, St
 }
 
 /// The parameter and result types of each function type in `section`, in order.
-fn function_types(
-    section: wasmparser::TypeSectionReader<'_>,
-) -> Result<Vec<Signature>, String> {
+fn function_types(section: wasmparser::TypeSectionReader<'_>) -> Result<Vec<Signature>, String> {
     let mut types = Vec::new();
     for ty in section.into_iter_err_on_gc_types() {
         let ty = ty.map_err(|e| e.to_string())?;

@@ -9,6 +9,8 @@
 //! - [`answer`] interprets the token endpoint's answer.
 //! - [`json`] holds what both read JSON with: typed field readers and the strict parser.
 //! - [`engine`] decides when to refresh, takes the lock, retries, and writes back.
+//! - [`target`] splits the token URL as `wasi:http` takes it; [`error_words`] turns the
+//!   transport's error variants into words for messages.
 
 // Unit tests panic to report failure.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -16,11 +18,12 @@
 pub mod answer;
 pub mod document;
 pub mod engine;
+pub mod error_words;
 pub mod failure;
 pub mod json;
 pub mod ports;
 pub mod scrub;
-pub mod transport;
+pub mod target;
 
 #[cfg(test)]
 pub(crate) mod fakes;

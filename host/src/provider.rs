@@ -36,7 +36,7 @@ pub struct ClaudeCodeOAuthProvider {
 impl fmt::Debug for ClaudeCodeOAuthProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClaudeCodeOAuthProvider")
-            .field("store", &self.ctx.store.location())
+            .field("store", &self.ctx.credentials.location())
             .field("config", &self.ctx.config)
             .finish()
     }
@@ -52,7 +52,7 @@ impl ClaudeCodeOAuthProvider {
     pub fn with_config(store: impl CredentialStore, config: ClaudeCodeOAuthConfig) -> Self {
         Self {
             ctx: Arc::new(CallContext {
-                store: Arc::new(store),
+                credentials: Arc::new(store),
                 local_lock: Arc::new(LocalLock::default()),
                 config,
             }),
@@ -83,7 +83,7 @@ impl ClaudeCodeOAuthProvider {
 
     /// Where the credential lives (a path, for the file store).
     pub fn location(&self) -> String {
-        self.ctx.store.location()
+        self.ctx.credentials.location()
     }
 
     /// The access token alone, refreshed first when it expires within the skew.
@@ -107,7 +107,7 @@ impl ClaudeCodeOAuthProvider {
     /// deadline, say), refreshed first when it expires within the skew.
     pub async fn header_with_status(&self) -> ClaudeCodeAuthResult<(SecretString, TokenStatus)> {
         let component = self.component().await?;
-        let before = self.ctx.store.fingerprint();
+        let before = self.ctx.credentials.fingerprint();
         if let Some(fingerprint) = before {
             let now = now_ms(&self.ctx.config);
             if let Some(hit) = self.headers.get(fingerprint, component.id(), now) {
@@ -117,7 +117,9 @@ impl ClaudeCodeOAuthProvider {
         let (header, status) = component.resolve(&self.ctx).await?;
         // Only a state that did not move during the call is worth remembering (a write of ours
         // or of anyone else's is read through the component next time).
-        if let Some(fingerprint) = before.filter(|fp| self.ctx.store.fingerprint() == Some(*fp)) {
+        if let Some(fingerprint) =
+            before.filter(|fp| self.ctx.credentials.fingerprint() == Some(*fp))
+        {
             let skew_ms =
                 i64::try_from(self.ctx.config.expiry_skew.as_millis()).unwrap_or(i64::MAX);
             self.headers

@@ -13,9 +13,10 @@ use super::wasi::http::types::{
     Scheme,
 };
 use super::wasi::io::streams::StreamError;
+use crate::error_words;
 use crate::ports::{GrantRequest, HttpAnswer, HttpFailure};
 use crate::scrub::scrub;
-use crate::transport::{self, Target};
+use crate::target::Target;
 
 /// Largest request body written in one go (the stream's single-write limit).
 const MAX_BODY: usize = 4096;
@@ -129,7 +130,7 @@ fn failed(why: String) -> HttpFailure {
 
 fn code_failed(code: ErrorCode) -> HttpFailure {
     // Debug prints the case as `ErrorCode::ConnectionRefused`, which `describe` puts in words.
-    let words = scrub(&transport::describe(&format!("{code:?}")));
+    let words = scrub(&error_words::describe(&format!("{code:?}")));
     match code {
         ErrorCode::TlsCertificateError => HttpFailure::Untrusted(words),
         _ => HttpFailure::Unreachable(words),
@@ -143,5 +144,5 @@ fn stream_failed(error: StreamError) -> HttpFailure {
             format!("StreamError::LastOperationFailed ({})", e.to_debug_string())
         }
     };
-    failed(transport::describe(&text))
+    failed(error_words::describe(&text))
 }

@@ -51,7 +51,7 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// What one call needs besides the component.
 pub(crate) struct CallContext {
-    pub(crate) store: Arc<dyn CredentialStore>,
+    pub(crate) credentials: Arc<dyn CredentialStore>,
     pub(crate) local_lock: Arc<LocalLock>,
     pub(crate) config: ClaudeCodeOAuthConfig,
 }
@@ -188,13 +188,13 @@ fn sandboxed_store(
         table: ResourceTable::new(),
         policy,
         limits,
-        store: ctx.store.clone(),
+        credentials: ctx.credentials.clone(),
         local_lock: ctx.local_lock.clone(),
         finished_seen: ctx.local_lock.finished(),
         locks_held: 0,
         handover_tried: false,
         lock_timeout: config.lock_timeout,
-        rescue: RescueFile::for_location(&ctx.store.location(), config.rescue_dir.as_deref()),
+        rescue: RescueFile::for_location(&ctx.credentials.location(), config.rescue_dir.as_deref()),
         store_error: None,
     };
     let mut store = Store::new(engine()?, state);

@@ -30,7 +30,7 @@ pub(crate) struct LocalLock {
 /// cross-process lock. Dropping it (when the component drops the handle, or the call ends in any
 /// way) releases both.
 pub struct HeldLock {
-    pub(crate) store: RefreshLock,
+    pub(crate) lock: RefreshLock,
     local: Arc<LocalLock>,
     _guard: OwnedMutexGuard<()>,
 }
@@ -56,7 +56,7 @@ pub(crate) struct HostState {
     pub(crate) table: ResourceTable,
     pub(crate) policy: HttpPolicy,
     pub(crate) limits: StoreLimits,
-    pub(crate) store: Arc<dyn CredentialStore>,
+    pub(crate) credentials: Arc<dyn CredentialStore>,
     /// One refresh at a time within this process.
     pub(crate) local_lock: Arc<LocalLock>,
     /// `local_lock.finished` when this call last looked.
@@ -91,9 +91,9 @@ impl HostState {
             return Ok(None);
         }
         let remaining = self.lock_timeout.saturating_sub(started.elapsed());
-        let store = self.store.lock_refresh(remaining).await?;
+        let lock = self.credentials.lock_refresh(remaining).await?;
         Ok(Some(HeldLock {
-            store,
+            lock,
             local,
             _guard: guard,
         }))

@@ -158,7 +158,7 @@ pub(super) fn host_error(
     | wit::AuthError::Refused(detail)
     | wit::AuthError::SourceUnreachable(detail)) = failure;
     let known = Known {
-        location: state.store.location(),
+        location: state.credentials.location(),
         recorded: state.store_error.take(),
         refused: state.policy.refusal(),
     };
@@ -239,7 +239,7 @@ impl HostState {
     async fn documents(
         &mut self,
     ) -> Result<(Option<Zeroizing<String>>, Option<Zeroizing<String>>), ClaudeCodeAuthError> {
-        let stored = self.store.load_document().await?.map(Zeroizing::new);
+        let stored = self.credentials.load_document().await?.map(Zeroizing::new);
         let rescued = self.rescue.as_ref().and_then(|r| r.read());
         let adopt = rescued.and_then(|(kept, replaced)| {
             match handover::judge(
@@ -264,7 +264,7 @@ impl HostState {
             return;
         };
         let stored = self
-            .store
+            .credentials
             .load_document()
             .await
             .ok()
@@ -276,19 +276,21 @@ impl HostState {
             stored.as_deref().map(String::as_str),
         ) {
             Verdict::Adopt(document) => {
-                let store = self.store.clone();
-                let lock = &mut held.store;
+                let credentials = self.credentials.clone();
+                let lock = &mut held.lock;
                 let written = async {
-                    store.prepare_save(lock, document.len() as u64).await?;
-                    store.lock_write(lock, self.lock_timeout).await?;
-                    store.save_refreshed(lock, &document).await
+                    credentials
+                        .prepare_save(lock, document.len() as u64)
+                        .await?;
+                    credentials.lock_write(lock, self.lock_timeout).await?;
+                    credentials.save_refreshed(lock, &document).await
                 }
                 .await;
                 match written {
                     Ok(()) => {
                         tracing::warn!(
                             rescue = %rescue.path().display(),
-                            store = %self.store.location(),
+                            store = %self.credentials.location(),
                             "a refreshed credential the store had refused was written back from its rescue file"
                         );
                         rescue.remove();
@@ -357,9 +359,9 @@ impl store_wit::Host for HostState {
 impl store_wit::HostRefreshLock for HostState {
     async fn prepare(&mut self, lock: Resource<HeldLock>, size: u64) -> Result<(), StoreError> {
         self.store_error = None;
-        let store = self.store.clone();
+        let credentials = self.credentials.clone();
         let held = self.table.get_mut(&lock).map_err(unavailable)?;
-        let prepared = store.prepare_save(&mut held.store, size).await;
+        let prepared = credentials.prepare_save(&mut held.lock, size).await;
         prepared.map_err(|error| {
             // Shown before anything was spent: say so.
             let error = match error {
@@ -374,9 +376,9 @@ impl store_wit::HostRefreshLock for HostState {
 
     async fn load_for_write(&mut self, lock: Resource<HeldLock>) -> Result<String, StoreError> {
         self.store_error = None;
-        let (store, wait) = (self.store.clone(), self.lock_timeout);
+        let (credentials, wait) = (self.credentials.clone(), self.lock_timeout);
         let held = self.table.get_mut(&lock).map_err(unavailable)?;
-        let locked = store.lock_write(&mut held.store, wait).await;
+        let locked = credentials.lock_write(&mut held.lock, wait).await;
         if let Err(error) = locked {
             return Err(self.record(error));
         }
@@ -391,9 +393,9 @@ impl store_wit::HostRefreshLock for HostState {
         self.store_error = None;
         // The document holds freshly rotated tokens: wipe this copy once kept.
         let document = Zeroizing::new(document);
-        let store = self.store.clone();
+        let credentials = self.credentials.clone();
         let held = self.table.get_mut(&lock).map_err(unavailable)?;
-        let error = match store.save_refreshed(&mut held.store, &document).await {
+        let error = match credentials.save_refreshed(&mut held.lock, &document).await {
             Ok(()) => {
                 if let Some(rescue) = &self.rescue {
                     // Whatever a rescue file held is older than what the store now holds.
@@ -404,7 +406,7 @@ impl store_wit::HostRefreshLock for HostState {
             Err(error) => error,
         };
         // The refresh token the store holds is spent: the new one must survive its refusal.
-        let replaced = store
+        let replaced = credentials
             .load_document()
             .await
             .ok()
