@@ -11,7 +11,9 @@
 //! | [`CredentialsMissing`] / [`OAuthSectionMissing`] / [`LoggedOut`] / [`RefreshTokenMissing`] | No document / a document without `claudeAiOauth` / the section with empty tokens (the CLI's logged-out shape) / an expired access token with no refresh token beside it |
 //! | [`NotRefreshable`] / [`ReadOnly`] | A refresh asked of a long-lived token (it has no refresh token, by design) / a store that takes no writes |
 //! | [`EndpointNotAllowed`] / [`RequestDenied`] / [`Sandbox`] | The configured token URL fails the policy before anything runs / the component asked for something the policy refuses / the component failed to load, trapped, or returned something malformed |
-//! | [`LockTimeout`] / [`TimedOut`] | Another holder kept the refresh lock past the bound / a call into the component ran past its bound |
+//! | [`LockTimeout`] / [`TimedOut`] | Another holder kept the refresh lock past the bound (or a lease ran out while held) / a call into the component ran past its bound |
+//! | [`StoreUnreachable`] / [`Io`] | A networked store did not answer (retry later) / a local read or write failed |
+//! | [`StoreConflict`] / [`LockTimeout`] | The stored login moved under the caller (load again: a newer one is there) / the lock was never had |
 //!
 //! [`RefreshRejected`]: ClaudeCodeAuthError::RefreshRejected
 //! [`RefreshRefused`]: ClaudeCodeAuthError::RefreshRefused
@@ -31,6 +33,8 @@
 //! [`Sandbox`]: ClaudeCodeAuthError::Sandbox
 //! [`LockTimeout`]: ClaudeCodeAuthError::LockTimeout
 //! [`TimedOut`]: ClaudeCodeAuthError::TimedOut
+//! [`StoreUnreachable`]: ClaudeCodeAuthError::StoreUnreachable
+//! [`StoreConflict`]: ClaudeCodeAuthError::StoreConflict
 
 use std::fmt;
 use std::time::Duration;
@@ -178,6 +182,31 @@ pub enum ClaudeCodeAuthError {
         /// The bound that passed.
         after: Duration,
     },
+    /// A networked store (Redis) could not be reached or did not answer in time.
+    #[error("the credential store {store} cannot be reached: {message}")]
+    StoreUnreachable {
+        /// Which store, without its password.
+        store: String,
+        /// What failed.
+        message: String,
+    },
+    /// The stored login changed under this caller: another holder wrote a newer one. Loading
+    /// again shows it; a newer login is never overwritten.
+    #[error("the credential store {store} changed meanwhile: {message}")]
+    StoreConflict {
+        /// Which store, without its password.
+        store: String,
+        /// What moved.
+        message: String,
+    },
+    /// The secret a store seals logins with is missing or unusable.
+    #[error("the store secret {path} is unusable: {problem}")]
+    StoreSecret {
+        /// The secret file (or the store, when none was given).
+        path: String,
+        /// What is wrong, never the secret.
+        problem: String,
+    },
 }
 
 /// Convenience result alias.
@@ -269,9 +298,11 @@ impl ClaudeCodeAuthError {
             Self::RefreshTokenMissing | Self::LoggedOut { .. } | Self::RefreshRejected { .. } => {
                 Reaction::Expired
             }
-            Self::RefreshHttp { .. } | Self::LockTimeout { .. } | Self::TimedOut { .. } => {
-                Reaction::Unreachable
-            }
+            Self::RefreshHttp { .. }
+            | Self::LockTimeout { .. }
+            | Self::TimedOut { .. }
+            | Self::StoreUnreachable { .. }
+            | Self::StoreConflict { .. } => Reaction::Unreachable,
             Self::RefreshRefused { .. }
             | Self::InvalidStorage { .. }
             | Self::InvalidDocument { .. }
@@ -281,7 +312,8 @@ impl ClaudeCodeAuthError {
             | Self::ReadOnly { .. }
             | Self::EndpointNotAllowed { .. }
             | Self::RequestDenied { .. }
-            | Self::Sandbox { .. } => Reaction::Refused,
+            | Self::Sandbox { .. }
+            | Self::StoreSecret { .. } => Reaction::Refused,
         }
     }
 

@@ -107,7 +107,7 @@ impl ClaudeCodeOAuthProvider {
     /// deadline, say), refreshed first when it expires within the skew.
     pub async fn header_with_status(&self) -> ClaudeCodeAuthResult<(SecretString, TokenStatus)> {
         let component = self.component().await?;
-        let before = self.ctx.credentials.fingerprint();
+        let before = self.ctx.credentials.current_fingerprint().await;
         if let Some(fingerprint) = before {
             let now = now_ms(&self.ctx.config);
             if let Some(hit) = self.headers.get(fingerprint, component.id(), now) {
@@ -117,9 +117,11 @@ impl ClaudeCodeOAuthProvider {
         let (header, status) = component.resolve(&self.ctx).await?;
         // Only a state that did not move during the call is worth remembering (a write of ours
         // or of anyone else's is read through the component next time).
-        if let Some(fingerprint) =
-            before.filter(|fp| self.ctx.credentials.fingerprint() == Some(*fp))
-        {
+        let after = match before {
+            Some(_) => self.ctx.credentials.current_fingerprint().await,
+            None => None,
+        };
+        if let Some(fingerprint) = before.filter(|fp| after == Some(*fp)) {
             let skew_ms =
                 i64::try_from(self.ctx.config.expiry_skew.as_millis()).unwrap_or(i64::MAX);
             self.headers

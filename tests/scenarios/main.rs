@@ -19,5 +19,6 @@ mod hostile_guests;
 mod hostile_inputs;
 mod permissions;
 mod processes;
+mod redis_store;
 mod refresh;
 mod secrets;

@@ -19,6 +19,7 @@ use super::proxy;
 pub(crate) use super::refusal::Refusal;
 use crate::config::ClaudeCodeOAuthConfig;
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
+use crate::store::SendCheck;
 
 /// Scheme, host and port of an endpoint the component may call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +93,8 @@ pub(crate) struct HttpPolicy {
     /// When the last request was handed over; the call's deadline follows it (see
     /// `ProviderComponent::call`).
     last_sent: Arc<Mutex<Option<tokio::time::Instant>>>,
+    /// The held refresh lock's check, run right before a request leaves.
+    send_check: Option<SendCheck>,
 }
 
 impl HttpPolicy {
@@ -120,7 +123,13 @@ impl HttpPolicy {
             refusal: Arc::default(),
             oversized: Arc::default(),
             last_sent: Arc::default(),
+            send_check: None,
         })
+    }
+
+    /// Run `check` before each request from now on (`None`: no lock is held).
+    pub(crate) fn set_send_check(&mut self, check: Option<SendCheck>) {
+        self.send_check = check;
     }
 
     /// When the last request was handed over, shared with whoever bounds the call.
@@ -295,7 +304,21 @@ impl WasiHttpHooks for HttpPolicy {
         };
         let plan = self.plan(&origin, route, options.unwrap_or_default(), sent);
         let refuse_internal = !self.allow_private && !origin.is_literal();
-        Box::new(send_vetted(request, plan, origin, refuse_internal))
+        let check = self.send_check.clone();
+        Box::new(async move {
+            if let Some(check) = check {
+                // The lock can have been lost while held (a lease ran out during a pause): then
+                // the request must not leave, or a refresh token could be presented twice.
+                if let Err(error) = check().await {
+                    record(&plan.refusal, Refusal::LockLost(error.to_string()));
+                    let denied = HttpError::HttpRequestDenied;
+                    return Err(
+                        http_client::after_draining(request.into_body(), &plan, denied).await,
+                    );
+                }
+            }
+            send_vetted(request, plan, origin, refuse_internal).await
+        })
     }
 }
 

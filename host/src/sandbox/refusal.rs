@@ -20,6 +20,9 @@ pub(crate) enum Refusal {
     Proxy(String),
     /// The operator's network settings are unusable (a proxy URL, a CA file).
     Misconfigured(String),
+    /// The refresh lock was no longer held (or could not be confirmed) when the request was
+    /// about to leave; it was not sent.
+    LockLost(String),
 }
 
 impl Refusal {
@@ -42,6 +45,10 @@ impl Refusal {
             },
             Self::Proxy(why) => ClaudeCodeAuthError::RefreshHttp { message: why },
             Self::Misconfigured(why) => ClaudeCodeAuthError::RefreshRefused { message: why },
+            Self::LockLost(why) => ClaudeCodeAuthError::LockTimeout {
+                lock: format!("{why}; the refresh request was not sent"),
+                waited: std::time::Duration::ZERO,
+            },
         }
     }
 }

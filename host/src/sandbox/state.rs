@@ -92,6 +92,8 @@ impl HostState {
         }
         let remaining = self.lock_timeout.saturating_sub(started.elapsed());
         let lock = self.credentials.lock_refresh(remaining).await?;
+        // Whatever the store checks before a refresh request leaves (a lease still held).
+        self.policy.set_send_check(lock.send_check());
         Ok(Some(HeldLock {
             lock,
             local,

@@ -228,6 +228,7 @@ impl HostState {
             | ClaudeCodeAuthError::InvalidDocument { .. } => StoreError::Corrupt(summary),
             ClaudeCodeAuthError::ReadOnly { .. } => StoreError::ReadOnly(summary),
             ClaudeCodeAuthError::LockTimeout { .. } => StoreError::LockTimeout(summary),
+            ClaudeCodeAuthError::StoreConflict { .. } => StoreError::Conflict(summary),
             _ => StoreError::Unavailable(summary),
         };
         self.store_error = Some(error);
@@ -439,6 +440,9 @@ impl store_wit::HostRefreshLock for HostState {
     async fn drop(&mut self, lock: Resource<HeldLock>) -> wasmtime::Result<()> {
         self.table.delete(lock)?;
         self.locks_held = self.locks_held.saturating_sub(1);
+        if self.locks_held == 0 {
+            self.policy.set_send_check(None);
+        }
         Ok(())
     }
 }

@@ -6,6 +6,8 @@ mod file;
 pub(crate) mod handover;
 mod keychain;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 pub(crate) mod rescue;
 mod session;
 
@@ -27,6 +29,8 @@ pub use keychain::{
     service_name as keychain_service_name,
 };
 pub use memory::MemoryCredentialStore;
+#[cfg(feature = "redis")]
+pub use redis::{DEFAULT_STORE_KEY, RedisCredentialStore, RedisStoreBuilder, STORE_SECRET_LEN};
 pub use rescue::STATE_DIR_ENV;
 
 /// Async credential storage.
@@ -117,7 +121,23 @@ pub trait CredentialStore: Send + Sync + 'static {
     fn fingerprint(&self) -> Option<Fingerprint> {
         None
     }
+
+    /// The fingerprint as the provider takes it on every resolve. The default is
+    /// [`fingerprint`](Self::fingerprint); a store that must ask over the network (Redis)
+    /// overrides this one, with one round trip at most.
+    async fn current_fingerprint(&self) -> Option<Fingerprint> {
+        self.fingerprint()
+    }
 }
+
+/// Checked right before the refresh request leaves, while the refresh lock is held: an error
+/// stops the request, so nothing is spent. See [`RefreshLock::with_send_check`].
+pub type SendCheck = Arc<
+    dyn Fn()
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = ClaudeCodeAuthResult<()>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// Identifies one state of a stored document: any write changes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -176,24 +196,46 @@ impl<T: CredentialStore + ?Sized> CredentialStore for Arc<T> {
     fn fingerprint(&self) -> Option<Fingerprint> {
         (**self).fingerprint()
     }
+
+    async fn current_fingerprint(&self) -> Option<Fingerprint> {
+        (**self).current_fingerprint().await
+    }
 }
 
 /// A held refresh lock; dropping it releases the lock.
 pub struct RefreshLock {
     _guard: Option<Box<dyn Any + Send + Sync>>,
+    send_check: Option<SendCheck>,
 }
 
 impl RefreshLock {
     /// A lock that holds nothing (for stores without cross-process locking).
     pub fn none() -> Self {
-        Self { _guard: None }
+        Self {
+            _guard: None,
+            send_check: None,
+        }
     }
 
     /// A lock released when `guard` is dropped.
     pub fn new(guard: impl Any + Send + Sync) -> Self {
         Self {
             _guard: Some(Box::new(guard)),
+            send_check: None,
         }
+    }
+
+    /// This lock, with `check` run right before the refresh request is sent: a lock that can be
+    /// lost while held (a lease that runs out) says there whether it still holds, and an error
+    /// keeps the request from leaving.
+    pub fn with_send_check(mut self, check: SendCheck) -> Self {
+        self.send_check = Some(check);
+        self
+    }
+
+    /// The check to run before sending, if the store gave one.
+    pub(crate) fn send_check(&self) -> Option<SendCheck> {
+        self.send_check.clone()
     }
 
     /// The guard this lock was made with, if it is a `T`: how a store reaches its own state

@@ -1,0 +1,225 @@
+//! The refresh lease: `SET lease owner NX PX`, an owner id per holder, renewed while held,
+//! released with a compare-and-delete. It fences writes: a document is written only by the
+//! lease's owner and only over the generation that owner read.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::{Inner, scripts};
+use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
+
+/// The first pause while another holder has the lease; it doubles up to [`MAX_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_millis(10);
+const MAX_PAUSE: Duration = Duration::from_millis(200);
+
+/// A held lease. Dropping it stops the renewal and releases the lease.
+pub(super) struct Lease {
+    state: Arc<LeaseState>,
+    renewer: JoinHandle<()>,
+}
+
+/// What the holder, its renewal and the send check share.
+pub(super) struct LeaseState {
+    inner: Arc<Inner>,
+    owner: String,
+    /// The generation this holder read when it took the lease (and wrote since).
+    generation: AtomicU64,
+    /// Set when a renewal found the lease gone or someone else's.
+    lost: AtomicBool,
+    /// When the last renewal that succeeded was sent: the lease runs at least until then plus
+    /// its length.
+    renewed_at: Mutex<Instant>,
+}
+
+impl Lease {
+    /// Take the lease, waiting at most `wait` while another holder has it. A `StoreConflict`
+    /// when the stored generation moved while this one waited: another holder refreshed, and
+    /// loading again shows its token.
+    pub(super) async fn acquire(inner: &Arc<Inner>, wait: Duration) -> ClaudeCodeAuthResult<Self> {
+        let owner = super::random_hex(16)?;
+        let seen = inner.generation().await?;
+        let started = Instant::now();
+        let mut pause = FIRST_PAUSE;
+        let mut waited = false;
+        let sent = loop {
+            let sent = Instant::now();
+            let set: Option<String> = inner
+                .connection
+                .query(
+                    redis::cmd("SET")
+                        .arg(&inner.keys.lease)
+                        .arg(&owner)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(millis(inner.lease)),
+                )
+                .await
+                .map_err(|e| inner.unreachable(&e))?;
+            if set.is_some() {
+                break sent;
+            }
+            waited = true;
+            let elapsed = started.elapsed();
+            if elapsed >= wait {
+                return Err(ClaudeCodeAuthError::LockTimeout {
+                    lock: format!("the refresh lease of {}", inner.shown),
+                    waited: elapsed,
+                });
+            }
+            tokio::time::sleep(pause.min(wait - elapsed)).await;
+            pause = (pause * 2).min(MAX_PAUSE);
+        };
+        let state = Arc::new(LeaseState {
+            inner: inner.clone(),
+            owner,
+            generation: AtomicU64::new(0),
+            lost: AtomicBool::new(false),
+            renewed_at: Mutex::new(sent),
+        });
+        let lease = Self {
+            renewer: tokio::spawn(renew(Arc::downgrade(&state))),
+            state,
+        };
+        let generation = inner.generation().await?;
+        lease.state.generation.store(generation, Ordering::SeqCst);
+        if waited && generation != seen {
+            return Err(ClaudeCodeAuthError::StoreConflict {
+                store: inner.shown.clone(),
+                message: "another holder wrote a login while this one waited for the lease".into(),
+            });
+        }
+        Ok(lease)
+    }
+
+    /// What the send check holds.
+    pub(super) fn state(&self) -> Arc<LeaseState> {
+        self.state.clone()
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.renewer.abort();
+        let state = self.state.clone();
+        // Without a runtime (dropped at shutdown) the lease simply runs out.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let mut release = scripts::RELEASE.key(&state.inner.keys.lease);
+                release.arg(&state.owner);
+                let _: Result<i64, _> = state.inner.connection.script(&release).await;
+            });
+        }
+    }
+}
+
+impl LeaseState {
+    /// The generation this holder read or last wrote.
+    pub(super) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Confirm the lease is still this holder's and renew it now, so it outlasts the refresh
+    /// budget: called before a refresh token is spent. An error means: do not send.
+    pub(super) async fn confirm(&self) -> ClaudeCodeAuthResult<()> {
+        let inner = &self.inner;
+        let lost = || ClaudeCodeAuthError::LockTimeout {
+            lock: format!(
+                "the refresh lease of {} (it ran out and may be another holder's now; nothing was sent)",
+                inner.shown
+            ),
+            waited: Duration::ZERO,
+        };
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(lost());
+        }
+        let sent = Instant::now();
+        if !self.renew_once().await.map_err(|e| inner.unreachable(&e))? {
+            self.lost.store(true, Ordering::SeqCst);
+            return Err(lost());
+        }
+        // Renewed as of `sent`: the lease outlasts the budget unless this process pauses for
+        // longer than `lease - budget` from here, the window no lock can close.
+        if sent.elapsed() + inner.refresh_budget >= inner.lease {
+            return Err(lost());
+        }
+        Ok(())
+    }
+
+    /// Renew once: `Ok(true)` renewed, `Ok(false)` the lease is gone or someone else's.
+    async fn renew_once(&self) -> Result<bool, redis::RedisError> {
+        let sent = Instant::now();
+        let mut renew = scripts::RENEW.key(&self.inner.keys.lease);
+        renew.arg(&self.owner).arg(millis(self.inner.lease));
+        let renewed: i64 = self.inner.connection.script(&renew).await?;
+        if renewed == 1 {
+            *self
+                .renewed_at
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = sent;
+        }
+        Ok(renewed == 1)
+    }
+
+    /// Write `value` as the next generation; `StoreConflict` when the lease or the generation
+    /// moved (a newer login is never overwritten).
+    pub(super) async fn save(&self, value: &[u8], epoch: &str) -> ClaudeCodeAuthResult<()> {
+        let inner = &self.inner;
+        let expected = self.generation();
+        let mut save = scripts::SAVE.key(&inner.keys.login);
+        save.key(&inner.keys.lease)
+            .arg(&self.owner)
+            .arg(expected.to_string())
+            .arg(value)
+            .arg(epoch);
+        let (written, what): (i64, String) = inner
+            .connection
+            .script(&save)
+            .await
+            .map_err(|e| inner.unreachable(&e))?;
+        let conflict = |message: String| ClaudeCodeAuthError::StoreConflict {
+            store: inner.shown.clone(),
+            message,
+        };
+        match (written, what.as_str()) {
+            (1, next) => {
+                let next = next
+                    .parse()
+                    .map_err(|_| conflict(format!("the store answered generation `{next}`")))?;
+                self.generation.store(next, Ordering::SeqCst);
+                Ok(())
+            }
+            (_, "lease") => Err(conflict(
+                "the refresh lease ran out before the write; the login is kept aside".into(),
+            )),
+            (_, stored) => Err(conflict(format!(
+                "the stored login moved from generation {expected} to {stored} meanwhile; the newer one is kept"
+            ))),
+        }
+    }
+}
+
+/// Renew the lease every third of its length while its holder lives; mark it lost when a
+/// renewal finds it gone. A failed renewal (Redis unreachable) is tried again.
+async fn renew(state: std::sync::Weak<LeaseState>) {
+    loop {
+        let Some(every) = state.upgrade().map(|s| s.inner.lease / 3) else {
+            return;
+        };
+        tokio::time::sleep(every).await;
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        if let Ok(false) = state.renew_once().await {
+            state.lost.store(true, Ordering::SeqCst);
+            return;
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,426 @@
+//! [`RedisCredentialStore`]: one login for a fleet, kept in Redis, sealed at rest, refreshed by
+//! one machine at a time under a fenced lease.
+//!
+//! Keys of the login named `NAME` (all in the hash tag `{NAME}`, so scripts run in one slot of
+//! a Redis Cluster):
+//!
+//! | key | holds |
+//! | --- | --- |
+//! | `{NAME}:login` | a hash: `document` (the sealed document), `generation` (the fencing counter, one more on every write), `epoch` (random, set by the first write: a login imported anew after Redis lost its data is another login) |
+//! | `{NAME}:lease` | the refresh lease: the holder's random owner id, with an expiry |
+
+mod connection;
+mod lease;
+mod scripts;
+mod seal;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use zeroize::Zeroizing;
+
+use super::{
+    CredentialStore, Fingerprint, RefreshLock, SendCheck, parse_document, render_document,
+};
+use crate::config::DEFAULT_REFRESH_TIMEOUT;
+use crate::credential::CredentialFile;
+use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
+use connection::Connection;
+use lease::Lease;
+use seal::{Binding, SealKey, Sealing};
+
+pub use seal::SECRET_LEN as STORE_SECRET_LEN;
+
+/// The store key's name when none is given.
+pub const DEFAULT_STORE_KEY: &str = "claude-code-auth";
+
+/// A [`CredentialStore`] in Redis (`redis://` or `rediss://`, an ACL user and password taken
+/// from the URL and never shown). Every machine that refreshes the login takes the same lease,
+/// so one refresh grant is spent at a time across the fleet, and a write succeeds only for the
+/// lease holder over the generation it read.
+///
+/// ```no_run
+/// # fn main() -> entelix_auth_claude_code::ClaudeCodeAuthResult<()> {
+/// use entelix_auth_claude_code::RedisCredentialStore;
+/// let store = RedisCredentialStore::builder("rediss://fleet:PASSWORD@redis.internal:6380/0")
+///     .key("claude-code-auth")
+///     .secret_file("/etc/claude-code-auth/store.key")
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisCredentialStore {
+    inner: Arc<Inner>,
+}
+
+/// Builds a [`RedisCredentialStore`]; see [`RedisCredentialStore::builder`].
+#[derive(Debug)]
+#[must_use]
+pub struct RedisStoreBuilder {
+    url: String,
+    name: String,
+    secret: Option<PathBuf>,
+    previous: Vec<PathBuf>,
+    plaintext: bool,
+    refresh_budget: Duration,
+    lease: Option<Duration>,
+}
+
+pub(super) struct Inner {
+    connection: Connection,
+    keys: Keys,
+    name: String,
+    /// The URL without user or password, and the key: for messages.
+    shown: String,
+    sealing: Sealing,
+    lease: Duration,
+    refresh_budget: Duration,
+    /// The last fingerprint read, answered while Redis cannot be reached so a header still valid
+    /// in memory keeps being served.
+    last_fingerprint: Mutex<Option<Fingerprint>>,
+}
+
+struct Keys {
+    login: String,
+    lease: String,
+}
+
+impl RedisCredentialStore {
+    /// A store at `url` (`redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS).
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            url: url.into(),
+            name: DEFAULT_STORE_KEY.to_owned(),
+            secret: None,
+            previous: Vec::new(),
+            plaintext: false,
+            refresh_budget: DEFAULT_REFRESH_TIMEOUT,
+            lease: None,
+        }
+    }
+
+    /// The store key's name.
+    pub fn key_name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Whether documents are sealed (a secret was given) rather than kept in plaintext.
+    pub fn is_sealed(&self) -> bool {
+        matches!(self.inner.sealing, Sealing::Sealed { .. })
+    }
+}
+
+impl fmt::Debug for RedisCredentialStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisCredentialStore")
+            .field("store", &self.inner.shown)
+            .field("sealing", &self.inner.sealing)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStoreBuilder {
+    /// The store key's name (default [`DEFAULT_STORE_KEY`]): logins under different names are
+    /// separate.
+    pub fn key(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Seal documents under the 32-byte secret in the file at `path` (mode 0600 or stricter).
+    pub fn secret_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.secret = Some(path.into());
+        self
+    }
+
+    /// Also open documents sealed under the secret at `path`: a key change in progress. New
+    /// writes use [`secret_file`](Self::secret_file)'s.
+    pub fn previous_secret_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.previous.push(path.into());
+        self
+    }
+
+    /// Keep documents in plaintext, tokens readable by anyone who can read Redis or its
+    /// backups. Without a secret file and without this, [`build`](Self::build) refuses.
+    pub fn plaintext(mut self) -> Self {
+        self.plaintext = true;
+        self
+    }
+
+    /// The longest a refresh exchange may take (the provider's refresh timeout; default 30 s).
+    /// A holder sends its refresh only while its lease has more than this left.
+    pub fn refresh_budget(mut self, budget: Duration) -> Self {
+        self.refresh_budget = budget;
+        self
+    }
+
+    /// The lease's length (default twice the refresh budget); it must exceed the budget.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
+    /// The store. Nothing is contacted yet: a Redis that is down shows at the first call.
+    pub fn build(self) -> ClaudeCodeAuthResult<RedisCredentialStore> {
+        let shown = format!("{} key {}", shown_url(&self.url), self.name);
+        let refused = |reason: String| ClaudeCodeAuthError::EndpointNotAllowed {
+            url: shown_url(&self.url),
+            reason,
+        };
+        if self.name.is_empty() || self.name.contains(['{', '}']) || self.name.len() > 200 {
+            return Err(refused(
+                "the store key's name must be 1 to 200 bytes without `{` or `}`".into(),
+            ));
+        }
+        let client = redis::Client::open(self.url.as_str()).map_err(|_| {
+            refused(
+                "not a Redis URL: redis://[user:password@]host[:port][/db], or rediss:// for TLS"
+                    .into(),
+            )
+        })?;
+        let sealing = match (&self.secret, self.plaintext) {
+            (Some(path), _) => Sealing::Sealed {
+                current: SealKey::from_file(path)?,
+                previous: self
+                    .previous
+                    .iter()
+                    .map(|p| SealKey::from_file(p))
+                    .collect::<Result<_, _>>()?,
+            },
+            (None, true) => Sealing::Plaintext,
+            (None, false) => {
+                return Err(ClaudeCodeAuthError::StoreSecret {
+                    path: shown,
+                    problem: "no secret file: logins are sealed at rest unless plaintext is asked for explicitly".into(),
+                });
+            }
+        };
+        let lease = self.lease.unwrap_or(self.refresh_budget * 2);
+        if lease <= self.refresh_budget {
+            return Err(refused(format!(
+                "the lease ({}s) must be longer than the refresh budget ({}s)",
+                lease.as_secs(),
+                self.refresh_budget.as_secs()
+            )));
+        }
+        Ok(RedisCredentialStore {
+            inner: Arc::new(Inner {
+                connection: Connection::new(client),
+                keys: Keys {
+                    login: format!("{{{}}}:login", self.name),
+                    lease: format!("{{{}}}:lease", self.name),
+                },
+                name: self.name,
+                shown,
+                sealing,
+                lease,
+                refresh_budget: self.refresh_budget,
+                last_fingerprint: Mutex::new(None),
+            }),
+        })
+    }
+}
+
+impl Inner {
+    fn unreachable(&self, error: &redis::RedisError) -> ClaudeCodeAuthError {
+        ClaudeCodeAuthError::StoreUnreachable {
+            store: self.shown.clone(),
+            message: describe(error),
+        }
+    }
+
+    /// The stored generation (0: no login).
+    async fn generation(&self) -> ClaudeCodeAuthResult<u64> {
+        let generation: Option<String> = self
+            .connection
+            .query(redis::cmd("HGET").arg(&self.keys.login).arg("generation"))
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        Ok(generation.and_then(|g| g.parse().ok()).unwrap_or(0))
+    }
+
+    /// The stored document, opened, with its generation.
+    async fn document(&self) -> ClaudeCodeAuthResult<Option<Zeroizing<String>>> {
+        let (generation, value): (Option<String>, Option<Vec<u8>>) = self
+            .connection
+            .query(
+                redis::cmd("HMGET")
+                    .arg(&self.keys.login)
+                    .arg("generation")
+                    .arg("document"),
+            )
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        let Some(value) = value.map(Zeroizing::new) else {
+            return Ok(None);
+        };
+        let binding = Binding {
+            name: &self.name,
+            generation: generation.and_then(|g| g.parse().ok()).unwrap_or(0),
+        };
+        self.sealing
+            .open(&value, &binding)
+            .map(Some)
+            .map_err(|problem| ClaudeCodeAuthError::InvalidDocument {
+                path: self.shown.clone(),
+                problem,
+            })
+    }
+
+    /// Write `document` under `lease` as the next generation.
+    async fn write(&self, lease: &lease::LeaseState, document: &str) -> ClaudeCodeAuthResult<()> {
+        let binding = Binding {
+            name: &self.name,
+            generation: lease.generation() + 1,
+        };
+        let value = Zeroizing::new(self.sealing.seal(document, &binding)?);
+        lease.save(&value, &random_hex(16)?).await
+    }
+}
+
+/// The lease inside a [`RefreshLock`] this store made.
+fn lease_of<'a>(lock: &'a RefreshLock, store: &Inner) -> ClaudeCodeAuthResult<&'a Lease> {
+    lock.guard::<Lease>()
+        .ok_or_else(|| ClaudeCodeAuthError::StoreConflict {
+            store: store.shown.clone(),
+            message: "the refresh lock is not this store's lease".into(),
+        })
+}
+
+#[async_trait]
+impl CredentialStore for RedisCredentialStore {
+    async fn load(&self) -> ClaudeCodeAuthResult<Option<CredentialFile>> {
+        match self.inner.document().await? {
+            Some(document) => parse_document(&document, || self.location()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn save(&self, file: &CredentialFile) -> ClaudeCodeAuthResult<()> {
+        let document = render_document(file, || self.location())?;
+        self.save_document(&document).await
+    }
+
+    async fn load_document(&self) -> ClaudeCodeAuthResult<Option<String>> {
+        Ok(self.inner.document().await?.map(|d| d.to_string()))
+    }
+
+    /// A write outside a refresh (an import) takes the lease like a refresh does, so it never
+    /// lands in the middle of one.
+    async fn save_document(&self, document: &str) -> ClaudeCodeAuthResult<()> {
+        parse_document(document, || self.location())?;
+        let lease = Lease::acquire(&self.inner, self.inner.lease).await?;
+        self.inner.write(&lease.state(), document).await
+    }
+
+    async fn lock_refresh(&self, wait: Duration) -> ClaudeCodeAuthResult<RefreshLock> {
+        let lease = Lease::acquire(&self.inner, wait).await?;
+        let state = lease.state();
+        let check: SendCheck = Arc::new(move || {
+            let state = state.clone();
+            Box::pin(async move { state.confirm().await })
+        });
+        Ok(RefreshLock::new(lease).with_send_check(check))
+    }
+
+    async fn prepare_save(&self, lock: &mut RefreshLock, size: u64) -> ClaudeCodeAuthResult<()> {
+        let _ = size;
+        lease_of(lock, &self.inner)?.state().confirm().await
+    }
+
+    async fn lock_write(&self, lock: &mut RefreshLock, wait: Duration) -> ClaudeCodeAuthResult<()> {
+        let _ = wait;
+        // The lease is the write lock too: only its holder writes.
+        lease_of(lock, &self.inner)?;
+        Ok(())
+    }
+
+    async fn save_refreshed(
+        &self,
+        lock: &mut RefreshLock,
+        document: &str,
+    ) -> ClaudeCodeAuthResult<()> {
+        let state = lease_of(lock, &self.inner)?.state();
+        self.inner.write(&state, document).await
+    }
+
+    fn location(&self) -> String {
+        self.inner.shown.clone()
+    }
+
+    fn fingerprint(&self) -> Option<Fingerprint> {
+        *self
+            .inner
+            .last_fingerprint
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One round trip: the login's generation and epoch. While Redis cannot be reached, the last
+    /// one read, so a header still valid in memory keeps being served.
+    async fn current_fingerprint(&self) -> Option<Fingerprint> {
+        let inner = &self.inner;
+        let read: Result<(Option<String>, Option<String>), _> = inner
+            .connection
+            .query(
+                redis::cmd("HMGET")
+                    .arg(&inner.keys.login)
+                    .arg("generation")
+                    .arg("epoch"),
+            )
+            .await;
+        let mut last = inner
+            .last_fingerprint
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Ok((generation, epoch)) = read {
+            *last = Some(Fingerprint::new([
+                generation.and_then(|g| g.parse().ok()).unwrap_or(0),
+                u64::from(epoch.is_some()),
+                fold(epoch.as_deref().unwrap_or_default()),
+                0,
+                0,
+            ]));
+        }
+        *last
+    }
+}
+
+/// An epoch (hex) folded into a number; equal epochs fold equal.
+fn fold(epoch: &str) -> u64 {
+    epoch.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// `n` random bytes as hex.
+pub(super) fn random_hex(n: usize) -> ClaudeCodeAuthResult<String> {
+    let mut bytes = vec![0u8; n];
+    getrandom::fill(&mut bytes).map_err(|e| ClaudeCodeAuthError::StoreSecret {
+        path: "the system's random source".into(),
+        problem: e.to_string(),
+    })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The URL without its user and password (and anything after the authority but the database).
+fn shown_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("redis", url));
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    format!("{scheme}://{rest}")
+}
+
+/// What failed, in Redis's words (which never hold the password).
+fn describe(error: &redis::RedisError) -> String {
+    if error.is_connection_refusal() {
+        "connection refused".into()
+    } else if error.is_timeout() {
+        "timed out".into()
+    } else {
+        error.to_string()
+    }
+}

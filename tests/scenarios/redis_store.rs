@@ -1,0 +1,314 @@
+//! `RedisCredentialStore` against a real `redis-server` (started per test on a free loopback
+//! port, without persistence) and the loopback token endpoint that rotates and revokes: the
+//! sealed value, the fenced lease, the compare-and-set write, an outage and a restart.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use claude_code_auth_testkit::loopback::TokenEndpoint;
+use claude_code_auth_testkit::redis_server::RedisServer;
+use entelix_auth_claude_code::{
+    ClaudeCodeAuthError, ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider, CredentialStore, Reaction,
+    RedisCredentialStore, RefreshMode, STORE_SECRET_LEN,
+};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+use crate::support::real_now_ms;
+
+/// A Redis to test against, or `None` (said on the terminal) where `redis-server` is missing;
+/// in CI it must be there.
+fn redis() -> Option<RedisServer> {
+    if RedisServer::available() {
+        return Some(RedisServer::start());
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "redis-server is missing; .ci/run installs Debian's package"
+    );
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED a Redis store scenario: no redis-server here (apt-get install redis-server)"
+    );
+    None
+}
+
+/// A 32-byte secret in a 0600 file in `dir`.
+fn secret(dir: &Path, name: &str, byte: u8) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, [byte; STORE_SECRET_LEN]).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+fn store(server: &RedisServer, secret: &Path) -> RedisCredentialStore {
+    RedisCredentialStore::builder(server.url())
+        .secret_file(secret)
+        .build()
+        .unwrap()
+}
+
+/// A login of `endpoint` whose access token expired a minute ago, with a key the component
+/// does not know.
+fn expired_document(endpoint: &TokenEndpoint) -> (String, Value) {
+    let login = endpoint.login();
+    let document = json!({
+        "claudeAiOauth": {
+            "accessToken": login.access_token,
+            "refreshToken": login.refresh_token,
+            "expiresAt": real_now_ms() - 60_000,
+            "scopes": ["user:inference", "user:profile"],
+            "subscriptionType": "max",
+        },
+        "fleetNote": {"kept": [1, 2.50, "as written"]},
+    });
+    (document.to_string(), document)
+}
+
+fn provider(store: RedisCredentialStore, endpoint: &TokenEndpoint) -> ClaudeCodeOAuthProvider {
+    ClaudeCodeOAuthProvider::with_config(
+        store,
+        ClaudeCodeOAuthConfig::new().with_token_url(endpoint.url()),
+    )
+}
+
+fn bearer(header: &secrecy::SecretString) -> String {
+    header
+        .expose_secret()
+        .strip_prefix("Bearer ")
+        .unwrap()
+        .to_owned()
+}
+
+/// Everything Redis holds, as `redis-cli` prints it.
+fn dump(server: &RedisServer) -> Vec<u8> {
+    let mut all = Vec::new();
+    for key in String::from_utf8_lossy(&server.cli(&["--raw", "KEYS", "*"])).lines() {
+        all.extend(server.cli(&["--raw", "DUMP", key]));
+        all.extend(server.cli(&["--raw", "HGETALL", key]));
+        all.extend(server.cli(&["--raw", "GET", key]));
+    }
+    all
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_in_redis_refreshes_once_and_redis_never_sees_a_token() {
+    let Some(server) = redis() else { return };
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&server, &secret(dir.path(), "store.key", 1));
+    let (document, before) = expired_document(&endpoint);
+    store.save_document(&document).await.unwrap();
+    let old_refresh = before["claudeAiOauth"]["refreshToken"].as_str().unwrap();
+    assert!(!contains(&dump(&server), old_refresh));
+
+    let provider = provider(store.clone(), &endpoint);
+    let token = bearer(&provider.header_value().await.unwrap());
+    assert_eq!(endpoint.grants_served(), 1);
+    assert!(endpoint.accepts_access_token(&token));
+    let stored: Value =
+        serde_json::from_str(&store.load_document().await.unwrap().unwrap()).unwrap();
+    assert_eq!(stored["claudeAiOauth"]["accessToken"], token.as_str());
+    assert_ne!(stored["claudeAiOauth"]["refreshToken"], old_refresh);
+    assert_eq!(stored["fleetNote"], before["fleetNote"]);
+    let held = dump(&server);
+    for secret in [
+        token.as_str(),
+        stored["claudeAiOauth"]["refreshToken"].as_str().unwrap(),
+        old_refresh,
+        "user:inference",
+    ] {
+        assert!(!contains(&held, secret), "Redis holds {secret}");
+    }
+    assert_eq!(
+        server.cli(&["HGET", "{claude-code-auth}:login", "generation"]),
+        b"2\n"
+    );
+
+    // Fresh now: resolved again from memory, one round trip to Redis, nothing sent.
+    assert_eq!(bearer(&provider.header_value().await.unwrap()), token);
+    assert_eq!(endpoint.grants_served(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_machines_on_one_expired_login_spend_one_grant() {
+    let Some(server) = redis() else { return };
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    endpoint.set_latency(Duration::from_millis(50)..Duration::from_millis(150));
+    let dir = tempfile::tempdir().unwrap();
+    let key = secret(dir.path(), "store.key", 2);
+    store(&server, &key)
+        .save_document(&expired_document(&endpoint).0)
+        .await
+        .unwrap();
+    // Each "machine" has its own store and provider: nothing shared but Redis.
+    let machines: Vec<_> = (0..8)
+        .map(|_| Arc::new(provider(store(&server, &key), &endpoint)))
+        .collect();
+    let tasks: Vec<_> = machines
+        .iter()
+        .map(|p| {
+            let p = p.clone();
+            tokio::spawn(async move { bearer(&p.header_value().await.unwrap()) })
+        })
+        .collect();
+    let mut tokens = Vec::new();
+    for task in tasks {
+        tokens.push(task.await.unwrap());
+    }
+    assert_eq!(endpoint.grants_served(), 1, "one grant for the fleet");
+    assert_eq!(endpoint.revoked_families(), 0);
+    tokens.dedup();
+    assert_eq!(tokens.len(), 1, "every machine holds the same token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_over_a_moved_generation_or_without_the_lease_is_refused() {
+    let Some(server) = redis() else { return };
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = secret(dir.path(), "store.key", 3);
+    let (document, _) = expired_document(&endpoint);
+    let ours = store(&server, &key);
+    ours.save_document(&document).await.unwrap();
+
+    // Our lease runs out (as in a long pause) and another machine writes a newer login.
+    let mut lock = ours.lock_refresh(Duration::from_secs(1)).await.unwrap();
+    server.cli(&["DEL", "{claude-code-auth}:lease"]);
+    let newer = document.replace("fleetNote", "newerNote");
+    store(&server, &key).save_document(&newer).await.unwrap();
+    // Before sending: the lease is gone, so nothing may be sent.
+    let error = ours.prepare_save(&mut lock, 1000).await.unwrap_err();
+    assert_eq!(error.reaction(), Reaction::Unreachable, "{error}");
+    assert!(error.to_string().contains("nothing was sent"), "{error}");
+    // And a write is refused: the newer login stays.
+    let error = ours.save_refreshed(&mut lock, &document).await.unwrap_err();
+    assert!(
+        matches!(error, ClaudeCodeAuthError::StoreConflict { .. }),
+        "{error:?}"
+    );
+    assert_eq!(ours.load_document().await.unwrap().unwrap(), newer);
+    drop(lock);
+
+    // Holding the lease is not enough: the generation it read must still be the stored one.
+    let mut lock = ours.lock_refresh(Duration::from_secs(1)).await.unwrap();
+    server.cli(&["HINCRBY", "{claude-code-auth}:login", "generation", "1"]);
+    let error = ours.save_refreshed(&mut lock, &document).await.unwrap_err();
+    assert!(
+        error.to_string().contains("moved from generation 2 to 3"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_serves_the_valid_header_and_a_restart_empty_says_no_login() {
+    let Some(mut server) = redis() else { return };
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&server, &secret(dir.path(), "store.key", 4));
+    store
+        .save_document(&expired_document(&endpoint).0)
+        .await
+        .unwrap();
+    let provider = provider(store.clone(), &endpoint);
+    let token = bearer(&provider.header_value().await.unwrap());
+    // Resolved again, the header is in memory (a refresh's own write is read back once first).
+    assert_eq!(bearer(&provider.header_value().await.unwrap()), token);
+
+    server.stop();
+    assert_eq!(bearer(&provider.header_value().await.unwrap()), token);
+    let error = provider.refresh(RefreshMode::Force).await.unwrap_err();
+    assert_eq!(error.reaction(), Reaction::Unreachable, "{error}");
+    assert!(
+        matches!(error, ClaudeCodeAuthError::StoreUnreachable { .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        endpoint.grants_served(),
+        1,
+        "nothing sent while Redis is down"
+    );
+
+    server.restart();
+    let error = provider.header_value().await.unwrap_err();
+    assert_eq!(error.reaction(), Reaction::Missing, "{error}");
+    assert!(
+        matches!(error, ClaudeCodeAuthError::CredentialsMissing { .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        server.cli(&["DBSIZE"]),
+        b"0\n",
+        "nothing written from memory"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_without_a_secret_refuses_and_a_key_change_reads_the_old_one() {
+    let Some(server) = redis() else { return };
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let error = RedisCredentialStore::builder(server.url())
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().contains("plaintext"), "{error}");
+
+    let (document, _) = expired_document(&endpoint);
+    let old = secret(dir.path(), "old.key", 5);
+    let new = secret(dir.path(), "new.key", 6);
+    store(&server, &old).save_document(&document).await.unwrap();
+    let error = store(&server, &new).load_document().await.unwrap_err();
+    assert!(
+        error.to_string().contains("not this store's key"),
+        "{error}"
+    );
+    let changing = RedisCredentialStore::builder(server.url())
+        .secret_file(&new)
+        .previous_secret_file(&old)
+        .build()
+        .unwrap();
+    assert_eq!(changing.load_document().await.unwrap().unwrap(), document);
+    provider(changing, &endpoint).header_value().await.unwrap();
+    // Written under the new key now.
+    assert!(
+        store(&server, &new)
+            .load_document()
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(store(&server, &old).load_document().await.is_err());
+
+    let plain = RedisCredentialStore::builder(server.url())
+        .key("plain")
+        .plaintext()
+        .build()
+        .unwrap();
+    plain.save_document(&document).await.unwrap();
+    assert!(
+        contains(&dump(&server), "accessToken"),
+        "plaintext, as asked"
+    );
+}
+
+#[test]
+fn the_store_never_shows_its_password() {
+    let store = RedisCredentialStore::builder("redis://fleet:hunter2-SECRET@127.0.0.1:1/0")
+        .plaintext()
+        .build()
+        .unwrap();
+    let shown = format!("{store:?} {}", store.location());
+    assert!(
+        !shown.contains("hunter2") && shown.contains("127.0.0.1:1"),
+        "{shown}"
+    );
+}
