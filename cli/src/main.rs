@@ -8,23 +8,24 @@
 #![allow(rustdoc::bare_urls)]
 
 mod demo;
+mod import;
 mod render;
+mod source;
 mod warnings;
 
 use std::fmt;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 
 use entelix_auth_claude_code::{
-    ClaudeCodeAuthError, ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider, CredentialStore,
-    EnvTokenStore, FileCredentialStore, KeychainCredentialStore, Reaction, RefreshMode,
+    ClaudeCodeAuthError, ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider, Reaction, RefreshMode,
     TokenStatus,
 };
+use source::Source;
 
 /// Use the `claude` CLI's Claude.ai login from other programs, refreshed in a sandbox.
 #[derive(Debug, Parser)]
@@ -33,8 +34,40 @@ struct Cli {
     /// Credential file [default: the token in $CLAUDE_CODE_OAUTH_TOKEN when set; else the macOS
     /// keychain item on macOS, or $CLAUDE_CONFIG_DIR/.credentials.json, else
     /// ~/.claude/.credentials.json]
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", conflicts_with = "store")]
     credentials: Option<PathBuf>,
+    /// Credential store: redis://… or rediss://… (TLS; an ACL user and password may be in the
+    /// URL, never shown), or a path, meaning a credential file as --credentials does
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL|PATH",
+        env = "CLAUDE_CODE_AUTH_STORE",
+        hide_env_values = true
+    )]
+    store: Option<String>,
+    /// Name of the login in the store
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        env = "CLAUDE_CODE_AUTH_STORE_KEY",
+        default_value = "claude-code-auth"
+    )]
+    store_key: String,
+    /// File of 32 random bytes (mode 0600) the login is sealed with in the store
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "CLAUDE_CODE_AUTH_STORE_SECRET_FILE",
+        hide_env_values = true
+    )]
+    store_secret_file: Option<PathBuf>,
+    /// Keep the login in the store unsealed: anyone who reads Redis or its backups reads the
+    /// tokens
+    #[arg(long, global = true)]
+    store_plaintext: bool,
     /// Token endpoint [default: https://platform.claude.com/v1/oauth/token]
     #[arg(long, global = true, value_name = "URL")]
     token_url: Option<String>,
@@ -65,6 +98,15 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Copy the login in a credential file into the store (--store), refusing to replace a
+    /// different login there
+    Import {
+        /// The credential file, as `claude login` wrote it.
+        file: PathBuf,
+        /// Replace a different login in the store.
+        #[arg(long)]
+        force: bool,
+    },
     /// Show a refresh end to end with no account: a loopback token endpoint, a temporary
     /// credential file holding an expired token, the sandboxed component, the rewritten file.
     Demo,
@@ -87,6 +129,8 @@ enum Failure {
     Output(io::Error),
     /// A step of the demo did not do what it shows.
     Demo(String),
+    /// A command refused to do what it was asked as it was asked (exit 5).
+    Refused(String),
 }
 
 impl Failure {
@@ -99,7 +143,7 @@ impl Failure {
                 Reaction::Refused => EXIT_REFUSED,
                 Reaction::Unreachable => EXIT_UNREACHABLE,
             },
-            Self::Output(_) => EXIT_REFUSED,
+            Self::Output(_) | Self::Refused(_) => EXIT_REFUSED,
             Self::Demo(_) => 1,
         }
     }
@@ -117,6 +161,7 @@ impl fmt::Display for Failure {
             Self::Auth(error) => error.fmt(f),
             Self::Output(error) => write!(f, "cannot write to standard output: {error}"),
             Self::Demo(what) => write!(f, "demo check failed: {what}"),
+            Self::Refused(what) => f.write_str(what),
         }
     }
 }
@@ -194,7 +239,22 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     if matches!(cli.command, Command::Demo) {
         return demo::run().await;
     }
-    let Source { kind, store, file } = source(cli.credentials)?;
+    let explicit_store = cli.store.is_some();
+    let Source { kind, store, file } = source::source(source::Choice {
+        credentials: cli.credentials,
+        store: cli.store,
+        store_key: cli.store_key,
+        secret: cli.store_secret_file,
+        plaintext: cli.store_plaintext,
+    })?;
+    if let Command::Import { file: from, force } = &cli.command {
+        if !explicit_store {
+            return Err(Failure::Refused(
+                "import copies a login into a store: name it with --store".into(),
+            ));
+        }
+        return print(&import::import(store.as_ref(), from, *force).await?);
+    }
     let mut config = ClaudeCodeOAuthConfig::new();
     if let Some(url) = cli.token_url {
         config = config.with_token_url(url);
@@ -242,7 +302,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             warn_login_deadline(&report.status);
             render::refresh_text(&report)
         }
-        Command::Demo => unreachable!("handled above"),
+        Command::Demo | Command::Import { .. } => unreachable!("handled above"),
     };
     print(&out)
 }
@@ -252,44 +312,6 @@ fn warn_login_deadline(status: &TokenStatus) {
     if let Some(line) = render::login_warning(status, chrono::Utc::now()) {
         let _ = writeln!(std::io::stderr(), "warning: {line}");
     }
-}
-
-/// Where the credential comes from.
-struct Source {
-    /// `file`, `env` or `keychain`, as `status` shows it.
-    kind: &'static str,
-    store: Arc<dyn CredentialStore>,
-    /// The credential file, for a file store.
-    file: Option<PathBuf>,
-}
-
-/// Where the credential comes from, as the `claude` CLI decides: an explicit `--credentials`
-/// file; else the long-lived token in `CLAUDE_CODE_OAUTH_TOKEN`; else the macOS keychain item
-/// (on macOS) or the credential file in the config dir.
-fn source(credentials: Option<PathBuf>) -> Result<Source, ClaudeCodeAuthError> {
-    let file = |path: PathBuf| Source {
-        kind: "file",
-        store: Arc::new(FileCredentialStore::with_path(path.clone())),
-        file: Some(path),
-    };
-    if let Some(path) = credentials {
-        return Ok(file(path));
-    }
-    if let Some(env) = EnvTokenStore::from_env() {
-        return Ok(Source {
-            kind: "env",
-            store: Arc::new(env),
-            file: None,
-        });
-    }
-    if cfg!(target_os = "macos") {
-        return Ok(Source {
-            kind: "keychain",
-            store: Arc::new(KeychainCredentialStore::for_claude_cli()?),
-            file: None,
-        });
-    }
-    Ok(file(FileCredentialStore::default_claude_path()?))
 }
 
 /// A warning when the credential file has other names (hard links): a refresh writes a new file

@@ -199,6 +199,15 @@ pub enum ClaudeCodeAuthError {
         /// What moved.
         message: String,
     },
+    /// A store that is filled by an import (Redis) holds no login: it was never imported, or
+    /// the store lost its data.
+    #[error(
+        "no login in the credential store {store}: import one (`claude-code-auth --store … import FILE`)"
+    )]
+    StoreEmpty {
+        /// Which store, without its password.
+        store: String,
+    },
     /// The secret a store seals logins with is missing or unusable.
     #[error("the store secret {path} is unusable: {problem}")]
     StoreSecret {
@@ -294,7 +303,8 @@ impl ClaudeCodeAuthError {
         match self {
             Self::CredentialsMissing { .. }
             | Self::OAuthSectionMissing { .. }
-            | Self::HomeUnresolved => Reaction::Missing,
+            | Self::HomeUnresolved
+            | Self::StoreEmpty { .. } => Reaction::Missing,
             Self::RefreshTokenMissing | Self::LoggedOut { .. } | Self::RefreshRejected { .. } => {
                 Reaction::Expired
             }
@@ -441,6 +451,31 @@ mod tests {
             ),
             (
                 ClaudeCodeAuthError::RequestDenied { reason: "r".into() },
+                "refused",
+            ),
+            (
+                ClaudeCodeAuthError::StoreEmpty { store: "s".into() },
+                "missing",
+            ),
+            (
+                ClaudeCodeAuthError::StoreUnreachable {
+                    store: "s".into(),
+                    message: "m".into(),
+                },
+                "unreachable",
+            ),
+            (
+                ClaudeCodeAuthError::StoreConflict {
+                    store: "s".into(),
+                    message: "m".into(),
+                },
+                "unreachable",
+            ),
+            (
+                ClaudeCodeAuthError::StoreSecret {
+                    path: "p".into(),
+                    problem: "x".into(),
+                },
                 "refused",
             ),
         ];

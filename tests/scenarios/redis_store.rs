@@ -15,7 +15,8 @@ use entelix_auth_claude_code::{
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
-use crate::support::real_now_ms;
+use crate::support::{cli, cli_command, finish, real_now_ms, text};
+use std::process::Stdio;
 
 /// A Redis to test against, or `None` (said on the terminal) where `redis-server` is missing;
 /// in CI it must be there.
@@ -242,8 +243,10 @@ async fn redis_down_serves_the_valid_header_and_a_restart_empty_says_no_login() 
     let error = provider.header_value().await.unwrap_err();
     assert_eq!(error.reaction(), Reaction::Missing, "{error}");
     assert!(
-        matches!(error, ClaudeCodeAuthError::CredentialsMissing { .. }),
-        "{error:?}"
+        error
+            .to_string()
+            .contains("no login in the credential store"),
+        "{error}"
     );
     assert_eq!(
         server.cli(&["DBSIZE"]),
@@ -310,5 +313,127 @@ fn the_store_never_shows_its_password() {
     assert!(
         !shown.contains("hunter2") && shown.contains("127.0.0.1:1"),
         "{shown}"
+    );
+}
+
+/// The fleet of the README: a login made elsewhere, imported, its file deleted; then 4
+/// "machines" (separate homes, sharing only Redis) of 8 processes each, all on the expired
+/// login at once: one grant, every process prints the same token, no family revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_machines_of_eight_processes_spend_one_grant_and_print_one_token() {
+    let Some(server) = redis() else { return };
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    endpoint.set_latency(Duration::from_millis(100)..Duration::from_millis(300));
+    let dir = tempfile::tempdir().unwrap();
+    let key = secret(dir.path(), "store.key", 7);
+    let store_args = |key: &Path| {
+        vec![
+            "--store".to_owned(),
+            server.url(),
+            "--store-secret-file".to_owned(),
+            key.display().to_string(),
+        ]
+    };
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let file = elsewhere.path().join(".credentials.json");
+    std::fs::write(&file, expired_document(&endpoint).0).unwrap();
+    let mut args = store_args(&key);
+    args.extend(["import".to_owned(), file.display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = cli(elsewhere.path(), &args).await;
+    assert!(output.status.success(), "{:?}", text(&output));
+    std::fs::remove_file(&file).unwrap();
+
+    let machines: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut children = Vec::new();
+    for machine in &machines {
+        for _ in 0..8 {
+            let mut command = cli_command(machine.path());
+            command
+                .args(store_args(&key))
+                .args(["--token-url", &endpoint.url(), "token"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            children.push(command.spawn().unwrap());
+        }
+    }
+    let mut tokens = Vec::new();
+    for child in children {
+        let output = finish(child).await;
+        let (stdout, stderr) = text(&output);
+        assert!(output.status.success(), "{stderr}");
+        tokens.push(stdout.trim().to_owned());
+    }
+    assert_eq!(endpoint.grants_served(), 1, "one grant for 32 processes");
+    assert_eq!(endpoint.revoked_families(), 0);
+    assert!(endpoint.accepts_access_token(&tokens[0]));
+    tokens.dedup();
+    assert_eq!(tokens.len(), 1, "every process printed the same token");
+    assert!(!contains(&dump(&server), &tokens[0]));
+}
+
+/// `import` refuses to replace another login without `--force`, says so when the store holds
+/// this one already, and `status` names the store that answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_keeps_another_login_unless_forced() {
+    let Some(server) = redis() else { return };
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = secret(dir.path(), "store.key", 8).display().to_string();
+    let url = server.url();
+    let run = |extra: Vec<String>| {
+        let mut args = vec![
+            "--store".to_owned(),
+            url.clone(),
+            "--store-secret-file".to_owned(),
+        ];
+        args.push(key.clone());
+        args.extend(extra);
+        let home = dir.path().to_owned();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            cli(&home, &args).await
+        }
+    };
+    let first = dir.path().join("first.json");
+    let second = dir.path().join("second.json");
+    std::fs::write(&first, expired_document(&endpoint).0).unwrap();
+    std::fs::write(&second, expired_document(&endpoint).0).unwrap();
+    let import = |file: &Path, force: bool| {
+        let mut args = vec!["import".to_owned(), file.display().to_string()];
+        if force {
+            args.push("--force".into());
+        }
+        args
+    };
+
+    assert!(run(import(&first, false)).await.status.success());
+    let output = run(import(&first, false)).await;
+    assert!(
+        text(&output).0.contains("already holds this login"),
+        "{:?}",
+        text(&output)
+    );
+    let output = run(import(&second, false)).await;
+    assert_eq!(output.status.code(), Some(crate::support::EXIT_REFUSED));
+    assert!(text(&output).1.contains("--force"), "{:?}", text(&output));
+    let stored = store(&server, Path::new(&key))
+        .load_document()
+        .await
+        .unwrap();
+    assert_eq!(stored.unwrap(), std::fs::read_to_string(&first).unwrap());
+    assert!(run(import(&second, true)).await.status.success());
+    let stored = store(&server, Path::new(&key))
+        .load_document()
+        .await
+        .unwrap();
+    assert_eq!(stored.unwrap(), std::fs::read_to_string(&second).unwrap());
+
+    let output = run(vec!["status".into()]).await;
+    let (stdout, _) = text(&output);
+    assert!(
+        stdout.contains(&format!("redis: {url} key claude-code-auth")),
+        "{stdout}"
     );
 }

@@ -158,6 +158,7 @@ pub(super) fn host_error(
     | wit::AuthError::Refused(detail)
     | wit::AuthError::SourceUnreachable(detail)) = failure;
     let known = Known {
+        nothing_stored: state.credentials.nothing_stored(),
         location: state.credentials.location(),
         recorded: state.store_error.take(),
         refused: state.policy.refusal(),
@@ -167,6 +168,8 @@ pub(super) fn host_error(
 
 /// What the host knows beside a failure the component reported.
 struct Known {
+    /// The store's error for "nothing stored".
+    nothing_stored: ClaudeCodeAuthError,
     /// Where the store keeps the credential.
     location: String,
     /// The store's own error, if a store call failed.
@@ -184,12 +187,13 @@ fn error_for(
 ) -> ClaudeCodeAuthError {
     use wit::Cause;
     let Known {
+        nothing_stored,
         location,
         recorded,
         refused,
     } = known;
     match cause {
-        Cause::CredentialsMissing => ClaudeCodeAuthError::CredentialsMissing { path: location },
+        Cause::CredentialsMissing => nothing_stored,
         Cause::OauthSectionMissing => ClaudeCodeAuthError::OAuthSectionMissing { path: location },
         Cause::RefreshTokenMissing => ClaudeCodeAuthError::RefreshTokenMissing,
         Cause::LoggedOut => ClaudeCodeAuthError::LoggedOut { path: location },
@@ -515,6 +519,9 @@ mod tests {
         let config = ClaudeCodeOAuthConfig::default();
         for cause in ALL {
             let known = Known {
+                nothing_stored: ClaudeCodeAuthError::CredentialsMissing {
+                    path: "store".into(),
+                },
                 location: "store".into(),
                 recorded: None,
                 refused: None,
@@ -532,6 +539,9 @@ mod tests {
     fn a_store_error_the_host_recorded_is_the_error_given() {
         let config = ClaudeCodeOAuthConfig::default();
         let known = Known {
+            nothing_stored: ClaudeCodeAuthError::CredentialsMissing {
+                path: "store".into(),
+            },
             location: "store".into(),
             recorded: Some(ClaudeCodeAuthError::ReadOnly {
                 store: "kept".into(),

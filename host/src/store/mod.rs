@@ -115,6 +115,15 @@ pub trait CredentialStore: Send + Sync + 'static {
         "custom credential store".to_owned()
     }
 
+    /// The error for a store that holds nothing: by default
+    /// [`ClaudeCodeAuthError::CredentialsMissing`], which says to run `claude login`; a store
+    /// filled another way says how.
+    fn nothing_stored(&self) -> ClaudeCodeAuthError {
+        ClaudeCodeAuthError::CredentialsMissing {
+            path: self.location(),
+        }
+    }
+
     /// A cheap fingerprint of the stored document, taken on every resolve: while it stays the
     /// same the provider reuses the header it last got, until that token nears expiry. `None`
     /// (the default) means the store cannot tell, and every resolve asks the component.
@@ -191,6 +200,10 @@ impl<T: CredentialStore + ?Sized> CredentialStore for Arc<T> {
 
     fn location(&self) -> String {
         (**self).location()
+    }
+
+    fn nothing_stored(&self) -> ClaudeCodeAuthError {
+        (**self).nothing_stored()
     }
 
     fn fingerprint(&self) -> Option<Fingerprint> {

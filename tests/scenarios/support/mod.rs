@@ -187,6 +187,9 @@ pub fn cli_command(home: &Path) -> Command {
     command
         .env_remove("CLAUDE_CONFIG_DIR")
         .env_remove("CLAUDE_CODE_OAUTH_TOKEN")
+        .env_remove("CLAUDE_CODE_AUTH_STORE")
+        .env_remove("CLAUDE_CODE_AUTH_STORE_KEY")
+        .env_remove("CLAUDE_CODE_AUTH_STORE_SECRET_FILE")
         .env("HOME", home)
         .env_remove("USERPROFILE");
     command

@@ -194,7 +194,7 @@ impl RedisStoreBuilder {
             (None, false) => {
                 return Err(ClaudeCodeAuthError::StoreSecret {
                     path: shown,
-                    problem: "no secret file: logins are sealed at rest unless plaintext is asked for explicitly".into(),
+                    problem: "none was given, and logins are sealed at rest unless plaintext is asked for explicitly (a secret file: RedisStoreBuilder::secret_file, the CLI's --store-secret-file)".into(),
                 });
             }
         };
@@ -349,6 +349,12 @@ impl CredentialStore for RedisCredentialStore {
 
     fn location(&self) -> String {
         self.inner.shown.clone()
+    }
+
+    fn nothing_stored(&self) -> ClaudeCodeAuthError {
+        ClaudeCodeAuthError::StoreEmpty {
+            store: self.inner.shown.clone(),
+        }
     }
 
     fn fingerprint(&self) -> Option<Fingerprint> {
