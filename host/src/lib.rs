@@ -62,7 +62,7 @@ pub use status::{LOGIN_WARNING, RefreshMode, RefreshOutcome, RefreshReport, Toke
 pub use store::{
     CommandOutput, CommandRunner, CredentialStore, EnvTokenStore, FileCredentialStore, Fingerprint,
     KEYCHAIN_SERVICE, KeychainCredentialStore, MemoryCredentialStore, OAUTH_TOKEN_ENV, RefreshLock,
-    STATE_DIR_ENV, SendCheck, SystemRunner, keychain_service_name,
+    Release, STATE_DIR_ENV, SendCheck, SystemRunner, keychain_service_name,
 };
 #[cfg(feature = "redis")]
 pub use store::{DEFAULT_STORE_KEY, RedisCredentialStore, RedisStoreBuilder, STORE_SECRET_LEN};

@@ -351,6 +351,7 @@ async fn four_machines_of_eight_processes_spend_one_grant_and_print_one_token() 
         for _ in 0..8 {
             let mut command = cli_command(machine.path());
             command
+                .env("CLAUDE_CODE_AUTH_STATE_DIR", machine.path().join("state"))
                 .args(store_args(&key))
                 .args(["--token-url", &endpoint.url(), "token"])
                 .stdout(Stdio::piped())
@@ -366,6 +367,8 @@ async fn four_machines_of_eight_processes_spend_one_grant_and_print_one_token() 
         tokens.push(stdout.trim().to_owned());
     }
     assert_eq!(endpoint.grants_served(), 1, "one grant for 32 processes");
+    // Given back before each process exited, not left to run out (others would wait for it).
+    assert_eq!(server.cli(&["EXISTS", "{claude-code-auth}:lease"]), b"0\n");
     assert_eq!(endpoint.revoked_families(), 0);
     assert!(endpoint.accepts_access_token(&tokens[0]));
     tokens.dedup();
@@ -436,4 +439,199 @@ async fn import_keeps_another_login_unless_forced() {
         stdout.contains(&format!("redis: {url} key claude-code-auth")),
         "{stdout}"
     );
+}
+
+/// The store arguments of a CLI process on `url` with the secret `key`, running `command`.
+fn fleet_command(
+    home: &Path,
+    url: &str,
+    key: &Path,
+    endpoint: &TokenEndpoint,
+) -> std::process::Command {
+    let mut command = cli_command(home);
+    command
+        // A machine of its own: its own rescue files too.
+        .env("CLAUDE_CODE_AUTH_STATE_DIR", home.join("state"))
+        .args(["--store", url, "--store-secret-file"])
+        .arg(key)
+        .args(["--token-url", &endpoint.url()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// An expired login in the store at `server`, sealed with a new secret in `dir`: the secret.
+async fn imported(server: &RedisServer, endpoint: &TokenEndpoint, dir: &Path, byte: u8) -> PathBuf {
+    let key = secret(dir, "store.key", byte);
+    store(server, &key)
+        .save_document(&expired_document(endpoint).0)
+        .await
+        .unwrap();
+    key
+}
+
+/// The lease holder killed with `kill -9` while it holds the lease, before its request could
+/// leave (frozen there by the proxy): once the lease has run out (shortened here rather than
+/// waited for), another machine refreshes, once; no spent token is presented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_killed_holding_the_lease_leaves_the_login_to_the_next_machine() {
+    use claude_code_auth_testkit::redis_proxy::RedisProxy;
+    let Some(server) = redis() else { return };
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = imported(&server, &endpoint, dir.path(), 9).await;
+    let proxy = RedisProxy::start(server.port()).await.unwrap();
+    proxy.hold_after_next_lease();
+    let machine_a = tempfile::tempdir().unwrap();
+    let mut a = fleet_command(machine_a.path(), &proxy.url(), &key, &endpoint)
+        .arg("token")
+        .spawn()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(20), proxy.holding())
+        .await
+        .expect("the first machine takes the lease");
+    a.kill().unwrap();
+    let _ = a.wait();
+    assert_eq!(endpoint.requests().len(), 0, "killed before sending");
+    assert_eq!(server.cli(&["EXISTS", "{claude-code-auth}:lease"]), b"1\n");
+    server.cli(&["PEXPIRE", "{claude-code-auth}:lease", "300"]);
+
+    let machine_b = tempfile::tempdir().unwrap();
+    let b = fleet_command(machine_b.path(), &server.url(), &key, &endpoint)
+        .arg("token")
+        .spawn()
+        .unwrap();
+    let output = finish(b).await;
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(endpoint.grants_served(), 1);
+    assert_eq!(endpoint.revoked_families(), 0);
+    assert!(endpoint.accepts_access_token(stdout.trim()));
+}
+
+/// A holder stopped (`SIGSTOP`) while holding the lease before sending, past the lease: another
+/// machine refreshes; resumed, the stopped one sends nothing (it finds the login refreshed and
+/// uses it), and the login is the other machine's, alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_paused_past_its_lease_uses_the_login_another_machine_refreshed() {
+    use claude_code_auth_testkit::redis_proxy::RedisProxy;
+    let Some(server) = redis() else { return };
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = imported(&server, &endpoint, dir.path(), 10).await;
+    let proxy = RedisProxy::start(server.port()).await.unwrap();
+    proxy.hold_after_next_lease();
+    let machine_a = tempfile::tempdir().unwrap();
+    let a = fleet_command(machine_a.path(), &proxy.url(), &key, &endpoint)
+        .args(["refresh", "--force"])
+        .spawn()
+        .unwrap();
+    let pid = a.id().to_string();
+    tokio::time::timeout(Duration::from_secs(20), proxy.holding())
+        .await
+        .expect("the first machine takes the lease");
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    signal("-STOP");
+    proxy.release();
+    // Past its lease: gone, as it would be after its length.
+    server.cli(&["PEXPIRE", "{claude-code-auth}:lease", "1"]);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let machine_b = tempfile::tempdir().unwrap();
+    let b = fleet_command(machine_b.path(), &server.url(), &key, &endpoint)
+        .arg("token")
+        .spawn()
+        .unwrap();
+    let output = finish(b).await;
+    let (b_token, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(endpoint.grants_served(), 1);
+
+    signal("-CONT");
+    let output = finish(a).await;
+    let (stdout, stderr) = text(&output);
+    assert_eq!(
+        endpoint.requests().len(),
+        1,
+        "the resumed holder sent nothing: {stdout}{stderr}"
+    );
+    assert_eq!(endpoint.revoked_families(), 0);
+    let stored: Value =
+        serde_json::from_str(&store(&server, &key).load_document().await.unwrap().unwrap())
+            .unwrap();
+    assert_eq!(stored["claudeAiOauth"]["accessToken"], b_token.trim());
+    assert!(endpoint.accepts_access_token(b_token.trim()));
+}
+
+/// A holder stopped (`SIGSTOP`) while holding the lease before sending, past the lease, while
+/// another machine holds it: resumed, it still means to refresh, finds the lease not its own
+/// when it checks before sending, and sends nothing (exit 6); the login is untouched and the
+/// next machine refreshes it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_paused_past_its_lease_does_not_send_after_resuming() {
+    use claude_code_auth_testkit::redis_proxy::RedisProxy;
+    let Some(server) = redis() else { return };
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = imported(&server, &endpoint, dir.path(), 11).await;
+    let before = store(&server, &key).load_document().await.unwrap();
+    let proxy = RedisProxy::start(server.port()).await.unwrap();
+    proxy.hold_after_next_lease();
+    let machine_a = tempfile::tempdir().unwrap();
+    let a = fleet_command(machine_a.path(), &proxy.url(), &key, &endpoint)
+        .args(["refresh", "--force"])
+        .spawn()
+        .unwrap();
+    let pid = a.id().to_string();
+    tokio::time::timeout(Duration::from_secs(20), proxy.holding())
+        .await
+        .expect("the first machine takes the lease");
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    signal("-STOP");
+    proxy.release();
+    // Its lease ran out and another machine took it (and is, say, still refreshing).
+    server.cli(&[
+        "SET",
+        "{claude-code-auth}:lease",
+        "another-machine",
+        "PX",
+        "60000",
+    ]);
+
+    signal("-CONT");
+    let output = finish(a).await;
+    let (_, stderr) = text(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(crate::support::EXIT_UNREACHABLE),
+        "{stderr}"
+    );
+    assert!(stderr.contains("lease"), "{stderr}");
+    assert_eq!(endpoint.requests().len(), 0, "nothing sent");
+    assert_eq!(store(&server, &key).load_document().await.unwrap(), before);
+
+    server.cli(&["DEL", "{claude-code-auth}:lease"]);
+    let machine_b = tempfile::tempdir().unwrap();
+    let b = fleet_command(machine_b.path(), &server.url(), &key, &endpoint)
+        .arg("token")
+        .spawn()
+        .unwrap();
+    let output = finish(b).await;
+    let (b_token, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(endpoint.grants_served(), 1);
+    assert_eq!(endpoint.revoked_families(), 0);
+    assert!(endpoint.accepts_access_token(b_token.trim()));
 }

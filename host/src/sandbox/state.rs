@@ -42,6 +42,13 @@ impl LocalLock {
     }
 }
 
+impl HeldLock {
+    /// Release the store's lock now, awaiting it (see [`crate::store::Release`]).
+    pub(crate) async fn release(&mut self) {
+        self.lock.release().await;
+    }
+}
+
 impl Drop for HeldLock {
     fn drop(&mut self) {
         // Counted before the guard (a later field) is released, so the next holder sees it.

@@ -325,7 +325,9 @@ impl store_wit::Host for HostState {
             self.handover_tried = true;
             if let Ok(Some(mut held)) = self.take_lock().await {
                 self.hand_over_rescue(&mut held).await;
+                held.release().await;
                 drop(held);
+                self.policy.set_send_check(None);
                 // Our own release is not "a refresh finished meanwhile".
                 self.finished_seen = self.local_lock.finished();
                 (stored, rescued) = match self.documents().await {
@@ -442,7 +444,9 @@ impl store_wit::HostRefreshLock for HostState {
     }
 
     async fn drop(&mut self, lock: Resource<HeldLock>) -> wasmtime::Result<()> {
-        self.table.delete(lock)?;
+        let mut held = self.table.delete(lock)?;
+        held.release().await;
+        drop(held);
         self.locks_held = self.locks_held.saturating_sub(1);
         if self.locks_held == 0 {
             self.policy.set_send_check(None);

@@ -219,7 +219,14 @@ impl<T: CredentialStore + ?Sized> CredentialStore for Arc<T> {
 pub struct RefreshLock {
     _guard: Option<Box<dyn Any + Send + Sync>>,
     send_check: Option<SendCheck>,
+    release: Option<Release>,
 }
+
+/// Releases a lock that lives on a server, awaited when the holder is done with it (a drop
+/// could only start it, and a process that exits right after would leave the lock to expire).
+pub type Release = Box<
+    dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync,
+>;
 
 impl RefreshLock {
     /// A lock that holds nothing (for stores without cross-process locking).
@@ -227,6 +234,7 @@ impl RefreshLock {
         Self {
             _guard: None,
             send_check: None,
+            release: None,
         }
     }
 
@@ -235,6 +243,7 @@ impl RefreshLock {
         Self {
             _guard: Some(Box::new(guard)),
             send_check: None,
+            release: None,
         }
     }
 
@@ -244,6 +253,19 @@ impl RefreshLock {
     pub fn with_send_check(mut self, check: SendCheck) -> Self {
         self.send_check = Some(check);
         self
+    }
+
+    /// This lock, with `release` awaited when its holder is done with it, before it is dropped.
+    pub fn with_release(mut self, release: Release) -> Self {
+        self.release = Some(release);
+        self
+    }
+
+    /// Run the release the store gave, if any (once); dropping the lock does the rest.
+    pub(crate) async fn release(&mut self) {
+        if let Some(release) = self.release.take() {
+            release().await;
+        }
     }
 
     /// The check to run before sending, if the store gave one.

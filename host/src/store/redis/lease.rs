@@ -30,6 +30,8 @@ pub(super) struct LeaseState {
     generation: AtomicU64,
     /// Set when a renewal found the lease gone or someone else's.
     lost: AtomicBool,
+    /// Set once released: a drop has nothing left to do.
+    released: AtomicBool,
     /// When the last renewal that succeeded was sent: the lease runs at least until then plus
     /// its length.
     renewed_at: Mutex<Instant>,
@@ -78,6 +80,7 @@ impl Lease {
             owner,
             generation: AtomicU64::new(0),
             lost: AtomicBool::new(false),
+            released: AtomicBool::new(false),
             renewed_at: Mutex::new(sent),
         });
         let lease = Self {
@@ -99,24 +102,40 @@ impl Lease {
     pub(super) fn state(&self) -> Arc<LeaseState> {
         self.state.clone()
     }
+
+    /// The release a [`crate::RefreshLock`] awaits when its holder is done.
+    pub(super) fn release_hook(&self) -> crate::store::Release {
+        let state = self.state.clone();
+        Box::new(move || Box::pin(async move { state.release().await }))
+    }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
         self.renewer.abort();
+        if self.state.released.load(Ordering::SeqCst) {
+            return;
+        }
         let state = self.state.clone();
-        // Without a runtime (dropped at shutdown) the lease simply runs out.
+        // Started only: without a runtime, or in a process that exits first, the lease runs
+        // out by itself. The provider awaits `release` instead (see `Lease::release_hook`).
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let mut release = scripts::RELEASE.key(&state.inner.keys.lease);
-                release.arg(&state.owner);
-                let _: Result<i64, _> = state.inner.connection.script(&release).await;
-            });
+            runtime.spawn(async move { state.release().await });
         }
     }
 }
 
 impl LeaseState {
+    /// Give the lease back (compare-and-delete: only if still ours). Once.
+    async fn release(&self) {
+        if self.released.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let mut release = scripts::RELEASE.key(&self.inner.keys.lease);
+        release.arg(&self.owner);
+        let _: Result<i64, _> = self.inner.connection.script(&release).await;
+    }
+
     /// The generation this holder read or last wrote.
     pub(super) fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)

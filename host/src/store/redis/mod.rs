@@ -313,7 +313,9 @@ impl CredentialStore for RedisCredentialStore {
     async fn save_document(&self, document: &str) -> ClaudeCodeAuthResult<()> {
         parse_document(document, || self.location())?;
         let lease = Lease::acquire(&self.inner, self.inner.lease).await?;
-        self.inner.write(&lease.state(), document).await
+        let written = self.inner.write(&lease.state(), document).await;
+        lease.release_hook()().await;
+        written
     }
 
     async fn lock_refresh(&self, wait: Duration) -> ClaudeCodeAuthResult<RefreshLock> {
@@ -323,7 +325,10 @@ impl CredentialStore for RedisCredentialStore {
             let state = state.clone();
             Box::pin(async move { state.confirm().await })
         });
-        Ok(RefreshLock::new(lease).with_send_check(check))
+        let release = lease.release_hook();
+        Ok(RefreshLock::new(lease)
+            .with_send_check(check)
+            .with_release(release))
     }
 
     async fn prepare_save(&self, lock: &mut RefreshLock, size: u64) -> ClaudeCodeAuthResult<()> {
