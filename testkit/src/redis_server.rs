@@ -1,6 +1,6 @@
 //! A real `redis-server` (Debian's package) on a free loopback port, without persistence, for
 //! as long as the value lives: stopped, started again (empty, as after a restart without
-//! persistence) and killed on drop.
+//! persistence), paused and resumed, and killed on drop.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -49,6 +49,26 @@ impl RedisServer {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Pause it (`SIGSTOP`): connections stay open, nothing answers, nothing is lost.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resume it after [`pause`](Self::pause).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .unwrap_or_else(|e| panic!("kill: {e}"));
+            assert!(status.success(), "kill {signal} redis-server");
         }
     }
 

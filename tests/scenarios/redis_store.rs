@@ -635,3 +635,35 @@ async fn a_holder_paused_past_its_lease_does_not_send_after_resuming() {
     assert_eq!(endpoint.revoked_families(), 0);
     assert!(endpoint.accepts_access_token(b_token.trim()));
 }
+
+/// Redis unanswering for a while (paused: nothing lost): the valid header keeps being served, a
+/// refresh in the meantime is unreachable and sends nothing, and once Redis answers again the
+/// login is refreshed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_an_outage_the_valid_header_is_served_and_one_refresh_follows() {
+    let Some(server) = redis() else { return };
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = imported(&server, &endpoint, dir.path(), 12).await;
+    let provider = provider(store(&server, &key), &endpoint);
+    let token = bearer(&provider.header_value().await.unwrap());
+    assert_eq!(bearer(&provider.header_value().await.unwrap()), token);
+
+    server.pause();
+    assert_eq!(bearer(&provider.header_value().await.unwrap()), token);
+    let error = provider.refresh(RefreshMode::Force).await.unwrap_err();
+    assert_eq!(error.reaction(), Reaction::Unreachable, "{error}");
+    assert_eq!(
+        endpoint.requests().len(),
+        1,
+        "nothing sent during the outage"
+    );
+    server.resume();
+
+    let report = provider.refresh(RefreshMode::Force).await.unwrap();
+    assert_eq!(endpoint.grants_served(), 2, "one refresh after the outage");
+    assert_eq!(endpoint.revoked_families(), 0);
+    let after = bearer(&provider.header_value().await.unwrap());
+    assert_ne!(after, token);
+    assert!(endpoint.accepts_access_token(&after), "{report:?}");
+}
