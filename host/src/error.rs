@@ -190,6 +190,15 @@ pub enum ClaudeCodeAuthError {
         /// What failed.
         message: String,
     },
+    /// A networked store refused this client: wrong user or password, or an ACL without the
+    /// commands the store needs. Retrying will not help.
+    #[error("the credential store {store} refused this client: {message}")]
+    StoreRefused {
+        /// Which store, without its password.
+        store: String,
+        /// What Redis said.
+        message: String,
+    },
     /// The stored login changed under this caller: another holder wrote a newer one. Loading
     /// again shows it; a newer login is never overwritten.
     #[error("the credential store {store} changed meanwhile: {message}")]
@@ -323,7 +332,8 @@ impl ClaudeCodeAuthError {
             | Self::EndpointNotAllowed { .. }
             | Self::RequestDenied { .. }
             | Self::Sandbox { .. }
-            | Self::StoreSecret { .. } => Reaction::Refused,
+            | Self::StoreSecret { .. }
+            | Self::StoreRefused { .. } => Reaction::Refused,
         }
     }
 
@@ -470,6 +480,13 @@ mod tests {
                     message: "m".into(),
                 },
                 "unreachable",
+            ),
+            (
+                ClaudeCodeAuthError::StoreRefused {
+                    store: "s".into(),
+                    message: "m".into(),
+                },
+                "refused",
             ),
             (
                 ClaudeCodeAuthError::StoreSecret {

@@ -303,6 +303,61 @@ async fn a_store_without_a_secret_refuses_and_a_key_change_reads_the_old_one() {
     );
 }
 
+/// A Redis that requires a password: the right one works, a wrong one is refused (exit 5, not
+/// "retry later"), and no message shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_refused_and_never_shown() {
+    let Some(server) = redis() else { return };
+    server.cli(&[
+        "ACL",
+        "SETUSER",
+        "fleet",
+        "on",
+        ">right-SECRET",
+        "~*",
+        "+@all",
+    ]);
+    server.cli(&["ACL", "SETUSER", "default", "off"]);
+    let url = |password: &str| {
+        server
+            .url()
+            .replace("redis://", &format!("redis://fleet:{password}@"))
+    };
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    let document = expired_document(&endpoint).0;
+    let dir = tempfile::tempdir().unwrap();
+    let key = secret(dir.path(), "store.key", 13);
+    let open = |password: &str| {
+        RedisCredentialStore::builder(url(password))
+            .secret_file(&key)
+            .build()
+            .unwrap()
+    };
+    open("right-SECRET").save_document(&document).await.unwrap();
+    let error = open("wrong-SECRET").load_document().await.unwrap_err();
+    assert_eq!(error.reaction(), Reaction::Refused, "{error}");
+    let output = cli(
+        dir.path(),
+        &[
+            "--store",
+            &url("wrong-SECRET"),
+            "--store-secret-file",
+            key.to_str().unwrap(),
+            "status",
+        ],
+    )
+    .await;
+    let (stdout, stderr) = text(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(crate::support::EXIT_REFUSED),
+        "{stderr}"
+    );
+    for shown in [error.to_string(), format!("{error:?}"), stdout, stderr] {
+        assert!(!shown.contains("SECRET"), "{shown}");
+    }
+}
+
 #[test]
 fn the_store_never_shows_its_password() {
     let store = RedisCredentialStore::builder("redis://fleet:hunter2-SECRET@127.0.0.1:1/0")

@@ -225,10 +225,22 @@ impl RedisStoreBuilder {
 }
 
 impl Inner {
+    /// The error for a failed Redis call: refused for credentials or permissions Redis will
+    /// not take (retrying will not help), unreachable otherwise.
     fn unreachable(&self, error: &redis::RedisError) -> ClaudeCodeAuthError {
-        ClaudeCodeAuthError::StoreUnreachable {
-            store: self.shown.clone(),
-            message: describe(error),
+        use redis::{ErrorKind, ServerErrorKind};
+        let store = self.shown.clone();
+        match error.kind() {
+            ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::NoPerm) => {
+                ClaudeCodeAuthError::StoreRefused {
+                    store,
+                    message: describe(error),
+                }
+            }
+            _ => ClaudeCodeAuthError::StoreUnreachable {
+                store,
+                message: describe(error),
+            },
         }
     }
 
