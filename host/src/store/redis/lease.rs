@@ -12,9 +12,10 @@ use tokio::time::Instant;
 use super::{Inner, scripts};
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
 
-/// The first pause while another holder has the lease; it doubles up to [`MAX_PAUSE`].
-const FIRST_PAUSE: Duration = Duration::from_millis(10);
-const MAX_PAUSE: Duration = Duration::from_millis(200);
+/// The first pause while another holder has the lease; it doubles up to [`MAX_PAUSE`]. Short:
+/// a refresh takes milliseconds, and each waiter's poll is one small command.
+const FIRST_PAUSE: Duration = Duration::from_millis(5);
+const MAX_PAUSE: Duration = Duration::from_millis(50);
 
 /// A held lease. Dropping it stops the renewal and releases the lease.
 pub(super) struct Lease {
@@ -64,6 +65,10 @@ impl Lease {
             if set.is_some() {
                 break sent;
             }
+            // Another holder wrote meanwhile: its login is there to load, no lease needed.
+            if inner.generation().await? != seen {
+                return Err(moved(inner));
+            }
             waited = true;
             let elapsed = started.elapsed();
             if elapsed >= wait {
@@ -90,10 +95,7 @@ impl Lease {
         let generation = inner.generation().await?;
         lease.state.generation.store(generation, Ordering::SeqCst);
         if waited && generation != seen {
-            return Err(ClaudeCodeAuthError::StoreConflict {
-                store: inner.shown.clone(),
-                message: "another holder wrote a login while this one waited for the lease".into(),
-            });
+            return Err(moved(inner));
         }
         Ok(lease)
     }
@@ -107,6 +109,14 @@ impl Lease {
     pub(super) fn release_hook(&self) -> crate::store::Release {
         let state = self.state.clone();
         Box::new(move || Box::pin(async move { state.release().await }))
+    }
+}
+
+/// The conflict of a waiter that saw another holder's write.
+fn moved(inner: &Inner) -> ClaudeCodeAuthError {
+    ClaudeCodeAuthError::StoreConflict {
+        store: inner.shown.clone(),
+        message: "another holder wrote a login while this one waited for the lease".into(),
     }
 }
 
