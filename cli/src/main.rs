@@ -64,6 +64,15 @@ struct Cli {
         hide_env_values = true
     )]
     store_secret_file: Option<PathBuf>,
+    /// PEM file of the CA certificates to trust for a rediss:// store (a private CA) [default:
+    /// the system's, with SSL_CERT_FILE]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "CLAUDE_CODE_AUTH_STORE_CA_FILE"
+    )]
+    store_ca_file: Option<PathBuf>,
     /// Keep the login in the store unsealed: anyone who reads Redis or its backups reads the
     /// tokens
     #[arg(long, global = true)]
@@ -245,6 +254,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         store: cli.store,
         store_key: cli.store_key,
         secret: cli.store_secret_file,
+        ca_file: cli.store_ca_file,
         plaintext: cli.store_plaintext,
     })?;
     if let Command::Import { file: from, force } = &cli.command {

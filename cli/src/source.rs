@@ -20,6 +20,8 @@ pub(super) struct Choice {
     pub(super) store_key: String,
     /// `--store-secret-file PATH`.
     pub(super) secret: Option<PathBuf>,
+    /// `--store-ca-file PATH`.
+    pub(super) ca_file: Option<PathBuf>,
     /// `--store-plaintext`.
     pub(super) plaintext: bool,
 }
@@ -60,6 +62,9 @@ pub(super) fn source(choice: Choice) -> Result<Source, ClaudeCodeAuthError> {
         let mut builder = RedisCredentialStore::builder(store).key(choice.store_key);
         if let Some(secret) = choice.secret {
             builder = builder.secret_file(secret);
+        }
+        if let Some(ca) = choice.ca_file {
+            builder = builder.ca_file(ca);
         }
         if choice.plaintext {
             builder = builder.plaintext();

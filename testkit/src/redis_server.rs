@@ -3,6 +3,7 @@
 //! persistence), paused and resumed, and killed on drop.
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -11,6 +12,18 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     port: u16,
     child: Option<Child>,
+    tls: Option<Tls>,
+}
+
+/// The PEM files of a TLS-only server.
+#[derive(Clone, Debug)]
+pub struct Tls {
+    /// The server's certificate (for `localhost` and `127.0.0.1`).
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// The CA that signed it.
+    pub ca: PathBuf,
 }
 
 impl RedisServer {
@@ -25,13 +38,29 @@ impl RedisServer {
 
     /// Start one on a free port; panics when it does not answer within 10 s.
     pub fn start() -> Self {
+        let mut server = Self::free();
+        server.run();
+        server
+    }
+
+    /// Start one that speaks TLS only (no plaintext port), with the certificate in `tls`.
+    pub fn start_tls(tls: Tls) -> Self {
+        let mut server = Self::free();
+        server.tls = Some(tls);
+        server.run();
+        server
+    }
+
+    fn free() -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .unwrap_or_else(|e| panic!("no free port: {e}"));
-        let mut server = Self { port, child: None };
-        server.run();
-        server
+        Self {
+            port,
+            child: None,
+            tls: None,
+        }
     }
 
     /// The port it listens on.
@@ -39,9 +68,14 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:port`.
+    /// `redis://127.0.0.1:port`, or `rediss://` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Stop it (`SIGKILL`: whatever it held is gone).
@@ -80,8 +114,12 @@ impl RedisServer {
 
     /// `redis-cli` with `args` against this server: its standard output.
     pub fn cli(&self, args: &[&str]) -> Vec<u8> {
-        let output = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+        let mut command = Command::new("redis-cli");
+        command.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        if let Some(tls) = &self.tls {
+            command.arg("--tls").arg("--cacert").arg(&tls.ca);
+        }
+        let output = command
             .args(args)
             .output()
             .unwrap_or_else(|e| panic!("redis-cli: {e}"));
@@ -89,8 +127,20 @@ impl RedisServer {
     }
 
     fn run(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
+        let mut command = Command::new("redis-server");
+        match &self.tls {
+            None => command.args(["--port", &self.port.to_string()]),
+            Some(tls) => command
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(&tls.cert)
+                .arg("--tls-key-file")
+                .arg(&tls.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca)
+                .args(["--tls-auth-clients", "no"]),
+        };
+        let child = command
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--daemonize", "no", "--loglevel", "warning"])
             .stdout(Stdio::null())

@@ -722,3 +722,92 @@ async fn through_an_outage_the_valid_header_is_served_and_one_refresh_follows() 
     assert_ne!(after, token);
     assert!(endpoint.accepts_access_token(&after), "{report:?}");
 }
+
+/// A throw-away CA and a certificate it signed for `localhost` and `127.0.0.1`, as PEM files in
+/// `dir`.
+fn tls_files(dir: &Path) -> claude_code_auth_testkit::redis_server::Tls {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "claude-code-auth throw-away Redis CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let params = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let tls = claude_code_auth_testkit::redis_server::Tls {
+        cert: dir.join("redis.crt"),
+        key: dir.join("redis.key"),
+        ca: dir.join("ca.crt"),
+    };
+    std::fs::write(&tls.cert, cert.pem()).unwrap();
+    std::fs::write(&tls.key, key.serialize_pem()).unwrap();
+    std::fs::write(&tls.ca, ca_cert.pem()).unwrap();
+    tls
+}
+
+/// `rediss://`: a TLS-only Redis whose certificate a private CA signed. With that CA (the
+/// library's `ca_file`, the CLI's `--store-ca-file`, or `SSL_CERT_FILE`) the login round-trips;
+/// without it the server is not trusted and nothing is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_redis_is_trusted_through_its_ca_only() {
+    if redis().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tls = tls_files(dir.path());
+    let server = RedisServer::start_tls(tls.clone());
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    let key = secret(dir.path(), "store.key", 14);
+    let (document, _) = expired_document(&endpoint);
+
+    let trusting = RedisCredentialStore::builder(server.url())
+        .secret_file(&key)
+        .ca_file(&tls.ca)
+        .build()
+        .unwrap();
+    trusting.save_document(&document).await.unwrap();
+    assert_eq!(trusting.load_document().await.unwrap().unwrap(), document);
+
+    let error = store(&server, &key).load_document().await.unwrap_err();
+    assert_eq!(error.reaction(), Reaction::Refused, "{error}");
+    assert!(error.to_string().contains("not trusted"), "{error}");
+
+    let url = server.url();
+    let status = |extra: &[&str], ca_env: Option<&Path>| {
+        let mut command = cli_command(dir.path());
+        command
+            .args(["--store", &url, "--store-secret-file"])
+            .arg(&key)
+            .args(extra)
+            .arg("status");
+        if let Some(ca) = ca_env {
+            command.env("SSL_CERT_FILE", ca);
+        }
+        command.output().unwrap()
+    };
+    let ca = tls.ca.to_str().unwrap();
+    let output = status(&["--store-ca-file", ca], None);
+    assert!(output.status.success(), "{:?}", text(&output));
+    assert!(
+        text(&output).0.contains(&format!("redis: {url}")),
+        "{:?}",
+        text(&output)
+    );
+    let output = status(&[], Some(&tls.ca));
+    assert!(
+        output.status.success(),
+        "SSL_CERT_FILE: {:?}",
+        text(&output)
+    );
+    let output = status(&[], None);
+    assert_eq!(
+        output.status.code(),
+        Some(crate::support::EXIT_REFUSED),
+        "an unknown CA is not trusted: {:?}",
+        text(&output)
+    );
+}

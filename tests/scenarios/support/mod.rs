@@ -190,6 +190,7 @@ pub fn cli_command(home: &Path) -> Command {
         .env_remove("CLAUDE_CODE_AUTH_STORE")
         .env_remove("CLAUDE_CODE_AUTH_STORE_KEY")
         .env_remove("CLAUDE_CODE_AUTH_STORE_SECRET_FILE")
+        .env_remove("CLAUDE_CODE_AUTH_STORE_CA_FILE")
         .env("HOME", home)
         .env_remove("USERPROFILE");
     command

@@ -64,6 +64,7 @@ pub struct RedisStoreBuilder {
     name: String,
     secret: Option<PathBuf>,
     previous: Vec<PathBuf>,
+    ca_file: Option<PathBuf>,
     plaintext: bool,
     refresh_budget: Duration,
     lease: Option<Duration>,
@@ -96,6 +97,7 @@ impl RedisCredentialStore {
             name: DEFAULT_STORE_KEY.to_owned(),
             secret: None,
             previous: Vec::new(),
+            ca_file: None,
             plaintext: false,
             refresh_budget: DEFAULT_REFRESH_TIMEOUT,
             lease: None,
@@ -143,6 +145,14 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Trust only the CA certificates in the PEM file at `path` for a `rediss://` server (a
+    /// private CA). Without it the system's roots are used (`SSL_CERT_FILE` and `SSL_CERT_DIR`
+    /// are honoured).
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+
     /// Keep documents in plaintext, tokens readable by anyone who can read Redis or its
     /// backups. Without a secret file and without this, [`build`](Self::build) refuses.
     pub fn plaintext(mut self) -> Self {
@@ -175,12 +185,35 @@ impl RedisStoreBuilder {
                 "the store key's name must be 1 to 200 bytes without `{` or `}`".into(),
             ));
         }
-        let client = redis::Client::open(self.url.as_str()).map_err(|_| {
+        let not_a_url = || {
             refused(
                 "not a Redis URL: redis://[user:password@]host[:port][/db], or rediss:// for TLS"
                     .into(),
             )
-        })?;
+        };
+        let plain = redis::Client::open(self.url.as_str()).map_err(|_| not_a_url())?;
+        let client = match &self.ca_file {
+            None => plain,
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|source| ClaudeCodeAuthError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                if !self.url.to_ascii_lowercase().starts_with("rediss://") {
+                    return Err(refused("a CA file is for rediss:// (TLS) URLs only".into()));
+                }
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                };
+                redis::Client::build_with_tls(self.url.as_str(), certificates).map_err(|_| {
+                    ClaudeCodeAuthError::InvalidDocument {
+                        path: path.display().to_string(),
+                        problem: "not a PEM file of CA certificates".into(),
+                    }
+                })?
+            }
+        };
         let sealing = match (&self.secret, self.plaintext) {
             (Some(path), _) => Sealing::Sealed {
                 current: SealKey::from_file(path)?,
@@ -230,6 +263,16 @@ impl Inner {
     fn unreachable(&self, error: &redis::RedisError) -> ClaudeCodeAuthError {
         use redis::{ErrorKind, ServerErrorKind};
         let store = self.shown.clone();
+        let said = error.to_string();
+        if said.contains("invalid peer certificate") {
+            return ClaudeCodeAuthError::StoreRefused {
+                store,
+                message: format!(
+                    "its TLS certificate is not trusted ({}); give its CA (RedisStoreBuilder::ca_file, the CLI's --store-ca-file, or SSL_CERT_FILE)",
+                    said.trim_start_matches("invalid peer certificate: ")
+                ),
+            };
+        }
         match error.kind() {
             ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::NoPerm) => {
                 ClaudeCodeAuthError::StoreRefused {
