@@ -811,3 +811,33 @@ async fn a_tls_redis_is_trusted_through_its_ca_only() {
         text(&output)
     );
 }
+
+/// The lease is renewed while held: an answer that takes longer than the whole lease still
+/// lands in the store (without renewal the write would find the lease gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_longer_than_the_lease_keeps_it_by_renewing() {
+    let Some(server) = redis() else { return };
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = imported(&server, &endpoint, dir.path(), 15).await;
+    let short = RedisCredentialStore::builder(server.url())
+        .secret_file(&key)
+        .refresh_budget(Duration::from_millis(300))
+        .lease(Duration::from_millis(600))
+        .build()
+        .unwrap();
+    endpoint.set_latency(Duration::from_millis(1500)..Duration::from_millis(1501));
+    let token = bearer(
+        &provider(short.clone(), &endpoint)
+            .header_value()
+            .await
+            .unwrap(),
+    );
+    let stored: Value =
+        serde_json::from_str(&short.load_document().await.unwrap().unwrap()).unwrap();
+    assert_eq!(stored["claudeAiOauth"]["accessToken"], token.as_str());
+    assert_eq!(
+        server.cli(&["HGET", "{claude-code-auth}:login", "generation"]),
+        b"2\n"
+    );
+}
