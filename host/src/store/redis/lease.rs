@@ -95,6 +95,7 @@ impl Lease {
         let generation = inner.generation().await?;
         lease.state.generation.store(generation, Ordering::SeqCst);
         if waited && generation != seen {
+            lease.release_hook()().await;
             return Err(moved(inner));
         }
         Ok(lease)
