@@ -61,7 +61,7 @@ impl Lease {
                         .arg(millis(inner.lease)),
                 )
                 .await
-                .map_err(|e| inner.unreachable(&e))?;
+                .map_err(|e| inner.failed(&e))?;
             if set.is_some() {
                 break sent;
             }
@@ -167,7 +167,7 @@ impl LeaseState {
             return Err(lost());
         }
         let sent = Instant::now();
-        if !self.renew_once().await.map_err(|e| inner.unreachable(&e))? {
+        if !self.renew_once().await.map_err(|e| inner.failed(&e))? {
             self.lost.store(true, Ordering::SeqCst);
             return Err(lost());
         }
@@ -209,7 +209,7 @@ impl LeaseState {
             .connection
             .script(&save)
             .await
-            .map_err(|e| inner.unreachable(&e))?;
+            .map_err(|e| inner.failed(&e))?;
         let conflict = |message: String| ClaudeCodeAuthError::StoreConflict {
             store: inner.shown.clone(),
             message,

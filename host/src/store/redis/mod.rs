@@ -260,7 +260,7 @@ impl RedisStoreBuilder {
 impl Inner {
     /// The error for a failed Redis call: refused for credentials or permissions Redis will
     /// not take (retrying will not help), unreachable otherwise.
-    fn unreachable(&self, error: &redis::RedisError) -> ClaudeCodeAuthError {
+    fn failed(&self, error: &redis::RedisError) -> ClaudeCodeAuthError {
         use redis::{ErrorKind, ServerErrorKind};
         let store = self.shown.clone();
         let said = error.to_string();
@@ -293,11 +293,11 @@ impl Inner {
             .connection
             .query(redis::cmd("HGET").arg(&self.keys.login).arg("generation"))
             .await
-            .map_err(|e| self.unreachable(&e))?;
+            .map_err(|e| self.failed(&e))?;
         Ok(generation.and_then(|g| g.parse().ok()).unwrap_or(0))
     }
 
-    /// The stored document, opened, with its generation.
+    /// The stored document, opened with the generation it is bound to.
     async fn document(&self) -> ClaudeCodeAuthResult<Option<Zeroizing<String>>> {
         let (generation, value): (Option<String>, Option<Vec<u8>>) = self
             .connection
@@ -308,7 +308,7 @@ impl Inner {
                     .arg("document"),
             )
             .await
-            .map_err(|e| self.unreachable(&e))?;
+            .map_err(|e| self.failed(&e))?;
         let Some(value) = value.map(Zeroizing::new) else {
             return Ok(None);
         };
