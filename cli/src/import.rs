@@ -31,7 +31,13 @@ pub(super) async fn import(
         .into());
     }
     let location = store.location();
-    if let Some(stored) = store.load_document().await? {
+    let stored = match store.load_document().await {
+        Ok(stored) => stored,
+        // What is there cannot be read (sealed under a lost secret, say): --force replaces it.
+        Err(ClaudeCodeAuthError::InvalidDocument { .. }) if force => None,
+        Err(error) => return Err(error.into()),
+    };
+    if let Some(stored) = stored {
         let there = tokens(&stored, &location).unwrap_or((None, None));
         if there == incoming {
             return Ok(format!(

@@ -195,6 +195,21 @@ async fn import_keeps_another_login_unless_forced() {
         .unwrap();
     assert_eq!(stored.unwrap(), std::fs::read_to_string(&second).unwrap());
 
+    // Sealed under a secret this store does not have: unreadable, replaced only with --force.
+    let lost = secret(dir.path(), "lost.key", 99);
+    store(&server, &lost)
+        .save_document(&std::fs::read_to_string(&first).unwrap())
+        .await
+        .unwrap();
+    let output = run(import(&second, false)).await;
+    assert_eq!(
+        output.status.code(),
+        Some(crate::support::EXIT_REFUSED),
+        "{:?}",
+        text(&output)
+    );
+    assert!(run(import(&second, true)).await.status.success());
+
     let output = run(vec!["status".into()]).await;
     let (stdout, _) = text(&output);
     assert!(
