@@ -12,7 +12,7 @@ mod output;
 mod proxy;
 mod refusal;
 mod state;
-mod tls;
+pub(crate) mod tls;
 mod v0_2;
 
 use std::future::Future;

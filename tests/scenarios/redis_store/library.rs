@@ -304,6 +304,11 @@ async fn through_an_outage_the_valid_header_is_served_and_one_refresh_follows() 
     assert_eq!(bearer(&provider.header_value().await.unwrap()), token);
     let error = provider.refresh(RefreshMode::Force).await.unwrap_err();
     assert_eq!(error.reaction(), Reaction::Unreachable, "{error}");
+    // Redis's own bound, not the whole call's running out while a connection hangs.
+    assert!(
+        matches!(error, ClaudeCodeAuthError::StoreUnreachable { .. }),
+        "{error:?}"
+    );
     assert_eq!(
         endpoint.requests().len(),
         1,

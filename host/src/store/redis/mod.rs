@@ -145,9 +145,9 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Trust only the CA certificates in the PEM file at `path` for a `rediss://` server (a
-    /// private CA). Without it the system's roots are used (`SSL_CERT_FILE` and `SSL_CERT_DIR`
-    /// are honoured).
+    /// Also trust the CA certificates in the PEM file at `path` for a `rediss://` server (a
+    /// private CA). The web PKI roots are always trusted, and the files `SSL_CERT_FILE` and
+    /// `NODE_EXTRA_CA_CERTS` name, as for the token endpoint.
     pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.ca_file = Some(path.into());
         self
@@ -191,29 +191,20 @@ impl RedisStoreBuilder {
                     .into(),
             )
         };
-        let plain = redis::Client::open(self.url.as_str()).map_err(|_| not_a_url())?;
-        let client = match &self.ca_file {
-            None => plain,
-            Some(path) => {
-                let pem = std::fs::read(path).map_err(|source| ClaudeCodeAuthError::Io {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-                if !self.url.to_ascii_lowercase().starts_with("rediss://") {
-                    return Err(refused("a CA file is for rediss:// (TLS) URLs only".into()));
-                }
-                let certificates = redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem),
-                };
-                redis::Client::build_with_tls(self.url.as_str(), certificates).map_err(|_| {
-                    ClaudeCodeAuthError::InvalidDocument {
-                        path: path.display().to_string(),
-                        problem: "not a PEM file of CA certificates".into(),
-                    }
-                })?
+        let ca_files: Vec<PathBuf> = self.ca_file.iter().cloned().collect();
+        if !ca_files.is_empty() {
+            if !self.url.to_ascii_lowercase().starts_with("rediss://") {
+                return Err(refused("a CA file is for rediss:// (TLS) URLs only".into()));
             }
-        };
+            // Read now, so a wrong file shows when the store is made.
+            crate::sandbox::tls::connector(&ca_files).map_err(|problem| {
+                ClaudeCodeAuthError::InvalidDocument {
+                    path: ca_files[0].display().to_string(),
+                    problem,
+                }
+            })?;
+        }
+        let connection = Connection::new(&self.url, ca_files).ok_or_else(not_a_url)?;
         let sealing = match (&self.secret, self.plaintext) {
             (Some(path), _) => Sealing::Sealed {
                 current: SealKey::from_file(path)?,
@@ -241,7 +232,7 @@ impl RedisStoreBuilder {
         }
         Ok(RedisCredentialStore {
             inner: Arc::new(Inner {
-                connection: Connection::new(client),
+                connection,
                 keys: Keys {
                     login: format!("{{{}}}:login", self.name),
                     lease: format!("{{{}}}:lease", self.name),
@@ -268,7 +259,7 @@ impl Inner {
             return ClaudeCodeAuthError::StoreRefused {
                 store,
                 message: format!(
-                    "its TLS certificate is not trusted ({}); give its CA (RedisStoreBuilder::ca_file, the CLI's --store-ca-file, or SSL_CERT_FILE)",
+                    "its TLS certificate is not trusted ({}); add its CA (RedisStoreBuilder::ca_file, the CLI's --store-ca-file, or SSL_CERT_FILE)",
                     said.trim_start_matches("invalid peer certificate: ")
                 ),
             };
