@@ -2,8 +2,8 @@
 //! released with a compare-and-delete. It fences writes: a document is written only by the
 //! lease's owner and only over the generation that owner read.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -33,9 +33,6 @@ pub(super) struct LeaseState {
     lost: AtomicBool,
     /// Set once released: a drop has nothing left to do.
     released: AtomicBool,
-    /// When the last renewal that succeeded was sent: the lease runs at least until then plus
-    /// its length.
-    renewed_at: Mutex<Instant>,
 }
 
 impl Lease {
@@ -48,8 +45,7 @@ impl Lease {
         let started = Instant::now();
         let mut pause = FIRST_PAUSE;
         let mut waited = false;
-        let sent = loop {
-            let sent = Instant::now();
+        loop {
             let set: Option<String> = inner
                 .connection
                 .query(
@@ -63,7 +59,7 @@ impl Lease {
                 .await
                 .map_err(|e| inner.failed(&e))?;
             if set.is_some() {
-                break sent;
+                break;
             }
             // Another holder wrote meanwhile: its login is there to load, no lease needed.
             if inner.generation().await? != seen {
@@ -79,14 +75,13 @@ impl Lease {
             }
             tokio::time::sleep(pause.min(wait - elapsed)).await;
             pause = (pause * 2).min(MAX_PAUSE);
-        };
+        }
         let state = Arc::new(LeaseState {
             inner: inner.clone(),
             owner,
             generation: AtomicU64::new(0),
             lost: AtomicBool::new(false),
             released: AtomicBool::new(false),
-            renewed_at: Mutex::new(sent),
         });
         let lease = Self {
             renewer: tokio::spawn(renew(Arc::downgrade(&state))),
@@ -181,16 +176,9 @@ impl LeaseState {
 
     /// Renew once: `Ok(true)` renewed, `Ok(false)` the lease is gone or someone else's.
     async fn renew_once(&self) -> Result<bool, redis::RedisError> {
-        let sent = Instant::now();
         let mut renew = scripts::RENEW.key(&self.inner.keys.lease);
         renew.arg(&self.owner).arg(millis(self.inner.lease));
         let renewed: i64 = self.inner.connection.script(&renew).await?;
-        if renewed == 1 {
-            *self
-                .renewed_at
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = sent;
-        }
         Ok(renewed == 1)
     }
 
