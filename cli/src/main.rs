@@ -64,8 +64,8 @@ struct Cli {
         hide_env_values = true
     )]
     store_secret_file: Option<PathBuf>,
-    /// PEM file of the CA certificates to trust for a rediss:// store (a private CA) [default:
-    /// the system's, with SSL_CERT_FILE]
+    /// PEM file of CA certificates to trust for a rediss:// store (a private CA), besides the
+    /// web PKI roots and the files SSL_CERT_FILE and NODE_EXTRA_CA_CERTS name
     #[arg(
         long,
         global = true,
