@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use claude_code_auth_bench::{Bed, now_ms, runtime};
+use claude_code_auth_bench::{Bed, now_ms, percentile, runtime};
 use claude_code_auth_testkit::redis_server::RedisServer;
 use entelix_auth_claude_code::{
     ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider, CredentialStore, FileCredentialStore,
@@ -160,10 +160,6 @@ async fn storm(
     }
     walls.sort();
     (grants.unwrap_or(0), walls[walls.len() / 2])
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn micros(d: Duration) -> f64 {

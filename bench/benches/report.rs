@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use claude_code_auth_bench::{Bed, Floor, resolve_64, runtime};
+use claude_code_auth_bench::{Bed, Floor, percentile, resolve_64, runtime};
 use entelix_auth_claude_code::{
     ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider, FileCredentialStore,
 };
@@ -35,11 +35,6 @@ fn provider(name: &str, bed: &Bed) -> Arc<dyn CredentialProvider> {
             original::ClaudeCodeOAuthConfig::new().with_token_url(bed.endpoint.url()),
         )),
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[index]
 }
 
 /// `calls` resolves, each timed, after `warmup` untimed ones; `prepare` runs before each.

@@ -302,7 +302,8 @@ impl HostWallClock for InjectedClock {
     }
 }
 
-fn millis(d: Duration) -> u64 {
+/// `d` in whole milliseconds, saturating.
+pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 

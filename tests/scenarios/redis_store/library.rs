@@ -142,13 +142,7 @@ async fn redis_down_serves_the_valid_header_and_a_restart_empty_says_no_login() 
     assert_eq!(bearer(&provider.header_value().await.unwrap()), token);
 
     server.stop();
-    assert_eq!(bearer(&provider.header_value().await.unwrap()), token);
-    let error = provider.refresh(RefreshMode::Force).await.unwrap_err();
-    assert_eq!(error.reaction(), Reaction::Unreachable, "{error}");
-    assert!(
-        matches!(error, ClaudeCodeAuthError::StoreUnreachable { .. }),
-        "{error:?}"
-    );
+    served_while_redis_does_not_answer(&provider, &token).await;
     assert_eq!(
         endpoint.grants_served(),
         1,
@@ -301,14 +295,7 @@ async fn through_an_outage_the_valid_header_is_served_and_one_refresh_follows() 
     assert_eq!(bearer(&provider.header_value().await.unwrap()), token);
 
     server.pause();
-    assert_eq!(bearer(&provider.header_value().await.unwrap()), token);
-    let error = provider.refresh(RefreshMode::Force).await.unwrap_err();
-    assert_eq!(error.reaction(), Reaction::Unreachable, "{error}");
-    // Redis's own bound, not the whole call's running out while a connection hangs.
-    assert!(
-        matches!(error, ClaudeCodeAuthError::StoreUnreachable { .. }),
-        "{error:?}"
-    );
+    served_while_redis_does_not_answer(&provider, &token).await;
     assert_eq!(
         endpoint.requests().len(),
         1,
@@ -414,5 +401,21 @@ async fn a_refresh_longer_than_the_lease_keeps_it_by_renewing() {
     assert_eq!(
         server.cli(&["HGET", "{claude-code-auth}:login", "generation"]),
         b"2\n"
+    );
+}
+
+/// While Redis does not answer: the header `token` is still served from memory, and a forced
+/// refresh fails as unreachable by Redis's own bound (not by the whole call's running out while a
+/// connection hangs).
+async fn served_while_redis_does_not_answer(
+    provider: &entelix_auth_claude_code::ClaudeCodeOAuthProvider,
+    token: &str,
+) {
+    assert_eq!(bearer(&provider.header_value().await.unwrap()), token);
+    let error = provider.refresh(RefreshMode::Force).await.unwrap_err();
+    assert_eq!(error.reaction(), Reaction::Unreachable, "{error}");
+    assert!(
+        matches!(error, ClaudeCodeAuthError::StoreUnreachable { .. }),
+        "{error:?}"
     );
 }

@@ -69,10 +69,8 @@ impl Connection {
         let ConnectionAddr::Tcp(host, port) = self.info.addr() else {
             unreachable!("only TCP addresses are accepted in `new`")
         };
-        let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out");
-        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), *port)))
-            .await
-            .map_err(|_| timed_out())??;
+        // Bounded as a whole by `get`.
+        let tcp = TcpStream::connect((host.as_str(), *port)).await?;
         tcp.set_nodelay(true)?;
         let config = AsyncConnectionConfig::new().set_response_timeout(Some(RESPONSE_TIMEOUT));
         let settings = self.info.redis_settings();
@@ -86,9 +84,7 @@ impl Connection {
             tls::connector(&tls::extra_ca_files(ca_files)).map_err(std::io::Error::other)?;
         let name = rustls::pki_types::ServerName::try_from(host.clone())
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp))
-            .await
-            .map_err(|_| timed_out())??;
+        let stream = connector.connect(name, tcp).await?;
         let (connection, driver) =
             MultiplexedConnection::new_with_config(settings, stream, config).await?;
         tokio::spawn(driver);

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use super::{Inner, scripts};
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
+use crate::sandbox::millis;
 
 /// The first pause while another holder has the lease; it doubles up to [`MAX_PAUSE`]. Short:
 /// a refresh takes milliseconds, and each waiter's poll is one small command.
@@ -236,8 +237,4 @@ async fn renew(state: std::sync::Weak<LeaseState>) {
             return;
         }
     }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

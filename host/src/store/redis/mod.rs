@@ -285,7 +285,7 @@ impl Inner {
             .query(redis::cmd("HGET").arg(&self.keys.login).arg("generation"))
             .await
             .map_err(|e| self.failed(&e))?;
-        Ok(generation.and_then(|g| g.parse().ok()).unwrap_or(0))
+        Ok(generation_of(generation))
     }
 
     /// The stored document, opened with the generation it is bound to.
@@ -305,7 +305,7 @@ impl Inner {
         };
         let binding = Binding {
             name: &self.name,
-            generation: generation.and_then(|g| g.parse().ok()).unwrap_or(0),
+            generation: generation_of(generation),
         };
         self.sealing
             .open(&value, &binding)
@@ -435,7 +435,7 @@ impl CredentialStore for RedisCredentialStore {
             .unwrap_or_else(PoisonError::into_inner);
         if let Ok((generation, epoch)) = read {
             *last = Some(Fingerprint::new([
-                generation.and_then(|g| g.parse().ok()).unwrap_or(0),
+                generation_of(generation),
                 u64::from(epoch.is_some()),
                 fold(epoch.as_deref().unwrap_or_default()),
                 0,
@@ -444,6 +444,11 @@ impl CredentialStore for RedisCredentialStore {
         }
         *last
     }
+}
+
+/// The stored `generation` field as a number (0: no login).
+fn generation_of(stored: Option<String>) -> u64 {
+    stored.and_then(|g| g.parse().ok()).unwrap_or(0)
 }
 
 /// An epoch (hex) folded into a number; equal epochs fold equal.
@@ -460,7 +465,7 @@ pub(super) fn random_hex(n: usize) -> ClaudeCodeAuthResult<String> {
         path: "the system's random source".into(),
         problem: e.to_string(),
     })?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(seal::hex(&bytes))
 }
 
 /// The URL without its user and password (and anything after the authority but the database).

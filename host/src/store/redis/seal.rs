@@ -241,7 +241,8 @@ fn open_secret(path: &Path) -> std::io::Result<std::fs::File> {
     options.open(path)
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// `bytes` as lower-case hex.
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
