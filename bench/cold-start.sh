@@ -4,7 +4,7 @@
 # (Debian package `hyperfine`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p entelix-auth-claude-code --bin claude-code-auth
+cargo build --release -q -p claude-code-auth
 bin="$PWD/target/release/claude-code-auth"
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT

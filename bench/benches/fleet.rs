@@ -13,11 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use claude_code_auth_bench::{Bed, now_ms, percentile, runtime};
+use claude_code_auth_bench::{Bed, now_ms, percentile, redis_store, runtime, secret_file};
 use claude_code_auth_testkit::redis_server::RedisServer;
 use entelix_auth_claude_code::{
     ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider, CredentialStore, FileCredentialStore,
-    RedisCredentialStore,
 };
 
 const HOT_CALLS: usize = 5_000;
@@ -80,22 +79,6 @@ fn provider(store: impl CredentialStore, bed: &Bed) -> ClaudeCodeOAuthProvider {
         store,
         ClaudeCodeOAuthConfig::new().with_token_url(bed.endpoint.url()),
     )
-}
-
-fn redis_store(server: &RedisServer, secret: &Path, name: &str) -> RedisCredentialStore {
-    RedisCredentialStore::builder(server.url())
-        .key(name)
-        .secret_file(secret)
-        .build()
-        .expect("redis store")
-}
-
-fn secret_file(dir: &Path) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join("store.key");
-    std::fs::write(&path, [42u8; 32]).expect("write secret");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    path
 }
 
 /// `HOT_CALLS` resolves of a fresh token, each timed, after a warm-up.

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use claude_code_auth_testkit::loopback::TokenEndpoint;
+use claude_code_auth_testkit::redis_server::RedisServer;
+use entelix_auth_claude_code::RedisCredentialStore;
 use entelix_core::auth::CredentialProvider;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -59,6 +61,24 @@ pub fn set_expiry(path: &Path, expires_at_ms: i64) {
     let mut doc: Value = serde_json::from_slice(&std::fs::read(path).expect("read")).expect("json");
     doc["claudeAiOauth"]["expiresAt"] = expires_at_ms.into();
     std::fs::write(path, doc.to_string()).expect("write");
+}
+
+/// A sealed Redis store of the login `name` at `server`, under the secret at `secret`.
+pub fn redis_store(server: &RedisServer, secret: &Path, name: &str) -> RedisCredentialStore {
+    RedisCredentialStore::builder(server.url())
+        .key(name)
+        .secret_file(secret)
+        .build()
+        .expect("redis store")
+}
+
+/// A store secret (32 bytes, mode 0600) in `dir`.
+pub fn secret_file(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("store.key");
+    std::fs::write(&path, [42u8; 32]).expect("write secret");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    path
 }
 
 /// The system clock in Unix milliseconds.

@@ -10,13 +10,17 @@
 mod demo;
 mod import;
 mod render;
+mod serve;
 mod source;
+mod stopping;
+mod via_broker;
 mod warnings;
 
 use std::fmt;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
@@ -26,6 +30,7 @@ use entelix_auth_claude_code::{
     TokenStatus,
 };
 use source::Source;
+use stopping::{Signals, Stopper};
 
 /// Use the `claude` CLI's Claude.ai login from other programs, refreshed in a sandbox.
 #[derive(Debug, Parser)]
@@ -46,15 +51,14 @@ struct Cli {
         hide_env_values = true
     )]
     store: Option<String>,
-    /// Name of the login in the store
+    /// Name of the login in the store [default: claude-code-auth]
     #[arg(
         long,
         global = true,
         value_name = "NAME",
-        env = "CLAUDE_CODE_AUTH_STORE_KEY",
-        default_value = "claude-code-auth"
+        env = "CLAUDE_CODE_AUTH_STORE_KEY"
     )]
-    store_key: String,
+    store_key: Option<String>,
     /// File of 32 random bytes (mode 0600) the login is sealed with in the store
     #[arg(
         long,
@@ -77,6 +81,27 @@ struct Cli {
     /// tokens
     #[arg(long, global = true)]
     store_plaintext: bool,
+    /// Length of a Redis store's refresh lease (`90s`, `2m`; default twice the refresh
+    /// timeout, 60s): the longest a machine that died holding it blocks the others, who wait it
+    /// out in the same call; it must exceed the refresh timeout
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        env = "CLAUDE_CODE_AUTH_STORE_LEASE",
+        value_parser = parse_duration
+    )]
+    store_lease: Option<std::time::Duration>,
+    /// Ask a broker (`claude-code-auth serve --socket PATH`) on this Unix socket instead of a
+    /// store: for token, header, status and refresh inside a sandbox
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "CLAUDE_CODE_AUTH_BROKER",
+        conflicts_with_all = ["credentials", "store"]
+    )]
+    broker: Option<PathBuf>,
     /// Token endpoint [default: https://platform.claude.com/v1/oauth/token]
     #[arg(long, global = true, value_name = "URL")]
     token_url: Option<String>,
@@ -116,9 +141,31 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Keep the login on this host and hand sandboxes access tokens only: mirror directories
+    /// holding a credential file without a refresh token, and a Unix socket
+    Serve(serve::ServeArgs),
     /// Show a refresh end to end with no account: a loopback token endpoint, a temporary
     /// credential file holding an expired token, the sandboxed component, the rewritten file.
     Demo,
+}
+
+/// `90`, `90s`, `1500ms`, `2m`: a duration as people write it (bare numbers are seconds).
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, ""), |at| text.split_at(at));
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (write 90s, 2m or 1500ms)"))?;
+    let millis = match unit {
+        "" | "s" => value.checked_mul(1000),
+        "ms" => Some(value),
+        "m" => value.checked_mul(60_000),
+        _ => None,
+    }
+    .ok_or_else(|| format!("`{text}` is not a duration (write 90s, 2m or 1500ms)"))?;
+    Ok(std::time::Duration::from_millis(millis))
 }
 
 /// Exit code for errors that a new login fixes because there is no credential.
@@ -188,9 +235,38 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}"), 1),
     };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => fail(&failure.to_string(), failure.exit_code()),
+    runtime.block_on(supervise(cli))
+}
+
+/// Run the command, stopping as [`stopping`] says when a signal comes.
+async fn supervise(cli: Cli) -> ExitCode {
+    let mut signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(e) => return fail(&format!("cannot catch termination signals: {e}"), 1),
+    };
+    let stopper = Arc::new(Stopper::default());
+    let serving = matches!(cli.command, Command::Serve(_));
+    let shutdown = Arc::new(tokio::sync::Notify::new());
+    let mut command = tokio::spawn(run(cli, stopper.clone(), shutdown.clone()));
+    let ended = |done: Result<Result<(), Failure>, tokio::task::JoinError>| match done {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(failure)) => fail(&failure.to_string(), failure.exit_code()),
+        Err(e) => fail(&format!("the command failed: {e}"), 1),
+    };
+    tokio::select! {
+        done = &mut command => ended(done),
+        // The broker ends as a service should: its refresh in flight completes, its socket
+        // goes, and it exits 0 (further signals change nothing; only SIGKILL cuts it short).
+        signal = signals.next() => {
+            if serving {
+                shutdown.notify_one();
+                return ended(command.await);
+            }
+            close_stdout();
+            stopper.stop().await;
+            let _ = tokio::time::timeout(stopping::LET_GO, command).await;
+            ExitCode::from(128 + signal)
+        }
     }
 }
 
@@ -243,19 +319,32 @@ fn fail(message: &str, code: u8) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Run `cli`, printing to stdout.
-async fn run(cli: Cli) -> Result<(), Failure> {
+/// Run `cli`, printing to stdout; `stopper` gets the provider; `shutdown` ends `serve`.
+async fn run(
+    cli: Cli,
+    stopper: Arc<Stopper>,
+    shutdown: Arc<tokio::sync::Notify>,
+) -> Result<(), Failure> {
     if matches!(cli.command, Command::Demo) {
         return demo::run().await;
     }
+    if let Some(socket) = &cli.broker {
+        return via_broker::run(&cli.command, socket).await;
+    }
     let explicit_store = cli.store.is_some();
-    let Source { kind, store, file } = source::source(source::Choice {
+    let Source {
+        kind,
+        store,
+        file,
+        redis,
+    } = source::source(source::Choice {
         credentials: cli.credentials,
         store: cli.store,
         store_key: cli.store_key,
         secret: cli.store_secret_file,
         ca_file: cli.store_ca_file,
         plaintext: cli.store_plaintext,
+        lease: cli.store_lease,
     })?;
     if let Command::Import { file: from, force } = &cli.command {
         if !explicit_store {
@@ -263,7 +352,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 "import copies a login into a store: name it with --store".into(),
             ));
         }
-        return print(&import::import(store.as_ref(), from, *force).await?);
+        return print(&import::import(store.as_ref(), redis.as_ref(), from, *force).await?);
     }
     let mut config = ClaudeCodeOAuthConfig::new();
     if let Some(url) = cli.token_url {
@@ -272,13 +361,31 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     if let Some(agent) = cli.user_agent {
         config = config.with_user_agent(agent);
     }
+    if let Command::Serve(args) = cli.command {
+        #[cfg(unix)]
+        {
+            // The lead is the provider's skew: it refreshes when the token expires within it.
+            let provider =
+                ClaudeCodeOAuthProvider::with_config(store, config.with_expiry_skew(args.lead));
+            return serve::run(args, provider, shutdown).await;
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = (args, store, shutdown);
+            return Err(Failure::Refused(
+                "serve needs a Unix system (its socket and mirrors)".into(),
+            ));
+        }
+    }
+    let _ = &shutdown;
     let provider = ClaudeCodeOAuthProvider::with_config(store, config);
+    stopper.register(&provider);
     let location = provider.location();
     let out = match cli.command {
         Command::Status { json } => {
             let status = provider.status().await?;
             if let Some(path) = &file {
-                warn_hard_links(path);
+                warn_links(path);
             }
             let shown = if json {
                 render::status_json(kind, &location, &status)
@@ -286,11 +393,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 render::status_text(kind, &location, &status, chrono::Utc::now())
             };
             print(&shown)?;
-            // Logged out: fail as `token` would (exit 4), so a script can test `status` alone.
-            return match status.logged_in {
-                true => Ok(()),
-                false => Err(ClaudeCodeAuthError::LoggedOut { path: location }.into()),
-            };
+            // Logged out: fail as `token` would (exit 4), so a script can test `status` alone,
+            // with its words (the login's time limit, say). A logged-out login sends nothing.
+            if status.logged_in {
+                return Ok(());
+            }
+            return Err(match provider.header_with_status().await {
+                Err(error) => error.into(),
+                Ok(_) => ClaudeCodeAuthError::LoggedOut { path: location }.into(),
+            });
         }
         Command::Token => {
             let (header, status) = provider.header_with_status().await?;
@@ -312,7 +423,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             warn_login_deadline(&report.status);
             render::refresh_text(&report)
         }
-        Command::Demo | Command::Import { .. } => unreachable!("handled above"),
+        Command::Demo | Command::Import { .. } | Command::Serve(_) => {
+            unreachable!("handled above")
+        }
     };
     print(&out)
 }
@@ -324,10 +437,23 @@ fn warn_login_deadline(status: &TokenStatus) {
     }
 }
 
-/// A warning when the credential file has other names (hard links): a refresh writes a new file
-/// and renames it over this name, so the others keep the old login, whose refresh token the
-/// refresh spent. A symlink has no such problem.
-fn warn_hard_links(path: &std::path::Path) {
+/// Warnings when the credential file has other names. Hard links: a refresh writes a new file
+/// and renames it over this name, so the other names keep the login it spent. A symlinked
+/// file: ours writes through it, but the `claude` CLI (2.1.332) replaces the link with a regular
+/// file at its next write, and the link's target then keeps the login that write spent.
+fn warn_links(path: &std::path::Path) {
+    const INSTEAD: &str = "give both the same config directory instead (link the directory, or set CLAUDE_CONFIG_DIR)";
+    let shown = render::shown(&path.display().to_string());
+    if std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_symlink()) {
+        let target = std::fs::canonicalize(path)
+            .map(|t| render::shown(&t.display().to_string()))
+            .unwrap_or_else(|_| "its target".into());
+        let _ = writeln!(
+            std::io::stderr(),
+            "warning: {shown} is a symlink to {target}; the `claude` CLI replaces the link with a \
+             file when it next refreshes, and {target} then keeps a login it spent ({INSTEAD})"
+        );
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
@@ -336,15 +462,22 @@ fn warn_hard_links(path: &std::path::Path) {
         {
             let _ = writeln!(
                 std::io::stderr(),
-                "warning: {} has {} hard links; a refresh replaces this name only and the others \
-                 keep a login it spent (link with a symlink instead)",
-                render::shown(&path.display().to_string()),
+                "warning: {shown} has {} hard links; a refresh replaces this name only and the \
+                 others keep a login it spent ({INSTEAD})",
                 meta.nlink()
             );
         }
     }
-    #[cfg(not(unix))]
-    let _ = path;
+}
+
+/// Whether stdout still takes output: not after a signal (the exit code says what happened).
+static STDOUT_OPEN: std::sync::Mutex<bool> = std::sync::Mutex::new(true);
+
+/// Print nothing more on stdout (a signal came); a print under way finishes first.
+fn close_stdout() {
+    *STDOUT_OPEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = false;
 }
 
 /// Print `text` and a newline; a closed stdout is an error like any other.
@@ -354,6 +487,12 @@ fn print(text: &str) -> Result<(), Failure> {
         return Err(Failure::Output(io::Error::other(
             "it was closed when the command started",
         )));
+    }
+    let open = STDOUT_OPEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !*open {
+        return Ok(());
     }
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "{text}")

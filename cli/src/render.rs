@@ -202,8 +202,7 @@ fn redact(value: &mut Value, secret_key: bool) {
 /// `[redacted sha256:1a2b3c4d]`.
 pub(super) fn fingerprint(secret: &str) -> String {
     let digest = Sha256::digest(secret.as_bytes());
-    let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-    format!("[redacted sha256:{hex}]")
+    format!("[redacted sha256:{}]", hex::encode(&digest[..4]))
 }
 
 #[cfg(test)]

@@ -29,6 +29,9 @@ pub struct Grant {
     pub expires_in_s: Option<i64>,
     /// Granted scopes when the answer lists them.
     pub scopes: Option<Vec<String>>,
+    /// How long the login has left, in seconds (`refresh_token_expires_in`), when the answer
+    /// says: a recorded deadline is only ever brought forward by it.
+    pub refresh_token_expires_in_s: Option<i64>,
     /// What was odd about the answer, naming fields, never values (empty for a normal answer).
     pub oddities: Vec<String>,
 }
@@ -63,6 +66,12 @@ impl fmt::Debug for Grant {
 pub enum Rejection {
     /// `invalid_grant`: the refresh token is spent, revoked or unknown.
     GrantRejected {
+        /// Scrubbed detail from the endpoint.
+        detail: String,
+    },
+    /// `invalid_scope`: the scopes asked for are not the login's (the CLI asks again with the
+    /// stored ones).
+    ScopeRefused {
         /// Scrubbed detail from the endpoint.
         detail: String,
     },
@@ -129,6 +138,10 @@ fn grant_from(body: &[u8]) -> Result<Grant, Rejection> {
         refresh_token,
         expires_in_s,
         scopes: scopes(&fields),
+        refresh_token_expires_in_s: fields
+            .get("refresh_token_expires_in")
+            .and_then(Value::as_i64)
+            .filter(|s| *s >= 0),
         oddities,
     })
 }
@@ -235,10 +248,10 @@ fn error_fields(status: u16, fields: &Map<String, Value>) -> Rejection {
         (None, Some(d)) => format!("HTTP {status}: {d}"),
         (None, None) => format!("HTTP {status}"),
     };
-    if code.as_deref() == Some("invalid_grant") {
-        Rejection::GrantRejected { detail }
-    } else {
-        Rejection::Refused { status, detail }
+    match code.as_deref() {
+        Some("invalid_grant") => Rejection::GrantRejected { detail },
+        Some("invalid_scope") if status == 400 => Rejection::ScopeRefused { detail },
+        _ => Rejection::Refused { status, detail },
     }
 }
 
@@ -273,6 +286,7 @@ mod tests {
                 refresh_token: Some("rt".into()),
                 expires_in_s: Some(28800),
                 scopes: Some(vec!["user:inference".into(), "user:profile".into()]),
+                refresh_token_expires_in_s: None,
                 oddities: Vec::new(),
             }
         );

@@ -13,6 +13,7 @@ use serde_json::{Map, Number, Value};
 
 use crate::answer::Grant;
 use crate::json::{self, type_name};
+use crate::splice;
 
 /// Key of the OAuth section.
 pub const OAUTH_KEY: &str = "claudeAiOauth";
@@ -73,6 +74,10 @@ pub struct OAuthView {
     /// The login's hard deadline (`refreshTokenExpiresAt`) in Unix milliseconds, when recorded
     /// and representable. Refreshes do not extend it.
     pub login_expires_at_ms: Option<i64>,
+    /// The OAuth client the login belongs to (`clientId`), when it is not the CLI's own.
+    pub client_id: Option<String>,
+    /// Why the CLI ended the login (`loginEnded`: `time_limit` when it hit its deadline).
+    pub login_ended: Option<String>,
 }
 
 impl fmt::Debug for OAuthView {
@@ -91,6 +96,8 @@ impl fmt::Debug for OAuthView {
             .field("subscription_type", &self.subscription_type)
             .field("rate_limit_tier", &self.rate_limit_tier)
             .field("login_expires_at_ms", &self.login_expires_at_ms)
+            .field("client_id", &self.client_id)
+            .field("login_ended", &self.login_ended)
             .finish()
     }
 }
@@ -144,10 +151,12 @@ impl OAuthView {
     }
 }
 
-/// A parsed credential document.
+/// A parsed credential document, and the text it was parsed from (a write-back edits that
+/// text, so what it does not change stays byte for byte).
 #[derive(Clone, PartialEq)]
 pub struct Document {
     root: Map<String, Value>,
+    text: String,
 }
 
 impl fmt::Debug for Document {
@@ -163,7 +172,10 @@ impl Document {
     /// Parse `text`, rejecting duplicate keys (which would make "the" value ambiguous).
     pub fn parse(text: &str) -> Result<Self, DocumentError> {
         match json::parse_strict(text).map_err(DocumentError::Syntax)? {
-            Value::Object(root) => Ok(Self { root }),
+            Value::Object(root) => Ok(Self {
+                root,
+                text: text.to_owned(),
+            }),
             other => Err(DocumentError::NotAnObject(type_name(&other))),
         }
     }
@@ -213,36 +225,64 @@ impl Document {
             subscription_type: text("subscriptionType"),
             rate_limit_tier: text("rateLimitTier"),
             login_expires_at_ms,
+            client_id: text("clientId").filter(|id| !id.is_empty()),
+            login_ended: text("loginEnded"),
         })
     }
 
-    /// The document with `grant` applied at `now_ms`, as JSON text. Every other key, in the
-    /// section and outside it, is kept as it was and where it was. A grant without a usable
-    /// access token or lifetime is stored as due now, so the next use refreshes with the
-    /// rotated refresh token (the `claude` CLI refreshes it too).
+    /// The document with `grant` applied at `now_ms`, as JSON text. Only the refreshed fields
+    /// values change, in the text as it was read: every other key, in the section and outside
+    /// it, stays byte for byte where it was (numbers as written, escapes, spacing). A grant
+    /// without a usable access token or lifetime is stored as due now, so the next use
+    /// refreshes with the rotated refresh token (the `claude` CLI refreshes it too).
     pub fn with_grant(&self, grant: &Grant, now_ms: i64) -> Result<String, DocumentError> {
-        let mut root = self.root.clone();
-        let Some(Value::Object(section)) = root.get_mut(OAUTH_KEY) else {
+        let Some(Value::Object(section)) = self.root.get(OAUTH_KEY) else {
             return Err(DocumentError::NoOAuthSection);
         };
+        let text = |value: &str| Value::String(value.to_owned()).to_string();
+        let mut set: Vec<(&str, String)> = Vec::new();
         if let Some(access) = &grant.access_token {
-            section.insert("accessToken".into(), Value::String(access.clone()));
+            set.push(("accessToken", text(access)));
         }
         if let Some(refresh) = &grant.refresh_token {
-            section.insert("refreshToken".into(), Value::String(refresh.clone()));
+            set.push(("refreshToken", text(refresh)));
         }
         let expires_at = match (&grant.access_token, grant.expires_in_s) {
             (Some(_), Some(lifetime)) => now_ms.saturating_add(lifetime.saturating_mul(1000)),
             _ => now_ms,
         };
-        section.insert("expiresAt".into(), Value::Number(expires_at.into()));
+        set.push(("expiresAt", expires_at.to_string()));
         if let Some(scopes) = &grant.scopes {
-            section.insert(
-                "scopes".into(),
-                Value::Array(scopes.iter().cloned().map(Value::String).collect()),
-            );
+            set.push(("scopes", Value::from(scopes.clone()).to_string()));
         }
-        serde_json::to_string(&root).map_err(|e| DocumentError::Syntax(e.to_string()))
+        // The login's deadline, as the CLI keeps it: only when recorded, and only ever
+        // earlier, never later or added.
+        let recorded = match section.get("refreshTokenExpiresAt") {
+            Some(Value::Number(n)) => match expiry_of(n) {
+                Expiry::At(ms) if ms > 0 => Some(ms),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let (Some(recorded), Some(left_s)) = (recorded, grant.refresh_token_expires_in_s) {
+            let answered = now_ms.saturating_add(left_s.saturating_mul(1000));
+            if answered < recorded {
+                set.push(("refreshTokenExpiresAt", answered.to_string()));
+            }
+        }
+        let unreadable = || DocumentError::Syntax("the document's text could not be edited".into());
+        let (top, _) = splice::members(&self.text, 0).ok_or_else(unreadable)?;
+        let at = top
+            .iter()
+            .find(|member| member.key == OAUTH_KEY)
+            .map(|member| member.value.clone())
+            .ok_or(DocumentError::NoOAuthSection)?;
+        let edited = splice::set_members(&self.text[at.clone()], 0, &set).ok_or_else(unreadable)?;
+        Ok(format!(
+            "{}{edited}{}",
+            &self.text[..at.start],
+            &self.text[at.end..]
+        ))
     }
 }
 
@@ -286,6 +326,7 @@ mod tests {
             refresh_token: Some("rt-2".into()),
             expires_in_s: Some(3600),
             scopes: None,
+            refresh_token_expires_in_s: None,
             oddities: Vec::new(),
         }
     }
@@ -314,6 +355,58 @@ mod tests {
             text,
             r#"{"claudeAiOauth":{"accessToken":"at-2","refreshToken":"rt-2","expiresAt":3601000,"scopes":["user:inference","user:profile"],"subscriptionType":"max","rateLimitTier":"default_claude_max_20x","refreshTokenExpiresAt":1800000000000},"mcpOAuth":{"srv":{"accessToken":"other"}}}"#
         );
+    }
+
+    /// Every byte the refresh does not change stays as written: spacing, escapes, key order,
+    /// numbers, other logins beside `claudeAiOauth` and unknown fields inside it.
+    #[test]
+    fn a_write_back_changes_only_the_refreshed_values() {
+        let text = "{\n  \"mcpOAuth\" : {\"k\":\"caf\\u00e9\", \"n\": 1.50e3},\n  \"claudeAiOauth\": {\n    \"accessToken\": \"at-1\",\n    \"refreshToken\" : \"rt-1\",\n    \"expiresAt\": 1.7e12,\n    \"x\": [1E2, -0]\n  },\n  \"cloudSessionsOauth\": {\"expiresAt\": 17000000000000.0}\n}\n";
+        let written = Document::parse(text)
+            .unwrap()
+            .with_grant(&grant(), 1_000)
+            .unwrap();
+        let want = text
+            .replace("\"at-1\"", "\"at-2\"")
+            .replace("\"rt-1\"", "\"rt-2\"")
+            .replace("1.7e12", "3601000");
+        assert_eq!(written, want);
+    }
+
+    /// The login's deadline as the CLI (2.1.332) keeps it: only when recorded, and only ever
+    /// brought forward by `refresh_token_expires_in`, never pushed back or added.
+    #[test]
+    fn the_login_deadline_is_only_ever_shortened() {
+        let deadline = |text: &str, left_s: Option<i64>| {
+            let mut g = grant();
+            g.refresh_token_expires_in_s = left_s;
+            let out = Document::parse(text)
+                .unwrap()
+                .with_grant(&g, 1_000)
+                .unwrap();
+            let root: Value = serde_json::from_str(&out).unwrap();
+            root["claudeAiOauth"]
+                .get("refreshTokenExpiresAt")
+                .map(|v| v.to_string())
+        };
+        let recorded = FULL; // refreshTokenExpiresAt 1800000000000
+        let cases = [
+            (recorded, None, Some("1800000000000")),
+            (recorded, Some(3_600), Some("3601000")),
+            // now (1 s) + the answer's time: equal to the recorded deadline, then just before.
+            (recorded, Some(1_799_999_999), Some("1800000000000")),
+            (recorded, Some(1_799_999_998), Some("1799999999000")),
+            (recorded, Some(1_900_000_000), Some("1800000000000")),
+        ];
+        for (text, left, want) in cases {
+            assert_eq!(deadline(text, left).as_deref(), want, "{left:?}");
+        }
+        let unrecorded =
+            r#"{"claudeAiOauth":{"accessToken":"a","refreshToken":"r","expiresAt":1}}"#;
+        assert_eq!(deadline(unrecorded, Some(3_600)), None);
+        // What is recorded and cannot be read is left as written.
+        let odd = r#"{"claudeAiOauth":{"accessToken":"a","refreshToken":"r","refreshTokenExpiresAt":"soon"}}"#;
+        assert_eq!(deadline(odd, Some(3_600)).as_deref(), Some("\"soon\""));
     }
 
     #[test]
@@ -361,6 +454,8 @@ mod tests {
             subscription_type: None,
             rate_limit_tier: None,
             login_expires_at_ms: None,
+            client_id: None,
+            login_ended: None,
         };
         // (expiry, has a refresh token, now, skew) -> (expired, needs_refresh)
         let cases = [
@@ -579,7 +674,7 @@ mod tests {
     #[test]
     fn numbers_are_written_back_as_they_were_written() {
         let numbers = [
-            ("1e3", "1e+3"),
+            ("1e3", "1e3"),
             (
                 "123456789012345678901234567890",
                 "123456789012345678901234567890",
@@ -587,8 +682,9 @@ mod tests {
             ("-0", "-0"),
             ("1.0", "1.0"),
             ("0.1", "0.1"),
-            ("1E-7", "1e-7"),
+            ("1E-7", "1E-7"),
             ("-12.500", "-12.500"),
+            ("1.50e+3", "1.50e+3"),
             ("18446744073709551616", "18446744073709551616"),
         ];
         for (number, written_as) in numbers {

@@ -24,9 +24,22 @@ pub const MAX_ATTEMPTS: u32 = 4;
 pub const MAX_LOCK_CONFLICTS: u32 = 3;
 /// Backoff before the second attempt; it doubles for each further attempt, plus up to 50 % jitter.
 pub const BASE_BACKOFF: Duration = Duration::from_millis(250);
-/// The scopes the `claude` CLI asks for when it refreshes; sent when the document records none.
-pub const CLI_SCOPES: &str =
-    "user:profile user:inference user:sessions:claude_code user:mcp_servers user:file_upload";
+/// The scopes the `claude` CLI (2.1.332) asks for when it refreshes a first-party login, in
+/// its order; also what it asks for a login of another client that records none.
+pub const CLI_SCOPES: [&str; 6] = [
+    "user:profile",
+    "user:inference",
+    "user:sessions:claude_code",
+    "user:mcp_servers",
+    "user:file_upload",
+    "user:plugins",
+];
+/// Scopes a first-party login keeps asking for when it records them (granted on request).
+pub const KEPT_SCOPES: [&str; 3] = [
+    "user:projects:read",
+    "user:projects:write",
+    "user:privacy_consents:write",
+];
 /// The `User-Agent` the `claude` CLI (2.1.197) sends with its refresh request; ours by default.
 pub const DEFAULT_USER_AGENT: &str = "axios/1.15.2";
 /// Room prepared on top of the current document's size: rotated tokens may be longer.
@@ -132,7 +145,7 @@ impl<S: Store, H: Http, C: Clock> Refresher<S, H, C> {
     pub fn ensure(&mut self, mode: Mode) -> Result<(OAuthView, Outcome), AuthFailure> {
         let (_, seen, _) = self.load()?;
         if !seen.logged_in() {
-            return Err(logged_out());
+            return Err(logged_out(&seen));
         }
         if mode == Mode::IfNeeded && !seen.needs_refresh(self.clock.now_ms(), self.settings.skew_ms)
         {
@@ -185,7 +198,7 @@ impl<S: Store, H: Http, C: Clock> Refresher<S, H, C> {
         // Whoever held the lock before us may have refreshed already.
         let (doc, current, size) = self.load()?;
         if !current.logged_in() {
-            return Err(logged_out());
+            return Err(logged_out(&current));
         }
         if self.satisfied_by(mode, seen, &current) {
             return Ok((current, Outcome::Adopted));
@@ -203,8 +216,8 @@ impl<S: Store, H: Http, C: Clock> Refresher<S, H, C> {
                     "get ready to save a refreshed credential (no refresh was attempted)",
                 )
             })?;
-        let request = self.grant_request(&spent, &current.scopes);
-        let grant = match self.exchange(&request) {
+        let (request, stored_scopes) = self.grant_request(&spent, &current);
+        let grant = match self.exchange(&request, stored_scopes.as_ref()) {
             Ok(grant) => grant,
             Err(failure) if failure.cause == Cause::GrantRejected => {
                 // A writer that ignores our lock (an old CLI) may have rotated the token.
@@ -232,20 +245,32 @@ impl<S: Store, H: Http, C: Clock> Refresher<S, H, C> {
         let latest = lock
             .load_for_write()
             .ok()
-            .and_then(|text| Document::parse(&text).ok())
-            .and_then(|doc| doc.oauth().ok().map(|view| (doc, view)));
-        let base = match latest {
-            // Never overwrite a newer login someone stored meanwhile (a writer that ignores the
-            // refresh lock, or a new `claude login`).
-            Some((_, view))
-                if view.refresh_token.as_deref() != Some(spent)
-                    && !view.needs_refresh(now, self.settings.skew_ms) =>
+            .and_then(|text| Document::parse(&text).ok());
+        // As the CLI's compare-and-set: the grant goes only over the login it spent (or the
+        // CLI's blank of it).
+        let base = match latest.map(|doc| (doc.oauth(), doc)) {
+            // Never overwrite another login someone stored meanwhile (a writer that ignores
+            // the refresh lock, or a new `claude login`), fresh or not: its refresh token is
+            // its own, and the next use refreshes it.
+            Some((Ok(view), _))
+                if view
+                    .refresh_token
+                    .as_deref()
+                    .is_some_and(|stored| stored != spent) =>
             {
                 return Ok((view, Outcome::Adopted));
             }
-            Some((doc, _)) => doc,
-            // Unreadable or gone under the write lock: what was read under the refresh lock.
-            None => read_under_lock.clone(),
+            Some((Ok(_), doc)) => doc,
+            // Logged out meanwhile (`/logout` deletes the section): not logged back in.
+            Some((Err(DocumentError::NoOAuthSection), _)) => {
+                return Err(AuthFailure::new(
+                    Cause::OAuthSectionMissing,
+                    "not logged in: the login was removed while it was being refreshed (a logout); run `claude login`",
+                ));
+            }
+            // Unreadable, mistyped or gone under the write lock: what was read under the
+            // refresh lock (a torn file is not a logout).
+            Some((Err(_), _)) | None => read_under_lock.clone(),
         };
         let text = base
             .with_grant(grant, now)
@@ -283,23 +308,59 @@ impl<S: Store, H: Http, C: Clock> Refresher<S, H, C> {
         (rotated && fresh).then_some(now_stored)
     }
 
-    /// The refresh request for `refresh_token`, asking for the recorded scopes (the CLI's list
-    /// when none are recorded), as the CLI asks.
-    fn grant_request(&self, refresh_token: &str, scopes: &[String]) -> GrantRequest {
-        let scope = if scopes.is_empty() {
-            CLI_SCOPES.to_owned()
+    /// The refresh request for `refresh_token` of the login `view`, as the `claude` CLI
+    /// (2.1.332) makes it, and the one to make instead should the endpoint refuse its scopes. A
+    /// first-party login (it records `user:inference` or a subscription type, and no client of
+    /// its own) asks for the CLI's scopes and those of [`KEPT_SCOPES`] it records, and, when it
+    /// records `user:inference`, asks again with its recorded scopes on `invalid_scope`; a login
+    /// of another client (`clientId`) asks, for that client, for the scopes it records (the
+    /// CLI's when none).
+    fn grant_request(
+        &self,
+        refresh_token: &str,
+        view: &OAuthView,
+    ) -> (GrantRequest, Option<GrantRequest>) {
+        let records = |scope: &str| view.scopes.iter().any(|s| s == scope);
+        let first_party = (records("user:inference") || view.subscription_type.is_some())
+            && view.client_id.is_none();
+        let scope = if first_party {
+            let mut asked: Vec<&str> = CLI_SCOPES.to_vec();
+            // In the order the login records them, as the CLI appends them.
+            for kept in view.scopes.iter().map(String::as_str) {
+                if KEPT_SCOPES.contains(&kept) && !asked.contains(&kept) {
+                    asked.push(kept);
+                }
+            }
+            asked.join(" ")
+        } else if view.scopes.is_empty() {
+            CLI_SCOPES.join(" ")
         } else {
-            scopes.join(" ")
+            view.scopes.join(" ")
         };
-        GrantRequest {
+        let client_id = view
+            .client_id
+            .as_deref()
+            .or(self.settings.client_id.as_deref());
+        let request = |scope: &str| GrantRequest {
             url: self.settings.token_url.clone(),
-            body: grant_body(refresh_token, self.settings.client_id.as_deref(), &scope),
+            body: grant_body(refresh_token, client_id, scope),
             user_agent: self.settings.user_agent.clone(),
-        }
+        };
+        let fallback = (first_party && records("user:inference"))
+            .then(|| request(&view.scopes.join(" ")))
+            .filter(|fallback| fallback.body != request(&scope).body);
+        (request(&scope), fallback)
     }
 
-    /// One refresh-token exchange, retrying what may pass, within the timeout.
-    fn exchange(&mut self, request: &GrantRequest) -> Result<Grant, AuthFailure> {
+    /// One refresh-token exchange, retrying what may pass, within the timeout; asked again
+    /// once with `stored_scopes` when the endpoint refuses the scopes (it rotated nothing).
+    fn exchange(
+        &mut self,
+        request: &GrantRequest,
+        stored_scopes: Option<&GrantRequest>,
+    ) -> Result<Grant, AuthFailure> {
+        let mut request = request;
+        let mut stored_scopes = stored_scopes;
         let started = self.clock.elapsed();
         let budget = self.settings.timeout;
         let mut attempt = 0;
@@ -315,6 +376,11 @@ impl<S: Store, H: Http, C: Clock> Refresher<S, H, C> {
             let (why, asked_wait) = match self.http.post_json(request, remaining) {
                 Ok(answer) => match interpret(&answer) {
                     Ok(grant) => return Ok(grant),
+                    Err(Rejection::ScopeRefused { .. }) if stored_scopes.is_some() => {
+                        request = stored_scopes.take().unwrap_or(request);
+                        attempt -= 1;
+                        continue;
+                    }
                     Err(Rejection::Unavailable {
                         status,
                         retry_after,
@@ -366,7 +432,7 @@ impl<S: Store, H: Http, C: Clock> Refresher<S, H, C> {
         let text = self.store.load().map_err(|e| match e {
             StoreError::NotFound => AuthFailure::new(
                 Cause::CredentialsMissing,
-                "no Claude Code credentials are stored; run `claude login` first",
+                "not logged in: no Claude Code credentials are stored; run `claude login`",
             ),
             other => store_failure(&other, "read the credential store"),
         })?;
@@ -399,6 +465,15 @@ pub fn grant_body(refresh_token: &str, client_id: Option<&str>, scope: &str) -> 
 
 fn final_rejection(rejection: Rejection) -> AuthFailure {
     match rejection {
+        // The CLI's reading of this description: the login reached its time limit.
+        Rejection::GrantRejected { detail } if detail.contains("Refresh token expired") => {
+            AuthFailure::new(
+                Cause::GrantRejected,
+                format!(
+                    "the login reached its time limit: the token endpoint rejected the refresh token ({detail}); run `claude login` to sign in again"
+                ),
+            )
+        }
         Rejection::GrantRejected { detail } => AuthFailure::new(
             Cause::GrantRejected,
             format!(
@@ -408,6 +483,10 @@ fn final_rejection(rejection: Rejection) -> AuthFailure {
         Rejection::Refused { detail, .. } => AuthFailure::new(
             Cause::EndpointRefused,
             format!("the token endpoint refused the refresh request ({detail})"),
+        ),
+        Rejection::ScopeRefused { detail } => AuthFailure::new(
+            Cause::EndpointRefused,
+            format!("the token endpoint refused the scopes asked for ({detail})"),
         ),
         Rejection::Invalid { problem } => AuthFailure::new(
             Cause::AnswerInvalid,
@@ -423,7 +502,19 @@ fn unavailable(message: String) -> AuthFailure {
     AuthFailure::new(Cause::EndpointUnavailable, message)
 }
 
-fn logged_out() -> AuthFailure {
+/// The words a logged-out failure starts with when the CLI ended the login at its deadline
+/// (`loginEnded: time_limit`); the host tells that case by them.
+pub const TIME_LIMIT: &str = "not logged in: the login reached its time limit";
+
+fn logged_out(view: &OAuthView) -> AuthFailure {
+    if view.login_ended.as_deref() == Some("time_limit") {
+        return AuthFailure::new(
+            Cause::LoggedOut,
+            format!(
+                "{TIME_LIMIT} (the `claude` CLI ended it when its refresh token expired); run `claude login`"
+            ),
+        );
+    }
     AuthFailure::new(
         Cause::LoggedOut,
         "not logged in: the credential holds no token (the `claude` CLI's logged-out state); run `claude login`",
@@ -441,7 +532,7 @@ fn document_failure(error: &DocumentError) -> AuthFailure {
     match error {
         DocumentError::NoOAuthSection => AuthFailure::new(
             Cause::OAuthSectionMissing,
-            "the credential document has no `claudeAiOauth` section; run `claude login` first",
+            "not logged in: the credential document holds no `claudeAiOauth` login (as `claude auth logout` leaves it); run `claude login`",
         ),
         other => AuthFailure::new(Cause::DocumentInvalid, other.to_string()),
     }

@@ -20,9 +20,12 @@ pub mod document;
 pub mod engine;
 pub mod error_words;
 pub mod failure;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod fuzz_checks;
 pub mod json;
 pub mod ports;
 pub mod scrub;
+pub mod splice;
 pub mod target;
 
 #[cfg(test)]

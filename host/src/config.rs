@@ -153,6 +153,18 @@ impl fmt::Debug for ClaudeCodeOAuthConfig {
     }
 }
 
+impl ClaudeCodeOAuthConfig {
+    /// The configured wall clock's time in Unix milliseconds.
+    pub(crate) fn now_ms(&self) -> i64 {
+        let now = self
+            .clock
+            .as_ref()
+            .map_or_else(SystemTime::now, |clock| clock());
+        now.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+}
+
 impl Default for ClaudeCodeOAuthConfig {
     fn default() -> Self {
         Self {
@@ -348,6 +360,11 @@ mod tests {
         assert_eq!(config.refresh_timeout, Duration::from_secs(30));
         assert_eq!(config.expiry_skew, Duration::from_secs(300));
         assert_eq!(config.user_agent, "axios/1.15.2");
+        // The component sends its own default when a host gives none: the same one.
+        assert_eq!(
+            DEFAULT_USER_AGENT,
+            claude_code_auth_guest::engine::DEFAULT_USER_AGENT
+        );
     }
 
     #[test]

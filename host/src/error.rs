@@ -8,12 +8,15 @@
 //! | [`RefreshRejected`] / [`RefreshRefused`] / [`RefreshHttp`] | The endpoint said `invalid_grant` (the login is spent: log in again) / another 4xx (our request or client is wrong: retrying will not help) / no usable answer at all: unreachable, timed out, 5xx, 429, or a 2xx body that is not a token answer (retry later) |
 //! | [`Io`] / [`NotWritable`] | Any failed read or write / a write that was found impossible *before* the refresh token was spent: nothing was sent, so nothing is lost |
 //! | [`InvalidStorage`] / [`InvalidDocument`] | A typed store's load found no JSON at all / the JSON (or its bytes) is unusable: not UTF-8, too large, duplicate keys, a known field of the wrong type |
-//! | [`CredentialsMissing`] / [`OAuthSectionMissing`] / [`LoggedOut`] / [`RefreshTokenMissing`] | No document / a document without `claudeAiOauth` / the section with empty tokens (the CLI's logged-out shape) / an expired access token with no refresh token beside it |
+//! | [`CredentialsMissing`] / [`OAuthSectionMissing`] / [`LoggedOut`] / [`LoginEnded`] / [`RefreshTokenMissing`] | No document / a document without `claudeAiOauth` (what `claude auth logout` leaves) / the section with empty tokens (the CLI's logged-out shape) / that shape saying the login reached its time limit / an expired access token with no refresh token beside it |
 //! | [`NotRefreshable`] / [`ReadOnly`] | A refresh asked of a long-lived token (it has no refresh token, by design) / a store that takes no writes |
 //! | [`EndpointNotAllowed`] / [`RequestDenied`] / [`Sandbox`] | The configured token URL fails the policy before anything runs / the component asked for something the policy refuses / the component failed to load, trapped, or returned something malformed |
-//! | [`LockTimeout`] / [`TimedOut`] | Another holder kept the refresh lock past the bound (or a lease ran out while held) / a call into the component ran past its bound |
+//! | [`LockTimeout`] / [`LockLost`] / [`TimedOut`] | Another holder kept the refresh lock past the bound / the lock (or lease) was had and lost before the request left — taken over, run out, deleted — so nothing was sent / a call into the component ran past its bound |
 //! | [`StoreUnreachable`] / [`Io`] | A networked store did not answer (retry later) / a local read or write failed |
 //! | [`StoreConflict`] / [`LockTimeout`] | The stored login moved under the caller (load again: a newer one is there) / the lock was never had |
+//! | [`StoreEmpty`] / [`StoreLost`] / [`StoreRolledBack`] | A networked store never held a login (import one) / it held one this machine saw and lost it / it holds an older one than this machine saw |
+//! | [`StoreInvalid`] / [`StoreRefused`] / [`EndpointNotAllowed`] / [`NetworkMisconfigured`] | A store's own configuration is wrong (a malformed URL, a key name, a CA file, a lease too short) / the store's server refused this client / the token endpoint's URL fails the policy / the provider's CA file or proxy URL cannot be used |
+//! | [`Draining`] / [`LockTimeout`] | The provider was told to stop ([`drain`]), so no refresh started and nothing was sent / another holder kept the lock |
 //!
 //! [`RefreshRejected`]: ClaudeCodeAuthError::RefreshRejected
 //! [`RefreshRefused`]: ClaudeCodeAuthError::RefreshRefused
@@ -25,6 +28,7 @@
 //! [`CredentialsMissing`]: ClaudeCodeAuthError::CredentialsMissing
 //! [`OAuthSectionMissing`]: ClaudeCodeAuthError::OAuthSectionMissing
 //! [`LoggedOut`]: ClaudeCodeAuthError::LoggedOut
+//! [`LoginEnded`]: ClaudeCodeAuthError::LoginEnded
 //! [`RefreshTokenMissing`]: ClaudeCodeAuthError::RefreshTokenMissing
 //! [`NotRefreshable`]: ClaudeCodeAuthError::NotRefreshable
 //! [`ReadOnly`]: ClaudeCodeAuthError::ReadOnly
@@ -32,9 +36,18 @@
 //! [`RequestDenied`]: ClaudeCodeAuthError::RequestDenied
 //! [`Sandbox`]: ClaudeCodeAuthError::Sandbox
 //! [`LockTimeout`]: ClaudeCodeAuthError::LockTimeout
+//! [`LockLost`]: ClaudeCodeAuthError::LockLost
+//! [`NetworkMisconfigured`]: ClaudeCodeAuthError::NetworkMisconfigured
 //! [`TimedOut`]: ClaudeCodeAuthError::TimedOut
 //! [`StoreUnreachable`]: ClaudeCodeAuthError::StoreUnreachable
 //! [`StoreConflict`]: ClaudeCodeAuthError::StoreConflict
+//! [`Draining`]: ClaudeCodeAuthError::Draining
+//! [`StoreInvalid`]: ClaudeCodeAuthError::StoreInvalid
+//! [`StoreEmpty`]: ClaudeCodeAuthError::StoreEmpty
+//! [`StoreLost`]: ClaudeCodeAuthError::StoreLost
+//! [`StoreRolledBack`]: ClaudeCodeAuthError::StoreRolledBack
+//! [`StoreRefused`]: ClaudeCodeAuthError::StoreRefused
+//! [`drain`]: crate::ClaudeCodeOAuthProvider::drain
 
 use std::fmt;
 use std::time::Duration;
@@ -48,14 +61,15 @@ use entelix_core::auth::AuthError;
 #[non_exhaustive]
 pub enum ClaudeCodeAuthError {
     /// No credential is stored: the user has not run `claude login`.
-    #[error("no Claude Code credentials at `{path}`; run `claude login` first")]
+    #[error("not logged in: no Claude Code credentials at `{path}`; run `claude login`")]
     CredentialsMissing {
         /// Where the store looked.
         path: String,
     },
-    /// The credential file has no OAuth section.
+    /// The credential document holds no `claudeAiOauth` login: what `claude auth logout`
+    /// (`/logout`) leaves, or a document that never held one.
     #[error(
-        "the credentials at `{path}` have no `claudeAiOauth` section; run `claude login` first"
+        "not logged in: the credentials at `{path}` hold no `claudeAiOauth` login (as `claude auth logout` leaves them); run `claude login`"
     )]
     OAuthSectionMissing {
         /// Where the store looked.
@@ -79,6 +93,15 @@ pub enum ClaudeCodeAuthError {
     /// logout, or after the endpoint rejected its refresh token).
     #[error("not logged in: the credentials at `{path}` hold no token; run `claude login`")]
     LoggedOut {
+        /// Where the store looked.
+        path: String,
+    },
+    /// The `claude` CLI ended the login when it reached its time limit (its refresh token
+    /// expired; the blank it leaves says `"loginEnded":"time_limit"`): a new login is needed.
+    #[error(
+        "not logged in: the login at `{path}` reached its time limit (its refresh token expired); run `claude login`"
+    )]
+    LoginEnded {
         /// Where the store looked.
         path: String,
     },
@@ -156,6 +179,23 @@ pub enum ClaudeCodeAuthError {
         /// How long this process waited.
         waited: Duration,
     },
+    /// The refresh lock (or lease) was lost while held — taken over, run out or deleted — so
+    /// the refresh request was not sent: another refresh may be under way. Retry.
+    #[error("{lock} was lost while held ({why}); nothing was sent")]
+    LockLost {
+        /// The lock or lease, in words (`the refresh lock \`…\``, `the refresh lease of …`).
+        lock: String,
+        /// What happened to it.
+        why: String,
+    },
+    /// A network setting of the provider's — a CA file (`with_extra_ca_certificates`,
+    /// `SSL_CERT_FILE`, `NODE_EXTRA_CA_CERTS`) or a proxy URL (`with_proxy`, `HTTPS_PROXY`) —
+    /// cannot be used, so nothing was sent. Fix the setting: retrying will not help.
+    #[error("the network settings cannot be used: {reason}; nothing was sent")]
+    NetworkMisconfigured {
+        /// What is wrong, naming the setting.
+        reason: String,
+    },
     /// The token endpoint URL is not one the sandbox may reach.
     #[error("the token endpoint `{url}` is not allowed: {reason}")]
     EndpointNotAllowed {
@@ -216,6 +256,64 @@ pub enum ClaudeCodeAuthError {
     StoreEmpty {
         /// Which store, without its password.
         store: String,
+    },
+    /// A networked store (Redis) went back in time: it holds an older generation of the login
+    /// than this machine has seen, or a refresh token this machine presented already (a failover
+    /// to a lagging replica, a restored snapshot, another writer). Nothing was sent; presenting
+    /// that token would revoke the login everywhere.
+    #[error(
+        "the credential store {store} went back in time: it holds generation {found} of the login, and this machine has seen generation {seen}{} (a failover to a replica that lags, a restored snapshot, or another writer); nothing was sent, so nothing is lost. {kept}",
+        if *.spent { ", and the refresh token stored there was presented already" } else { "" }
+    )]
+    StoreRolledBack {
+        /// Which store, without its password.
+        store: String,
+        /// The generation the store holds.
+        found: u64,
+        /// The newest generation this machine has seen.
+        seen: u64,
+        /// Whether the stored refresh token was presented before (by this machine, or as Redis's
+        /// own list of presented tokens says).
+        spent: bool,
+        /// What this machine kept of the newest login, and how to put it back.
+        kept: String,
+    },
+    /// A networked store (Redis) holds no login although this machine saw one there: it lost it
+    /// (an eviction, a flush, a restart without persistence).
+    #[error(
+        "the credential store {store} holds no login, although this machine saw generation {seen} of it there: Redis lost it (evicted, flushed, or restarted without persistence). {kept}"
+    )]
+    StoreLost {
+        /// Which store, without its password.
+        store: String,
+        /// The newest generation this machine saw.
+        seen: u64,
+        /// What this machine kept of the newest login, and how to put it back.
+        kept: String,
+    },
+    /// A credential store is configured wrongly (a malformed URL, a lease no longer than the
+    /// refresh budget, an option it does not take): retrying will not help.
+    #[error("the credential store {store} cannot be used as configured: {reason}")]
+    StoreInvalid {
+        /// Which store, without its password.
+        store: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The provider is stopping ([`crate::ClaudeCodeOAuthProvider::drain`]): no new refresh
+    /// starts, and this one sent nothing.
+    #[error("the provider is stopping: no refresh was started, and nothing was sent")]
+    Draining,
+    /// A broker (`claude-code-auth serve`) could not hand out a token: it said why (its login's
+    /// own failure, with its reaction), or it could not be reached or understood.
+    #[error("the broker at `{socket}`: {message}")]
+    Broker {
+        /// The broker's socket.
+        socket: String,
+        /// What went wrong; never a token.
+        message: String,
+        /// How to react, as the broker said (or `Unreachable` when it did not answer).
+        reaction: Reaction,
     },
     /// The secret a store seals logins with is missing or unusable.
     #[error("the store secret {path} is unusable: {problem}")]
@@ -310,18 +408,23 @@ impl ClaudeCodeAuthError {
     /// How a caller should react to this error.
     pub const fn reaction(&self) -> Reaction {
         match self {
+            Self::Broker { reaction, .. } => *reaction,
             Self::CredentialsMissing { .. }
             | Self::OAuthSectionMissing { .. }
             | Self::HomeUnresolved
-            | Self::StoreEmpty { .. } => Reaction::Missing,
-            Self::RefreshTokenMissing | Self::LoggedOut { .. } | Self::RefreshRejected { .. } => {
-                Reaction::Expired
-            }
+            | Self::StoreEmpty { .. }
+            | Self::StoreLost { .. } => Reaction::Missing,
+            Self::RefreshTokenMissing
+            | Self::LoggedOut { .. }
+            | Self::LoginEnded { .. }
+            | Self::RefreshRejected { .. } => Reaction::Expired,
             Self::RefreshHttp { .. }
             | Self::LockTimeout { .. }
+            | Self::LockLost { .. }
             | Self::TimedOut { .. }
             | Self::StoreUnreachable { .. }
-            | Self::StoreConflict { .. } => Reaction::Unreachable,
+            | Self::StoreConflict { .. }
+            | Self::Draining => Reaction::Unreachable,
             Self::RefreshRefused { .. }
             | Self::InvalidStorage { .. }
             | Self::InvalidDocument { .. }
@@ -333,6 +436,9 @@ impl ClaudeCodeAuthError {
             | Self::RequestDenied { .. }
             | Self::Sandbox { .. }
             | Self::StoreSecret { .. }
+            | Self::StoreInvalid { .. }
+            | Self::NetworkMisconfigured { .. }
+            | Self::StoreRolledBack { .. }
             | Self::StoreRefused { .. } => Reaction::Refused,
         }
     }
@@ -380,6 +486,10 @@ mod tests {
                 "expired",
             ),
             (
+                ClaudeCodeAuthError::LoginEnded { path: "p".into() },
+                "expired",
+            ),
+            (
                 ClaudeCodeAuthError::RefreshRejected {
                     message: "m".into(),
                 },
@@ -403,6 +513,32 @@ mod tests {
                     after: Duration::from_secs(1),
                 },
                 "unreachable",
+            ),
+            (ClaudeCodeAuthError::Draining, "unreachable"),
+            (
+                ClaudeCodeAuthError::StoreInvalid {
+                    store: "s".into(),
+                    reason: "r".into(),
+                },
+                "refused",
+            ),
+            (
+                ClaudeCodeAuthError::StoreRolledBack {
+                    store: "s".into(),
+                    found: 1,
+                    seen: 2,
+                    spent: false,
+                    kept: "k".into(),
+                },
+                "refused",
+            ),
+            (
+                ClaudeCodeAuthError::StoreLost {
+                    store: "s".into(),
+                    seen: 2,
+                    kept: "k".into(),
+                },
+                "missing",
             ),
             (
                 ClaudeCodeAuthError::RefreshRefused {

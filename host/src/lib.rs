@@ -1,7 +1,8 @@
 //! # entelix-auth-claude-code
 //!
 //! Drive the entelix agent SDK with the Claude.ai subscription credential the `claude` CLI
-//! already keeps (`~/.claude/.credentials.json`, or under `$CLAUDE_CONFIG_DIR`), instead of an
+//! already keeps (`~/.claude/.credentials.json`, or under `$CLAUDE_CONFIG_DIR`, or the macOS
+//! keychain; [`ClaudeCliLogin`] finds it as the CLI does), instead of an
 //! API key. The access token is refreshed with the OAuth2 `refresh_token` grant before it expires
 //! and written back, so the CLI and this crate share one state.
 //!
@@ -12,13 +13,13 @@
 //!
 //! ```no_run
 //! use entelix_auth_claude_code::{
-//!     CLAUDE_CODE_BETA, ClaudeCodeOAuthProvider, FileCredentialStore, OAUTH_BETA,
+//!     CLAUDE_CODE_BETA, ClaudeCliLogin, ClaudeCodeOAuthProvider, OAUTH_BETA,
 //! };
 //! use entelix_core::ir::{AnthropicExt, ProviderExtensions};
 //!
 //! # fn main() -> Result<(), entelix_auth_claude_code::ClaudeCodeAuthError> {
-//! let store = FileCredentialStore::with_path(FileCredentialStore::default_claude_path()?);
-//! let provider = ClaudeCodeOAuthProvider::new(store);
+//! // The login the `claude` CLI would use: its token variable, the macOS keychain, or the file.
+//! let provider = ClaudeCodeOAuthProvider::new(ClaudeCliLogin::find()?.into_store());
 //! // The provider supplies `Authorization`; requests also need both betas:
 //! let extensions = ProviderExtensions::default()
 //!     .with_anthropic(AnthropicExt::default().with_betas([CLAUDE_CODE_BETA, OAUTH_BETA]));
@@ -27,15 +28,17 @@
 //! # }
 //! ```
 //!
-//! Layout: [`ClaudeCodeOAuthProvider`] over a [`CredentialStore`] ([`FileCredentialStore`] by
-//! default, [`MemoryCredentialStore`], or your own), configured by [`ClaudeCodeOAuthConfig`].
+//! Layout: [`ClaudeCodeOAuthProvider`] over a [`CredentialStore`] ([`ClaudeCliLogin`]'s,
+//! [`FileCredentialStore`], [`KeychainCredentialStore`], [`MemoryCredentialStore`], or your own), configured by [`ClaudeCodeOAuthConfig`].
 //! The `claude-code-auth` command line (crate `claude-code-auth`) is built on the same pieces.
 
 // Unit tests panic to report failure.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod broker;
 mod config;
 mod credential;
+mod drain;
 mod error;
 mod files;
 mod header_cache;
@@ -44,9 +47,13 @@ mod provider;
 mod sandbox;
 mod secret;
 mod status;
+mod stop;
 mod store;
+mod time;
+mod tls;
 mod transport;
 
+pub use broker::{BrokerClient, BrokerProvider, BrokerToken};
 pub use config::{
     CLAUDE_CODE_BETA, CLAUDE_CODE_CLIENT_ID, ClaudeCodeOAuthConfig, DEFAULT_BETWEEN_BYTES_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_EXPIRY_SKEW, DEFAULT_FIRST_BYTE_TIMEOUT, DEFAULT_FUEL,
@@ -60,10 +67,11 @@ pub use sandbox::{CACHE_DIR_ENV, COMPONENT_WASM, ProviderComponent};
 pub use secret::SecretToken;
 pub use status::{LOGIN_WARNING, RefreshMode, RefreshOutcome, RefreshReport, TokenStatus};
 pub use store::{
-    CommandOutput, CommandRunner, CredentialStore, EnvTokenStore, FileCredentialStore, Fingerprint,
-    KEYCHAIN_SERVICE, KeychainCredentialStore, MemoryCredentialStore, OAUTH_TOKEN_ENV, RefreshLock,
-    Release, STATE_DIR_ENV, SendCheck, SystemRunner, keychain_service_name,
+    CONFIG_DIR_ENV, ClaudeCliLogin, ClaudeCliSource, CommandOutput, CommandRunner, CredentialStore,
+    EnvTokenStore, FileCredentialStore, Fingerprint, KEYCHAIN_SERVICE, KeychainCredentialStore,
+    MemoryCredentialStore, OAUTH_TOKEN_ENV, RefreshLock, Release, SECURE_STORAGE_DIR_ENV,
+    STATE_DIR_ENV, SendCheck, SystemRunner, keychain_service_name,
 };
 #[cfg(feature = "redis")]
 pub use store::{DEFAULT_STORE_KEY, RedisCredentialStore, RedisStoreBuilder, STORE_SECRET_LEN};
-pub use transport::RefreshOnUnauthorized;
+pub use transport::{AuthorizationSource, RefreshOnUnauthorized};

@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use entelix_core::auth::{CredentialProvider, Credentials};
@@ -55,6 +54,7 @@ impl ClaudeCodeOAuthProvider {
                 credentials: Arc::new(store),
                 local_lock: Arc::new(LocalLock::default()),
                 config,
+                drain: Arc::default(),
             }),
             headers: Arc::default(),
             component: None,
@@ -109,7 +109,7 @@ impl ClaudeCodeOAuthProvider {
         let component = self.component().await?;
         let before = self.ctx.credentials.current_fingerprint().await;
         if let Some(fingerprint) = before {
-            let now = now_ms(&self.ctx.config);
+            let now = self.ctx.config.now_ms();
             if let Some(hit) = self.headers.get(fingerprint, component.id(), now) {
                 return Ok(hit);
             }
@@ -152,22 +152,38 @@ impl ClaudeCodeOAuthProvider {
         self.component().await?.status(&self.ctx).await
     }
 
+    /// Stop this provider — and its clones — from starting refreshes, and wait until none of
+    /// its refreshes is in flight: sent, with its answer not yet kept. Call it before the process
+    /// exits (on `SIGTERM`, say): a refresh token is single-use, and a process that exits while
+    /// the answer to its refresh is on its way throws the only live login away.
+    ///
+    /// From the call on (not only once awaited): a wait for the refresh lock ends at once,
+    /// giving back anything taken, a refresh request not sent yet is not sent, and calls that
+    /// need a refresh fail with [`ClaudeCodeAuthError::Draining`] — or, while the stored token is
+    /// still valid, are answered with it. A header that needs no refresh is served as before.
+    /// A refresh already in flight goes on: its answer is kept and its locks are released, then
+    /// the returned future resolves (within the refresh timeout, plus the write). There is no way
+    /// back: a drained provider stays drained.
+    ///
+    /// ```no_run
+    /// # async fn run(provider: entelix_auth_claude_code::ClaudeCodeOAuthProvider) {
+    /// tokio::signal::ctrl_c().await.ok();
+    /// provider.drain().await;
+    /// std::process::exit(130);
+    /// # }
+    /// ```
+    pub fn drain(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let drain = self.ctx.drain.clone();
+        drain.start();
+        async move { drain.idle().await }
+    }
+
     /// Refresh when the token expires within the skew ([`RefreshMode::IfNeeded`]), or whatever
     /// its expiry ([`RefreshMode::Force`], unless another process refreshed while this one
     /// waited for the lock).
     pub async fn refresh(&self, mode: RefreshMode) -> ClaudeCodeAuthResult<RefreshReport> {
         self.component().await?.refresh(&self.ctx, mode).await
     }
-}
-
-/// The current time on the configured clock, in Unix milliseconds.
-fn now_ms(config: &ClaudeCodeOAuthConfig) -> i64 {
-    let now = config
-        .clock
-        .as_ref()
-        .map_or_else(SystemTime::now, |clock| clock());
-    now.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[async_trait]

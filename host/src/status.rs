@@ -5,7 +5,8 @@ use chrono::{DateTime, TimeZone, Utc};
 
 /// What is known about the stored credential. Never carries a token. The default knows nothing:
 /// not logged in, no expiry, no refresh token.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 #[non_exhaustive]
 pub struct TokenStatus {
     /// The credential holds a token. `false` is the `claude` CLI's logged-out shape (tokens

@@ -8,6 +8,9 @@ use entelix_core::ExecutionContext;
 use entelix_core::codecs::EncodedRequest;
 use entelix_core::transports::{Transport, TransportResponse, TransportStream};
 
+use secrecy::SecretString;
+
+use crate::error::ClaudeCodeAuthResult;
 use crate::provider::ClaudeCodeOAuthProvider;
 
 /// HTTP status of a request whose credential was refused.
@@ -19,11 +22,10 @@ const UNAUTHORIZED: u16 = 401;
 /// ```no_run
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::sync::Arc;
-/// use entelix_auth_claude_code::{ClaudeCodeOAuthProvider, FileCredentialStore, RefreshOnUnauthorized};
+/// use entelix_auth_claude_code::{ClaudeCliLogin, ClaudeCodeOAuthProvider, RefreshOnUnauthorized};
 /// use entelix_core::transports::DirectTransport;
 ///
-/// let store = FileCredentialStore::with_path(FileCredentialStore::default_claude_path()?);
-/// let provider = ClaudeCodeOAuthProvider::new(store);
+/// let provider = ClaudeCodeOAuthProvider::new(ClaudeCliLogin::find()?.into_store());
 /// let direct = DirectTransport::anthropic(Arc::new(provider.clone()))?;
 /// let transport = RefreshOnUnauthorized::new(direct, provider);
 /// # let _ = transport;
@@ -33,15 +35,48 @@ const UNAUTHORIZED: u16 = 401;
 ///
 /// A second 401 is returned as it is: the request itself is refused (a missing beta, say), and
 /// refreshing again would not help.
+///
+/// `provider` is anything that gives out `Authorization` values and can replace a rejected
+/// one ([`AuthorizationSource`]): a [`ClaudeCodeOAuthProvider`], or a [`crate::BrokerProvider`]
+/// inside a sandbox.
 #[derive(Debug)]
-pub struct RefreshOnUnauthorized<T> {
+pub struct RefreshOnUnauthorized<T, P = ClaudeCodeOAuthProvider> {
     inner: T,
-    provider: ClaudeCodeOAuthProvider,
+    provider: P,
 }
 
-impl<T> RefreshOnUnauthorized<T> {
+/// What [`RefreshOnUnauthorized`] needs of a provider: the `Authorization` value to send, and a
+/// way to replace one the API refused.
+#[async_trait]
+pub trait AuthorizationSource: Send + Sync {
+    /// The `Authorization` value to send now.
+    async fn authorization(&self) -> ClaudeCodeAuthResult<SecretString>;
+
+    /// Replace `rejected` (a value this source gave out, which a 401 refused), unless it was
+    /// replaced already.
+    async fn replace_rejected_authorization(
+        &self,
+        rejected: &SecretString,
+    ) -> ClaudeCodeAuthResult<()>;
+}
+
+#[async_trait]
+impl AuthorizationSource for ClaudeCodeOAuthProvider {
+    async fn authorization(&self) -> ClaudeCodeAuthResult<SecretString> {
+        self.header_value().await
+    }
+
+    async fn replace_rejected_authorization(
+        &self,
+        rejected: &SecretString,
+    ) -> ClaudeCodeAuthResult<()> {
+        self.replace_rejected(rejected).await.map(|_| ())
+    }
+}
+
+impl<T, P> RefreshOnUnauthorized<T, P> {
     /// Wrap `inner`, which sends with `provider`'s credentials.
-    pub const fn new(inner: T, provider: ClaudeCodeOAuthProvider) -> Self {
+    pub const fn new(inner: T, provider: P) -> Self {
         Self { inner, provider }
     }
 
@@ -52,7 +87,7 @@ impl<T> RefreshOnUnauthorized<T> {
 }
 
 #[async_trait]
-impl<T: Transport> Transport for RefreshOnUnauthorized<T> {
+impl<T: Transport, P: AuthorizationSource + 'static> Transport for RefreshOnUnauthorized<T, P> {
     fn name(&self) -> &'static str {
         self.inner.name()
     }
@@ -62,12 +97,12 @@ impl<T: Transport> Transport for RefreshOnUnauthorized<T> {
         request: EncodedRequest,
         ctx: &ExecutionContext,
     ) -> entelix_core::Result<TransportResponse> {
-        let used = self.provider.header_value().await?;
+        let used = self.provider.authorization().await?;
         let response = self.inner.send(request.clone(), ctx).await?;
         if response.status != UNAUTHORIZED {
             return Ok(response);
         }
-        self.provider.replace_rejected(&used).await?;
+        self.provider.replace_rejected_authorization(&used).await?;
         self.inner.send(request, ctx).await
     }
 
@@ -76,13 +111,13 @@ impl<T: Transport> Transport for RefreshOnUnauthorized<T> {
         request: EncodedRequest,
         ctx: &ExecutionContext,
     ) -> entelix_core::Result<TransportStream> {
-        let used = self.provider.header_value().await?;
+        let used = self.provider.authorization().await?;
         let stream = self.inner.send_streaming(request.clone(), ctx).await?;
         if stream.status != UNAUTHORIZED {
             return Ok(stream);
         }
         drop(stream);
-        self.provider.replace_rejected(&used).await?;
+        self.provider.replace_rejected_authorization(&used).await?;
         self.inner.send_streaming(request, ctx).await
     }
 }

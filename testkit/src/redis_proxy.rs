@@ -1,11 +1,12 @@
-//! A loopback TCP proxy in front of a Redis server that can freeze a client right after it took
-//! a lease: it forwards the client's commands one by one and, once armed, stops forwarding after
-//! the first `SET … NX` (the lease taken), holding the rest until released. The client then holds
-//! the lease and waits on its next command: before any refresh request could leave. A test can
-//! kill it or stop it there, deterministically.
+//! A loopback TCP proxy in front of a Redis server that can freeze a client right after a chosen
+//! command: it forwards the client's commands one by one and, once armed, stops forwarding after
+//! the first one that matches — a `SET … NX` (the lease taken: before any refresh request could
+//! leave), or any command holding given words (the answer kept: after the endpoint answered,
+//! before the login is written) — holding the rest until released. A test can kill the client or
+//! stop it there, deterministically.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -20,7 +21,9 @@ pub struct RedisProxy {
 
 #[derive(Default)]
 struct Shared {
-    armed: AtomicBool,
+    /// The words (upper-cased) a command must hold for the hold to start after it, and how many
+    /// such commands are let through before that.
+    armed: Mutex<Option<(Vec<Vec<u8>>, usize)>>,
     holding: AtomicBool,
     held: Notify,
     released: Notify,
@@ -53,7 +56,21 @@ impl RedisProxy {
 
     /// Hold every client's commands after the next `SET … NX` that passes.
     pub fn hold_after_next_lease(&self) {
-        self.shared.armed.store(true, Ordering::SeqCst);
+        self.hold_after_nth_with(1, &["\r\nSET", "\r\nNX\r\n"]);
+    }
+
+    /// Hold every client's commands after the `nth` one (from 1) whose RESP bytes hold each of
+    /// `words` (compared without case).
+    pub fn hold_after_nth_with(&self, nth: usize, words: &[&str]) {
+        let words = words
+            .iter()
+            .map(|w| w.as_bytes().to_ascii_uppercase())
+            .collect();
+        *self
+            .shared
+            .armed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((words, nth.saturating_sub(1)));
     }
 
     /// Wait until a client has taken a lease and its later commands are held.
@@ -100,7 +117,7 @@ async fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) -> std
             }
             let command: Vec<u8> = pending.drain(..end).collect();
             server_write.write_all(&command).await?;
-            if is_lease(&command) && shared.armed.swap(false, Ordering::SeqCst) {
+            if shared.matches(&command) {
                 shared.holding.store(true, Ordering::SeqCst);
                 shared.held.notify_waiters();
             }
@@ -140,15 +157,36 @@ fn number_line(buffer: &[u8], at: usize, mark: u8) -> Option<(i64, usize)> {
     Some((number, end + 2))
 }
 
-/// Whether `command` is a `SET … NX` (the lease).
-fn is_lease(command: &[u8]) -> bool {
+impl Shared {
+    /// Whether the hold starts after `command` (and disarm it if so).
+    fn matches(&self, command: &[u8]) -> bool {
+        let mut armed = self.armed.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some((words, before)) = armed.as_mut() else {
+            return false;
+        };
+        if !holds_all(command, words) {
+            return false;
+        }
+        if *before > 0 {
+            *before -= 1;
+            return false;
+        }
+        *armed = None;
+        true
+    }
+}
+
+/// Whether `command`, upper-cased, holds each of `words` (upper-cased already).
+fn holds_all(command: &[u8], words: &[Vec<u8>]) -> bool {
     let upper = command.to_ascii_uppercase();
-    upper.windows(5).any(|w| w == b"\r\nSET") && upper.windows(6).any(|w| w == b"\r\nNX\r\n")
+    words
+        .iter()
+        .all(|word| upper.windows(word.len()).any(|w| w == word.as_slice()))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{command_end, is_lease};
+    use super::{command_end, holds_all};
 
     #[test]
     fn commands_are_split_where_they_end() {
@@ -157,7 +195,8 @@ mod tests {
         let both = [&set[..], &get[..]].concat();
         assert_eq!(command_end(&both), Some(set.len()));
         assert_eq!(command_end(&both[..set.len() - 1]), None);
-        assert!(is_lease(set));
-        assert!(!is_lease(get));
+        let lease = [b"\r\nSET".to_vec(), b"\r\nNX\r\n".to_vec()];
+        assert!(holds_all(set, &lease));
+        assert!(!holds_all(get, &lease));
     }
 }

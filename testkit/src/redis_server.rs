@@ -13,6 +13,7 @@ pub struct RedisServer {
     port: u16,
     child: Option<Child>,
     tls: Option<Tls>,
+    scratch: tempfile::TempDir,
 }
 
 /// The PEM files of a TLS-only server.
@@ -60,7 +61,14 @@ impl RedisServer {
             port,
             child: None,
             tls: None,
+            scratch: tempfile::tempdir().unwrap_or_else(|e| panic!("no temp dir: {e}")),
         }
+    }
+
+    /// A directory that lives as long as the server: state of the machines using it (their
+    /// high-water marks), so that no test sees another's.
+    pub fn scratch(&self) -> &std::path::Path {
+        self.scratch.path()
     }
 
     /// The port it listens on.
@@ -142,6 +150,9 @@ impl RedisServer {
         };
         let child = command
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            // Whatever it writes (a replica's full sync makes an RDB file) stays in its own dir.
+            .arg("--dir")
+            .arg(self.scratch.path())
             .args(["--daemonize", "no", "--loglevel", "warning"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

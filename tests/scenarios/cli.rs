@@ -1,7 +1,7 @@
 //! The `claude-code-auth` binary as a user runs it: real processes, real files, the real clock,
 //! the loopback token endpoint.
 
-use crate::support::{EXIT_EXPIRED, EXIT_MISSING, EXIT_UNREACHABLE};
+use crate::support::{EXIT_EXPIRED, EXIT_MISSING, EXIT_REFUSED, EXIT_UNREACHABLE};
 use crate::support::{Scenario, cli, text};
 use claude_code_auth_testkit::loopback::TokenEndpoint;
 use serde_json::Value;
@@ -508,4 +508,134 @@ async fn a_hard_linked_credential_is_warned_about() {
     // One name now: no warning.
     let output = run(args("status")).await;
     assert!(text(&output).1.is_empty(), "{}", text(&output).1);
+}
+
+/// A symlinked credential file: ours refreshes through the link (it stays a link), but the
+/// `claude` CLI replaces the link with a regular file at its next write, so `status` warns and
+/// names the target and the way out.
+#[tokio::test]
+async fn a_symlinked_credential_is_warned_about() {
+    let scenario = Scenario::fixture_now("expired");
+    let endpoint = scenario.endpoint().await;
+    let link = scenario.dir().join("linked").join(".credentials.json");
+    std::fs::create_dir(link.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&scenario.path, &link).unwrap();
+    let link_arg = link.to_str().unwrap();
+    let output = cli(
+        scenario.dir(),
+        &[
+            "status",
+            "--credentials",
+            link_arg,
+            "--token-url",
+            &endpoint.url(),
+        ],
+    )
+    .await;
+    let (_, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("is a symlink to")
+            && stderr.contains("replaces the link with a file")
+            && stderr.contains("CLAUDE_CONFIG_DIR"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(scenario.path.file_name().unwrap().to_str().unwrap()));
+    // The file itself: no warning.
+    let output = cli(
+        scenario.dir(),
+        &[
+            "status",
+            "--credentials",
+            scenario.path.to_str().unwrap(),
+            "--token-url",
+            &endpoint.url(),
+        ],
+    )
+    .await;
+    assert!(text(&output).1.is_empty(), "{}", text(&output).1);
+}
+
+/// A mistyped store URL is refused as one — never taken for a file path (which would write the
+/// login, in clear, to a file named after the URL, password and all) — and no message shows its
+/// user, password or query; a Redis store's option given with a file store is refused, not
+/// ignored.
+#[tokio::test]
+async fn a_mistyped_store_url_is_refused_and_never_shown() {
+    let login = Scenario::fixture_now("expired");
+    let cwd = tempfile::tempdir().unwrap();
+    let file = login.path.to_str().unwrap();
+    for store in [
+        "redis:/fleet:PASSWORD@127.0.0.1:6380/0",
+        "redis//fleet:PASSWORD@127.0.0.1:6380/0",
+        "redis+unix:///tmp/redis.sock?pass=PASSWORD",
+        "redis+sentinel://fleet:PASSWORD@127.0.0.1/master",
+        "redis://fleet:PASSWORD@127.0.0.1:not-a-port/0",
+    ] {
+        let mut command = crate::support::cli_command(cwd.path());
+        command
+            .current_dir(cwd.path())
+            .args(["--store", store, "import", file]);
+        let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap();
+        let (stdout, stderr) = text(&output);
+        assert_eq!(
+            output.status.code(),
+            Some(EXIT_REFUSED),
+            "{store}: {stderr}"
+        );
+        assert!(
+            !format!("{stdout}{stderr}").contains("PASSWORD"),
+            "{store}: {stderr}"
+        );
+        assert!(!stderr.contains("token endpoint"), "{store}: {stderr}");
+        let written: Vec<_> = std::fs::read_dir(cwd.path()).unwrap().collect();
+        assert!(written.is_empty(), "{store}: wrote {written:?}");
+    }
+    for option in [
+        vec!["--store-secret-file", "/nonexistent/store.key"],
+        vec!["--store-key", "fleet"],
+        vec!["--store-plaintext"],
+        vec!["--store-ca-file", "/nonexistent/ca.pem"],
+    ] {
+        let mut args = vec!["status", "--credentials", file];
+        args.extend(&option);
+        let output = cli(login.dir(), &args).await;
+        let (_, stderr) = text(&output);
+        assert_eq!(
+            output.status.code(),
+            Some(EXIT_REFUSED),
+            "{option:?}: {stderr}"
+        );
+        assert!(stderr.contains(option[0]), "{option:?}: {stderr}");
+    }
+}
+
+/// `import` of a login that has expired and holds no refresh token fails (exit 4: log in
+/// again) instead of storing a login nobody can use.
+#[tokio::test]
+async fn import_refuses_a_login_that_cannot_be_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let incoming = dir.path().join("incoming.json");
+    std::fs::write(
+        &incoming,
+        r#"{"claudeAiOauth":{"accessToken":"sk-ant-oat01-old","expiresAt":1000,"scopes":[]}}"#,
+    )
+    .unwrap();
+    let store = dir.path().join("store.json");
+    let output = cli(
+        dir.path(),
+        &[
+            "--store",
+            store.to_str().unwrap(),
+            "import",
+            incoming.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(EXIT_EXPIRED), "{stderr}");
+    assert!(stderr.contains("no refresh token"), "{stderr}");
+    assert!(!store.exists(), "nothing may be written");
 }

@@ -27,7 +27,7 @@ use secrecy::ExposeSecret;
 use serde_json::Value;
 
 /// The fault shim, compiled once per run.
-fn shim() -> PathBuf {
+pub(crate) fn shim() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
@@ -585,8 +585,11 @@ async fn a_lock_lost_before_the_request_spends_nothing() {
         ClaudeCodeOAuthConfig::new().with_token_url(endpoint.url()),
     );
     let error = provider.header_value().await.unwrap_err();
+    // Said as what happened: lost while held, not a wait that timed out.
     assert!(
-        error.to_string().contains("taken over by another process"),
+        matches!(error, ClaudeCodeAuthError::LockLost { .. })
+            && error.to_string().contains("taken over by another process")
+            && !error.to_string().contains("timed out"),
         "{error}"
     );
     assert!(endpoint.requests().is_empty(), "nothing may be spent");

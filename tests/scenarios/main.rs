@@ -11,14 +11,18 @@
 mod support;
 
 mod api_compat;
+mod broker;
 mod claude_cli;
 mod cli;
 mod entelix_transport;
 mod faults;
 mod hostile_guests;
 mod hostile_inputs;
+mod lock_owners;
 mod permissions;
 mod processes;
 mod redis_store;
 mod refresh;
+mod rescue;
 mod secrets;
+mod stopping;

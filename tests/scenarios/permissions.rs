@@ -11,9 +11,9 @@ use crate::support::{Scenario, text};
 use claude_code_auth_testkit::loopback::TokenEndpoint;
 
 /// `nobody` on Debian-like systems.
-const UNPRIVILEGED: u32 = 65534;
+pub(crate) const UNPRIVILEGED: u32 = 65534;
 
-fn running_as_root() -> bool {
+pub(crate) fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .unwrap()
         .lines()
@@ -23,7 +23,7 @@ fn running_as_root() -> bool {
 }
 
 /// The CLI as a user whom permissions apply to.
-fn unprivileged_cli(home: &Path, args: &[&str]) -> Command {
+pub(crate) fn unprivileged_cli(home: &Path, args: &[&str]) -> Command {
     let cli = crate::support::cli_binary();
     let mut command = if running_as_root() {
         let mut c = Command::new("setpriv");

@@ -295,12 +295,12 @@ fn set_mtime(path: &Path, at: SystemTime) {
 #[tokio::test]
 async fn stale_locks_are_taken_over_at_once_and_future_dated_ones_once_left_untouched() {
     let now = SystemTime::now();
-    // (which lock, its mtime, taken within): a lock dated in the future is watched for a touch
-    // interval first (`the_clock_stepping_back_does_not_make_a_live_lock_stale`); still well
-    // before the 10 s a live lock is waited for.
+    // (which lock, its mtime, taken within): both are stale after 60 s, as for the CLI 2.1.332;
+    // a lock dated in the future is watched for a touch interval first
+    // (`the_clock_stepping_back_does_not_make_a_live_lock_stale`).
     let cases = [
         (0, now - Duration::from_secs(61), Duration::from_secs(3)),
-        (1, now - Duration::from_secs(11), Duration::from_secs(3)),
+        (1, now - Duration::from_secs(61), Duration::from_secs(3)),
         (0, now + Duration::from_secs(3600), Duration::from_secs(9)),
         (1, now + Duration::from_secs(86_400), Duration::from_secs(9)),
     ];
@@ -560,4 +560,41 @@ async fn the_clock_stepping_back_does_not_make_a_live_lock_stale() {
         "waited only {waited:?}"
     );
     assert_eq!(endpoint.grants_served(), 1);
+}
+
+/// `import --force` of another login into the credential file while a refresh of it is under
+/// way (its answer on the way): the import waits for the refresh lock, lands after the refresh's
+/// write, and stays — the refresh never puts the old login's rotation back over it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_during_a_refresh_lands_after_it_and_stays() {
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    endpoint.set_latency(Duration::from_millis(1000)..Duration::from_millis(1001));
+    let scenario = expired_login(&endpoint);
+    let refreshing =
+        crate::support::spawn_cli(&scenario.path, &endpoint.url(), &["refresh", "--force"]);
+    while endpoint.requests().is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let other = expired_login(&endpoint);
+    let store = scenario.path.to_str().unwrap().to_owned();
+    let import = cli(
+        scenario.dir(),
+        &[
+            "--store",
+            &store,
+            "import",
+            other.path.to_str().unwrap(),
+            "--force",
+        ],
+    )
+    .await;
+    assert!(import.status.success(), "{:?}", text(&import));
+    let refreshed = crate::support::finish(refreshing).await;
+    assert!(refreshed.status.success(), "{:?}", text(&refreshed));
+    assert_eq!(
+        scenario.oauth("refreshToken"),
+        other.oauth("refreshToken"),
+        "the refresh wrote its rotation over the import"
+    );
+    assert_eq!(endpoint.revoked_families(), 0);
 }

@@ -93,7 +93,8 @@ async fn expired_token_is_refreshed_and_written_back_with_every_other_key() {
             .is_none_or(|ua| !ua.starts_with("claude-cli/"))
     );
     // The `claude` CLI's request: a body of fixed length, never chunked, its fields in the
-    // CLI's order, the recorded scopes asked for, JSON accepted back.
+    // CLI's order, JSON accepted back; for this first-party login (it records `user:inference`)
+    // the six scopes the CLI 2.1.332 asks for, whatever is recorded (seen on its wire).
     assert_eq!(request.header("transfer-encoding"), None);
     assert_eq!(
         request.header("content-length"),
@@ -101,13 +102,7 @@ async fn expired_token_is_refreshed_and_written_back_with_every_other_key() {
     );
     assert_eq!(request.header("accept"), Some("application/json"));
     assert_eq!(request.header("user-agent"), Some(DEFAULT_USER_AGENT));
-    let scope = before["claudeAiOauth"]["scopes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let scope = "user:profile user:inference user:sessions:claude_code user:mcp_servers user:file_upload user:plugins";
     assert_eq!(
         String::from_utf8(request.body.clone()).unwrap(),
         json!({
@@ -681,5 +676,168 @@ async fn an_https_endpoint_that_does_not_speak_tls_fails_cleanly() {
         "{error}"
     );
     assert_eq!(reaction(&error), "unreachable");
+    assert_eq!(endpoint.grants_served(), 0);
+}
+
+/// The six scopes the `claude` CLI 2.1.332 asks for when it refreshes a first-party login.
+const CLI_SCOPES: &str = "user:profile user:inference user:sessions:claude_code user:mcp_servers user:file_upload user:plugins";
+
+/// The request's `scope`.
+fn scope_of(request: &claude_code_auth_testkit::loopback::Request) -> String {
+    let body: Value = serde_json::from_slice(&request.body).unwrap();
+    body["scope"].as_str().unwrap_or_default().to_owned()
+}
+
+/// A service that does not grant one of the CLI's scopes to this login answers
+/// `invalid_scope` and rotates nothing; as the CLI does, ours asks once more with the scopes the
+/// login records, and the one grant it gets is kept.
+#[tokio::test]
+async fn a_refused_scope_is_asked_again_with_the_recorded_scopes() {
+    let scenario = Scenario::fixture("expired");
+    let endpoint = scenario.endpoint().await;
+    endpoint.refuse_scope("user:plugins");
+    let before = scenario.json();
+    let creds = provider(&scenario, config(&endpoint))
+        .resolve()
+        .await
+        .unwrap();
+    let scopes: Vec<String> = endpoint.requests().iter().map(scope_of).collect();
+    assert_eq!(scopes, [CLI_SCOPES, "user:inference user:profile"]);
+    assert_eq!(endpoint.grants_served(), 1);
+    let access = scenario.oauth("accessToken");
+    assert_eq!(
+        creds.header_value.expose_secret(),
+        format!("Bearer {access}")
+    );
+    assert!(endpoint.refresh_token_is_live(&scenario.oauth("refreshToken")));
+    assert_eq!(
+        without_token_fields(scenario.json()),
+        without_token_fields(before)
+    );
+
+    // Refused whatever is asked: one more request, no more, and nothing written.
+    let scenario = Scenario::fixture("expired");
+    let endpoint = scenario.endpoint().await;
+    endpoint.refuse_scope("user:inference");
+    let before = scenario.bytes();
+    let error = failing(&scenario, config(&endpoint)).await;
+    assert!(
+        matches!(error, ClaudeCodeAuthError::RefreshRefused { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("invalid_scope"), "{error}");
+    assert_eq!(endpoint.requests().len(), 2);
+    assert_eq!(scenario.bytes(), before);
+}
+
+/// The login's deadline as the CLI keeps it across a refresh: brought forward when the answer
+/// says the login has less time left, never pushed back, never added where none is recorded.
+#[tokio::test]
+async fn the_login_deadline_is_only_ever_brought_forward() {
+    // The fixture records 1930000000000 (NOW + 30 000 000 s).
+    for (left_s, want) in [
+        (86_400, json!(NOW_MS + 86_400_000)),
+        (90_000_000, json!(1_930_000_000_000_i64)),
+    ] {
+        let scenario = Scenario::fixture("expired");
+        let endpoint = scenario.endpoint().await;
+        endpoint.reshape_next_grant(move |answer| {
+            answer.insert("refresh_token_expires_in".into(), left_s.into());
+        });
+        provider(&scenario, config(&endpoint))
+            .resolve()
+            .await
+            .unwrap();
+        assert_eq!(
+            scenario.json()["claudeAiOauth"]["refreshTokenExpiresAt"],
+            want,
+            "{left_s}"
+        );
+    }
+    let scenario = Scenario::fixture("expired");
+    let mut doc = scenario.json();
+    doc["claudeAiOauth"]
+        .as_object_mut()
+        .unwrap()
+        .remove("refreshTokenExpiresAt");
+    std::fs::write(&scenario.path, doc.to_string()).unwrap();
+    let endpoint = scenario.endpoint().await;
+    endpoint.reshape_next_grant(|answer| {
+        answer.insert("refresh_token_expires_in".into(), 86_400.into());
+    });
+    provider(&scenario, config(&endpoint))
+        .resolve()
+        .await
+        .unwrap();
+    assert_eq!(
+        scenario.json()["claudeAiOauth"].get("refreshTokenExpiresAt"),
+        None
+    );
+}
+
+/// The CLI's blank of a login that reached its time limit says so; a document whose login
+/// `claude auth logout` deleted is "not logged in" too. Nothing is sent or written.
+#[tokio::test]
+async fn a_login_ended_at_its_time_limit_and_a_logged_out_document_say_so() {
+    let scenario = Scenario::fixture("logged-out");
+    let mut doc = scenario.json();
+    doc["claudeAiOauth"]["loginEnded"] = "time_limit".into();
+    std::fs::write(&scenario.path, doc.to_string()).unwrap();
+    let endpoint = scenario.endpoint().await;
+    let before = scenario.bytes();
+    let error = failing(&scenario, config(&endpoint)).await;
+    assert!(
+        matches!(error, ClaudeCodeAuthError::LoginEnded { .. }),
+        "{error}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("reached its time limit") && message.contains("claude login"),
+        "{message}"
+    );
+    assert_eq!(reaction(&error), "expired");
+    assert_eq!(scenario.bytes(), before);
+
+    // What `claude auth logout` leaves: the login gone, other keys kept.
+    let scenario = Scenario::fixture("expired");
+    let mut doc = scenario.json();
+    doc.as_object_mut().unwrap().remove("claudeAiOauth");
+    std::fs::write(&scenario.path, doc.to_string()).unwrap();
+    let error = failing(&scenario, config(&endpoint)).await;
+    assert!(
+        matches!(error, ClaudeCodeAuthError::OAuthSectionMissing { .. }),
+        "{error}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.starts_with("not logged in") && message.contains("run `claude login`"),
+        "{message}"
+    );
+    assert!(endpoint.requests().is_empty());
+}
+
+/// A CA file that holds no certificate, or none at all, is said as a setting that cannot be
+/// used — naming the file — not as the token endpoint's refusal; nothing is sent or written.
+#[tokio::test]
+async fn an_unusable_ca_file_is_said_as_a_setting() {
+    let scenario = Scenario::fixture("expired");
+    let endpoint = scenario.endpoint().await;
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage-ca.pem");
+    std::fs::write(&garbage, "not a certificate").unwrap();
+    let https = endpoint.url().replacen("http://", "https://", 1);
+    for file in [garbage, dir.path().join("missing-ca.pem")] {
+        let config = config(&endpoint)
+            .with_token_url(&https)
+            .with_extra_ca_certificates(&file);
+        let error = failing(&scenario, config).await;
+        let name = file.file_name().unwrap().to_str().unwrap();
+        assert!(
+            matches!(error, ClaudeCodeAuthError::NetworkMisconfigured { .. })
+                && error.to_string().contains(name),
+            "{error}"
+        );
+        assert_eq!(reaction(&error), "refused");
+    }
     assert_eq!(endpoint.grants_served(), 0);
 }

@@ -128,7 +128,7 @@ fn refresh_sends_the_grant_and_writes_back_everything() {
     assert_eq!(view.refresh_token.as_deref(), Some("rt-2"));
     let (request, timeout) = &r.http.requests[0];
     assert_eq!(request.url, URL);
-    assert_eq!(request.body, body("rt-1", "user:inference"));
+    assert_eq!(request.body, body("rt-1", &CLI_SCOPES.join(" ")));
     assert_eq!(request.user_agent, DEFAULT_USER_AGENT);
     assert_eq!(*timeout, Duration::from_secs(30));
     assert_eq!(r.store.locks, 1);
@@ -151,7 +151,10 @@ fn no_client_id_leaves_the_field_out() {
     r.ensure(Mode::IfNeeded).unwrap();
     assert_eq!(
         r.http.requests[0].0.body,
-        r#"{"grant_type":"refresh_token","refresh_token":"rt-1","scope":"user:inference"}"#
+        format!(
+            r#"{{"grant_type":"refresh_token","refresh_token":"rt-1","scope":"{}"}}"#,
+            CLI_SCOPES.join(" ")
+        )
     );
 }
 
@@ -195,7 +198,22 @@ fn invalid_grant_is_expired_and_writes_nothing() {
     assert_eq!(err.cause, Cause::GrantRejected);
     assert!(err.message.contains("claude login"), "{}", err.message);
     assert!(err.message.contains("Refresh token not found or invalid"));
+    assert!(!err.message.contains("time limit"), "{}", err.message);
     assert_eq!((r.http.requests.len(), r.store.saved().len()), (1, 0));
+
+    // The description the CLI reads as the login's time limit.
+    let http = FakeHttp::default().answer(
+        400,
+        r#"{"error":"invalid_grant","error_description":"Refresh token expired"}"#,
+    );
+    let mut r = refresher(FakeStore::holding(&expired()), http);
+    let err = r.ensure(Mode::IfNeeded).unwrap_err();
+    assert_eq!(err.cause, Cause::GrantRejected);
+    assert!(
+        err.message.starts_with("the login reached its time limit"),
+        "{}",
+        err.message
+    );
 }
 
 #[test]
@@ -648,7 +666,7 @@ fn the_request_asks_for_the_recorded_scopes_or_the_clis() {
     r.settings.user_agent = "my-agent/1".into();
     r.ensure(Mode::IfNeeded).unwrap();
     let (request, _) = &r.http.requests[0];
-    assert_eq!(request.body, body("rt-1", CLI_SCOPES));
+    assert_eq!(request.body, body("rt-1", &CLI_SCOPES.join(" ")));
     assert_eq!(request.user_agent, "my-agent/1");
     let shown = format!("{request:?}");
     assert!(!shown.contains("rt-1"), "{shown}");
@@ -682,4 +700,203 @@ fn a_huge_retry_after_is_a_wait_beyond_the_budget() {
     let mut r = refresher(FakeStore::holding(&in_skew), http);
     r.clock.tick = Duration::from_millis(700);
     assert_eq!(r.ensure(Mode::IfNeeded).unwrap().1, Outcome::Deferred);
+}
+
+/// The scopes (and client) of the request that refreshes `scopes_and_more` (the rest of the
+/// `claudeAiOauth` section after the tokens).
+fn asked_for(section_rest: &str, http: FakeHttp) -> (Vec<String>, Result<Outcome, AuthFailure>) {
+    let text = format!(
+        r#"{{"claudeAiOauth":{{"accessToken":"at-1","refreshToken":"rt-1","expiresAt":0{section_rest}}}}}"#
+    );
+    let mut r = refresher(FakeStore::holding(&text), http);
+    let outcome = r.ensure(Mode::IfNeeded).map(|(_, outcome)| outcome);
+    let bodies = r
+        .http
+        .requests
+        .iter()
+        .map(|(q, _)| q.body.clone())
+        .collect();
+    (bodies, outcome)
+}
+
+/// The CLI (2.1.332) asks a first-party login for its six scopes plus the project and privacy
+/// scopes the login records (in the login's order); a login of another client for what it
+/// records, for that client.
+#[test]
+fn the_request_asks_for_scopes_as_the_cli_does() {
+    let six = CLI_SCOPES.join(" ");
+    let other = |scope: &str| {
+        format!(
+            r#"{{"grant_type":"refresh_token","refresh_token":"rt-1","client_id":"other-client","scope":"{scope}"}}"#
+        )
+    };
+    let cases = [
+        (
+            r#","scopes":["user:inference","user:profile"]"#,
+            body("rt-1", &six),
+        ),
+        (
+            r#","scopes":["user:profile"],"subscriptionType":"pro""#,
+            body("rt-1", &six),
+        ),
+        (
+            r#","scopes":["user:projects:write","user:inference","org:x","user:privacy_consents:write","user:projects:read"]"#,
+            body(
+                "rt-1",
+                &format!(
+                    "{six} user:projects:write user:privacy_consents:write user:projects:read"
+                ),
+            ),
+        ),
+        // Neither user:inference nor a subscription: what it records.
+        (
+            r#","scopes":["user:profile","org:create_api_key"]"#,
+            body("rt-1", "user:profile org:create_api_key"),
+        ),
+        (
+            r#","scopes":["user:inference","user:design:read"],"clientId":"other-client""#,
+            other("user:inference user:design:read"),
+        ),
+        (r#","clientId":"other-client""#, other(&six)),
+        // An empty clientId is no client of its own.
+        (
+            r#","scopes":["user:inference"],"clientId":"""#,
+            body("rt-1", &six),
+        ),
+    ];
+    for (rest, want) in cases {
+        let (bodies, outcome) = asked_for(rest, FakeHttp::default().answer(200, GRANT));
+        assert_eq!(outcome, Ok(Outcome::Refreshed), "{rest}");
+        assert_eq!(bodies, [want], "{rest}");
+    }
+}
+
+/// On `invalid_scope` the CLI asks once more with the recorded scopes, and only for a
+/// first-party login that records `user:inference`.
+#[test]
+fn a_refused_scope_is_asked_again_with_the_recorded_scopes_once() {
+    const SCOPE_REFUSED: &str =
+        r#"{"error":"invalid_scope","error_description":"scope user:plugins not allowed"}"#;
+    let six = CLI_SCOPES.join(" ");
+    let recorded = r#","scopes":["user:inference","user:profile"]"#;
+    let (bodies, outcome) = asked_for(
+        recorded,
+        FakeHttp::default()
+            .answer(400, SCOPE_REFUSED)
+            .answer(200, GRANT),
+    );
+    assert_eq!(outcome, Ok(Outcome::Refreshed));
+    assert_eq!(
+        bodies,
+        [
+            body("rt-1", &six),
+            body("rt-1", "user:inference user:profile")
+        ]
+    );
+
+    // Refused again: the second refusal stands.
+    let (bodies, outcome) = asked_for(
+        recorded,
+        FakeHttp::default()
+            .answer(400, SCOPE_REFUSED)
+            .answer(400, SCOPE_REFUSED)
+            .answer(200, GRANT),
+    );
+    assert_eq!(bodies.len(), 2);
+    let failure = outcome.unwrap_err();
+    assert_eq!(failure.cause, Cause::EndpointRefused);
+    assert!(failure.message.contains("scopes"), "{}", failure.message);
+
+    // No user:inference recorded (a subscription only): no second request.
+    let (bodies, outcome) = asked_for(
+        r#","scopes":["user:profile"],"subscriptionType":"max""#,
+        FakeHttp::default()
+            .answer(400, SCOPE_REFUSED)
+            .answer(200, GRANT),
+    );
+    assert_eq!(bodies, [body("rt-1", &six)]);
+    assert_eq!(outcome.unwrap_err().cause, Cause::EndpointRefused);
+
+    // Another client's login asked for its own scopes already: no second request.
+    let (bodies, _) = asked_for(
+        r#","scopes":["user:inference"],"clientId":"other-client""#,
+        FakeHttp::default()
+            .answer(400, SCOPE_REFUSED)
+            .answer(200, GRANT),
+    );
+    assert_eq!(bodies.len(), 1);
+}
+
+/// The blank the CLI leaves when the login hit its deadline says so.
+#[test]
+fn a_login_ended_at_its_time_limit_says_so() {
+    let ended = r#"{"claudeAiOauth":{"accessToken":"","refreshToken":"","expiresAt":0,"scopes":[],"loginEnded":"time_limit"}}"#;
+    for mode in [Mode::IfNeeded, Mode::Force] {
+        let mut r = refresher(FakeStore::holding(ended), FakeHttp::default());
+        let err = r.ensure(mode).unwrap_err();
+        assert_eq!(err.cause, Cause::LoggedOut);
+        assert!(err.message.starts_with(TIME_LIMIT), "{}", err.message);
+        assert!(err.message.contains("claude login"), "{}", err.message);
+    }
+    let plain =
+        r#"{"claudeAiOauth":{"accessToken":"","refreshToken":"","expiresAt":0,"scopes":[]}}"#;
+    let mut r = refresher(FakeStore::holding(plain), FakeHttp::default());
+    let err = r.ensure(Mode::IfNeeded).unwrap_err();
+    assert!(!err.message.starts_with(TIME_LIMIT), "{}", err.message);
+}
+
+/// `/logout` (`claude auth logout`) deletes the login: that is "not logged in".
+#[test]
+fn a_document_without_the_login_is_not_logged_in() {
+    let mut r = refresher(
+        FakeStore::holding(r#"{"mcpOAuth":{"k":"v"}}"#),
+        FakeHttp::default(),
+    );
+    let err = r.ensure(Mode::IfNeeded).unwrap_err();
+    assert_eq!(err.cause, Cause::OAuthSectionMissing);
+    assert!(err.message.starts_with("not logged in"), "{}", err.message);
+    assert!(err.message.contains("claude login"), "{}", err.message);
+}
+
+/// As the CLI's compare-and-set: a new login stored during the exchange is never overwritten,
+/// even when it is expired itself (its refresh token is live and its own).
+#[test]
+fn another_login_stored_during_the_exchange_is_never_overwritten_even_expired() {
+    let store = FakeStore::holding(&expired());
+    let shared = store.doc.clone();
+    let theirs = doc("at-9", Some("rt-9"), NOW - MINUTE);
+    let http = FakeHttp::default()
+        .answer(200, GRANT)
+        .while_store_becomes(&shared, &theirs);
+    let mut r = refresher(store, http);
+    let (view, outcome) = r.ensure(Mode::IfNeeded).unwrap();
+    assert_eq!((access(&view), outcome), ("at-9", Outcome::Adopted));
+    assert!(r.store.saved().is_empty());
+    assert_eq!(shared.borrow().as_deref(), Some(theirs.as_str()));
+}
+
+/// The CLI's blank of the login (`refreshToken: ""`) is written over, as the CLI writes over
+/// it; a logout during the exchange (the section deleted) is not undone.
+#[test]
+fn a_blank_is_written_over_and_a_logout_is_not_undone() {
+    let store = FakeStore::holding(&expired());
+    let shared = store.doc.clone();
+    let blank = r#"{"claudeAiOauth":{"accessToken":"","refreshToken":"","expiresAt":0},"mcpOAuth":{"k":"v"}}"#;
+    let http = FakeHttp::default()
+        .answer(200, GRANT)
+        .while_store_becomes(&shared, blank);
+    let mut r = refresher(store, http);
+    assert_eq!(r.ensure(Mode::IfNeeded).unwrap().1, Outcome::Refreshed);
+    assert!(r.store.saved()[0].contains(r#""refreshToken":"rt-2""#));
+
+    let store = FakeStore::holding(&expired());
+    let shared = store.doc.clone();
+    let http = FakeHttp::default()
+        .answer(200, GRANT)
+        .while_store_becomes(&shared, r#"{"mcpOAuth":{"k":"v"}}"#);
+    let mut r = refresher(store, http);
+    let err = r.ensure(Mode::IfNeeded).unwrap_err();
+    assert_eq!(err.cause, Cause::OAuthSectionMissing);
+    assert!(err.message.contains("logout"), "{}", err.message);
+    assert!(r.store.saved().is_empty());
 }

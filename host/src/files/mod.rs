@@ -1,9 +1,11 @@
 //! File handling shared by the stores, the locks and the compiled-component cache: crash-safe
-//! replacement of a file in two halves ([`replace`]) and who owns what this code writes
-//! ([`ownership`]). Nothing here knows what a credential is.
+//! replacement of a file in two halves ([`replace`]), who owns what this code writes
+//! ([`ownership`]), and paths recorded as bytes ([`path_bytes`]). Nothing here knows what a
+//! credential is.
 
 #[cfg(unix)]
 pub(crate) mod ownership;
+pub(crate) mod path_bytes;
 pub(crate) mod replace;
 
 pub(crate) use replace::{

@@ -3,8 +3,14 @@
 //!
 //! The write comes in two halves so that the part that can fail for lack of space, permission or
 //! name length happens before anything is at stake: [`prepare`] creates the same-directory
-//! temporary file exclusively and reserves its space; [`Prepared::fill`] and
-//! [`Prepared::install`] write into it and rename it over the target.
+//! temporary file exclusively and reserves its space; [`Prepared::fill`] (or
+//! [`Prepared::write`] and [`Prepared::sync`]) and [`Prepared::install`] write into it and
+//! rename it over the target.
+//!
+//! A prepared file also has room for a side record past its content's reservation
+//! ([`Prepared::write_side`], at [`Prepared::side_at`]): what its owner must not lose before the
+//! content is written (the credential store puts the token endpoint's answer there). Writing the
+//! content never touches it, and cuts the file to the content's length.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -16,9 +22,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub(crate) struct Prepared {
     file: File,
     path: PathBuf,
-    /// The space was reserved by writing it (no `fallocate`): the file must be cut to length.
-    padded: bool,
+    /// Where the side record goes: past the room reserved for the content.
+    side_at: u64,
 }
+
+/// Room reserved past the content for the side record (a token endpoint's answer is under
+/// 2 KiB; a larger one may still fit where the disk has space).
+pub(crate) const SIDE_ROOM: u64 = 16 * 1024;
 
 /// A fresh name for a temporary file in `dir`: short and fixed in length
 /// (`.ccauth-<pid>-<n>.tmp`), so it fits whatever the target's name; unique in this process.
@@ -29,7 +39,7 @@ pub(crate) fn temp_path(dir: &Path) -> PathBuf {
 }
 
 /// Create the temporary file `path` (its directory created `0700` if missing) exclusively,
-/// `0600`, never through a symlink, and reserve `size` bytes for it.
+/// `0600`, never through a symlink, and reserve `size` bytes for it and [`SIDE_ROOM`] after.
 pub(crate) fn prepare(path: PathBuf, size: u64) -> io::Result<Prepared> {
     let file = match private_options().open(&path) {
         // The directory is made on the first save only.
@@ -39,8 +49,12 @@ pub(crate) fn prepare(path: PathBuf, size: u64) -> io::Result<Prepared> {
         }
         opened => opened,
     }?;
-    match reserve(&file, size) {
-        Ok(padded) => Ok(Prepared { file, path, padded }),
+    match reserve(&file, size.saturating_add(SIDE_ROOM)) {
+        Ok(()) => Ok(Prepared {
+            file,
+            path,
+            side_at: size,
+        }),
         Err(e) => {
             drop(file);
             let _ = fs::remove_file(&path);
@@ -79,12 +93,87 @@ impl Prepared {
     /// Write `contents` from the start (the file is then exactly that) and fsync it. An fsync
     /// failure is returned apart (`Ok(Err(_))`): the bytes were written and may still be used.
     pub(crate) fn fill(&mut self, contents: &[u8]) -> io::Result<io::Result<()>> {
+        self.write(contents)?;
+        Ok(self.sync())
+    }
+
+    /// Write `contents` from the start and cut the file there: it is then exactly that (the side
+    /// record and any padding gone), in the page cache, which a killed process leaves behind.
+    /// Call [`make_room`](Self::make_room) first to keep the side record while writing.
+    pub(crate) fn write(&mut self, contents: &[u8]) -> io::Result<()> {
+        let length = u64::try_from(contents.len()).unwrap_or(u64::MAX);
+        self.make_room(length)?;
         write_at_start(&mut self.file, contents)?;
-        if self.padded {
-            self.file
-                .set_len(u64::try_from(contents.len()).unwrap_or(u64::MAX))?;
+        self.file.set_len(length)
+    }
+
+    /// Move the side record past `length` bytes of content if it lies within them (see
+    /// [`side_at`](Self::side_at) for where it is then).
+    pub(crate) fn make_room(&mut self, length: u64) -> io::Result<()> {
+        if length > self.side_at {
+            self.move_side(length)?;
         }
-        Ok(self.file.sync_all())
+        Ok(())
+    }
+
+    /// Make what was written durable (fsync).
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        self.file.sync_all()
+    }
+
+    /// Where the side record goes.
+    pub(crate) fn side_at(&self) -> u64 {
+        self.side_at
+    }
+
+    /// Write `record` as the side record: one `pwrite`, no fsync (it serves the next process
+    /// should this one be killed; the page cache outlives a process).
+    pub(crate) fn write_side(&self, record: &[u8]) -> io::Result<()> {
+        write_at(&self.file, record, self.side_at)
+    }
+
+    /// Open `path`, a temporary file a killed process of this user prepared, to finish its write:
+    /// only a regular private file with one name, never through a symlink. Its side record,
+    /// at `side_at`, stays where it is, or moves past `size` when the content may need that room
+    /// (the caller notes the new [`side_at`](Self::side_at) before writing the content).
+    pub(crate) fn reopen(path: PathBuf, side_at: u64, size: u64) -> io::Result<Self> {
+        let mut options = OpenOptions::new();
+        options.read(true).write(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+        }
+        let file = options.open(&path)?;
+        check_private(&file)?;
+        let mut prepared = Self {
+            file,
+            path,
+            side_at,
+        };
+        if size > side_at {
+            prepared.move_side(size)?;
+        }
+        Ok(prepared)
+    }
+
+    /// Copy the side record to `at` or beyond (the old copy stays until the content overwrites
+    /// it; the caller's record names the new place first).
+    fn move_side(&mut self, at: u64) -> io::Result<()> {
+        let mut record = Vec::new();
+        {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut reader = &self.file;
+            reader.seek(SeekFrom::Start(self.side_at))?;
+            reader.take(SIDE_ROOM * 64).read_to_end(&mut record)?;
+        }
+        let record = zeroize::Zeroizing::new(record);
+        let at = at.next_multiple_of(4096);
+        if !record.is_empty() {
+            write_at(&self.file, &record, at)?;
+        }
+        self.side_at = at;
+        Ok(())
     }
 
     /// Rename the file over `target` and fsync the directory. On failure the file is handed
@@ -114,27 +203,64 @@ impl Prepared {
 
 /// Write `bytes` at the start of `file`, in one call where the platform has one.
 pub(crate) fn write_at_start(file: &mut File, bytes: &[u8]) -> io::Result<()> {
+    write_at(file, bytes, 0)
+}
+
+/// Write `bytes` at `offset` of `file`, in one call where the platform has one.
+fn write_at(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
     #[cfg(unix)]
     {
-        std::os::unix::fs::FileExt::write_all_at(file, bytes, 0)
+        std::os::unix::fs::FileExt::write_all_at(file, bytes, offset)
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
     {
-        use std::io::{Seek, SeekFrom};
-        file.seek(SeekFrom::Start(0))?;
-        file.write_all(bytes)
+        let mut written = 0;
+        while written < bytes.len() {
+            let at = offset + written as u64;
+            match std::os::windows::fs::FileExt::seek_write(file, &bytes[written..], at) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 }
 
+/// A file a killed process of this user left: regular, one name, readable by its owner only, and
+/// owned by this user (or, for root, by anyone: root prepares files owned like the target).
+fn check_private(file: &File) -> io::Result<()> {
+    let meta = file.metadata()?;
+    let refuse = |why: &str| {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            why.to_owned(),
+        ))
+    };
+    if !meta.is_file() {
+        return refuse("not a regular file");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let euid = rustix::process::geteuid().as_raw();
+        if meta.nlink() != 1 || meta.mode() & 0o077 != 0 || (euid != 0 && meta.uid() != euid) {
+            return refuse("not a private file of this user with one name");
+        }
+    }
+    Ok(())
+}
+
 /// Reserve `size` bytes for `file`, so that writing that much later cannot fail for space:
-/// allocated without growing the file where `fallocate` works (`Ok(false)`), else written as
-/// zeros (`Ok(true)`: the file must be cut to length once filled).
-fn reserve(file: &File, size: u64) -> io::Result<bool> {
+/// allocated without growing the file where `fallocate` works, else written as zeros (the
+/// file is cut to length once written).
+fn reserve(file: &File, size: u64) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
         use rustix::fs::{FallocateFlags, fallocate};
         match fallocate(file, FallocateFlags::KEEP_SIZE, 0, size) {
-            Ok(()) => return Ok(false),
+            Ok(()) => return Ok(()),
             // File systems without fallocate: write the space instead.
             Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => {}
             Err(e) => return Err(e.into()),
@@ -148,7 +274,7 @@ fn reserve(file: &File, size: u64) -> io::Result<bool> {
         writer.write_all(&zeros[..n])?;
         left -= n as u64;
     }
-    writer.flush().map(|()| true)
+    writer.flush()
 }
 
 /// Replace `path` with `contents` at once: prepare, fill, install. A symlink is written through
@@ -230,16 +356,57 @@ pub(crate) fn private_options() -> OpenOptions {
     options
 }
 
-/// Create `dir` (and parents) readable by the owner only, as the CLI does for `~/.claude`.
+/// Create `dir` (and its missing parents) readable by the owner only, as the CLI does for
+/// `~/.claude`; each directory made is owned like the one it is made in, so root working with a
+/// user's `HOME` (sudo, cron) leaves the user's `~/.cache` and `~/.local` the user's.
 pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
+    if fs::metadata(dir).is_ok_and(|meta| meta.is_dir()) {
+        return Ok(());
     }
-    builder.create(dir)
+    let parent = parent_of(dir);
+    if parent != dir && fs::symlink_metadata(&parent).is_err() {
+        create_private_dir(&parent)?;
+    }
+    #[cfg(unix)]
+    let builder = {
+        use std::os::unix::fs::DirBuilderExt;
+        let mut builder = fs::DirBuilder::new();
+        builder.mode(0o700);
+        builder
+    };
+    #[cfg(not(unix))]
+    let builder = fs::DirBuilder::new();
+    match builder.create(dir) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        made => made?,
+    }
+    #[cfg(unix)]
+    if rustix::process::geteuid().is_root() {
+        own_like_parent(dir, &parent)?;
+    }
+    Ok(())
+}
+
+/// Give `dir`, just made in `parent`, the owner and group of `parent` (opened without following
+/// a link: what was made is what is given).
+#[cfg(unix)]
+fn own_like_parent(dir: &Path, parent: &Path) -> io::Result<()> {
+    use rustix::fs::{Mode, OFlags, fchown, fstat, open, stat};
+    let parent = stat(parent)?;
+    let made = open(
+        dir,
+        OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let now = fstat(&made)?;
+    if (now.st_uid, now.st_gid) != (parent.st_uid, parent.st_gid) {
+        fchown(
+            &made,
+            Some(rustix::fs::Uid::from_raw(parent.st_uid)),
+            Some(rustix::fs::Gid::from_raw(parent.st_gid)),
+        )?;
+    }
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -300,6 +467,59 @@ mod tests {
         prepared.install(&target).unwrap();
         assert_eq!(fs::read(&target).unwrap(), b"short");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_side_record_survives_until_the_content_is_written_and_moves_out_of_its_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = temp_path(dir.path());
+        let prepared = prepare(path.clone(), 100).unwrap();
+        assert_eq!(prepared.side_at(), 100);
+        prepared.write_side(b"{\"side\":1}").unwrap();
+        let read = || fs::read(&path).unwrap();
+        assert_eq!(&read()[100..], b"{\"side\":1}");
+        assert!(
+            read()[..100].iter().all(|b| *b == 0),
+            "the room is unwritten"
+        );
+
+        // Taken up again (by the next process) for content that needs more room: the record
+        // moves past it first, and the content never overwrites it.
+        drop(prepared);
+        let mut again = Prepared::reopen(path.clone(), 100, 5000).unwrap();
+        let moved = again.side_at();
+        assert!(moved >= 5000, "{moved}");
+        assert_eq!(&read()[moved as usize..], b"{\"side\":1}");
+        again.make_room(6000).unwrap();
+        let moved = again.side_at();
+        assert!(moved >= 6000, "{moved}");
+        assert_eq!(&read()[moved as usize..], b"{\"side\":1}");
+
+        // Written: the file is the content and nothing else.
+        again.write(&[b'x'; 6000]).unwrap();
+        again.sync().unwrap();
+        assert_eq!(read(), vec![b'x'; 6000]);
+    }
+
+    #[test]
+    fn only_a_private_file_of_ours_with_one_name_is_taken_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = temp_path(dir.path());
+        drop(prepare(path.clone(), 10).unwrap());
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(
+            Prepared::reopen(path.clone(), 10, 10).is_err(),
+            "readable by others"
+        );
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let other = dir.path().join("other-name");
+        fs::hard_link(&path, &other).unwrap();
+        assert!(Prepared::reopen(path.clone(), 10, 10).is_err(), "two names");
+        fs::remove_file(&other).unwrap();
+        let link = temp_path(dir.path());
+        symlink(&path, &link).unwrap();
+        assert!(Prepared::reopen(link, 10, 10).is_err(), "a symlink");
+        Prepared::reopen(path, 10, 10).unwrap();
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
 
 use super::identity::{Identity, identity_of};
 use super::journal::{Journal, Record};
+use super::owner;
 use super::retry::{Attempt, GaveUp, until_taken};
 use super::sites::DirLock;
 use super::staged::{CreateError, create_lock_dir};
@@ -39,6 +40,15 @@ impl HeldDirLocks {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Whether the directory at `path` is one of these.
+    pub(crate) fn holds(&self, path: &std::path::Path) -> bool {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|lock| lock.path == path)
     }
 
     /// The first held directory that is no longer ours (removed, or replaced by someone who
@@ -108,6 +118,7 @@ pub(crate) fn acquire_all(
             lock: busy_on.display().to_string(),
             waited,
         }),
+        Err(GaveUp::Stopped) => Err(ClaudeCodeAuthError::Draining),
     }
 }
 
@@ -167,6 +178,13 @@ fn try_one(
             }
             Err(CreateError::Io(e)) if cannot_exist(&e) => return Ok(None),
             Err(CreateError::Io(e)) if e.kind() == io::ErrorKind::AlreadyExists => {
+                if let Some(owned) = &lock.owned
+                    && owner::take_over_if_gone(&lock.path, owned)
+                        .map_err(|e| Busy::Io(lock.path.clone(), e))?
+                {
+                    tracing::debug!(lock = %lock.path.display(), "took over a refresh lock whose owner record proves its holder gone");
+                    continue;
+                }
                 let Some(stale) = stale_identity(&lock.path, lock.stale_after, ahead) else {
                     return Err(Busy::Held(lock.path.clone()));
                 };

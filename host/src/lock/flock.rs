@@ -90,6 +90,7 @@ pub(crate) fn acquire(lock_path: &Path, wait: Duration) -> ClaudeCodeAuthResult<
             lock: lock_path.display().to_string(),
             waited,
         }),
+        Err(GaveUp::Stopped) => Err(ClaudeCodeAuthError::Draining),
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::path_bytes;
+use crate::files::path_bytes;
 
 /// A lock directory as we left it: path, device, inode and the mtime we last gave it, so a
 /// directory someone else created at the same path — even on a reused inode — is never taken

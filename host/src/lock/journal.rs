@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::identity::{Identity, identity_of};
 use super::liveness::process_alive;
-use super::path_bytes;
+use crate::files::path_bytes;
 
 /// What the current holder wrote down, so a successor can tell our orphans from live locks.
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -48,9 +48,11 @@ impl Record {
     }
 }
 
-/// A prepared write, as recorded: once `complete`, the temporary file holds the whole refreshed
-/// document, the only copy of a rotated login until it replaces `target`. A successor hands it
-/// over when `target` still holds the refresh token it replaced.
+/// A prepared write, as recorded. Once the refresh request has left, the temporary file holds
+/// the only copy of a rotated login until it replaces `target`: first the endpoint's answer (a
+/// side record at `side_at`), then the whole refreshed document from its start (`complete` is
+/// set as soon as it is written). A successor hands it over when `target` still holds the
+/// refresh token the request spent — judging by what the file holds, whatever `complete` says.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct PreparedRecord {
     #[serde(with = "path_bytes")]
@@ -58,10 +60,14 @@ pub(crate) struct PreparedRecord {
     #[serde(with = "path_bytes")]
     pub(crate) target: PathBuf,
     pub(crate) complete: bool,
-    /// SHA-256 (hex) of the refresh token `target` held when the write began; `None` when it
-    /// held none.
-    #[serde(default)]
-    pub(crate) replaced_sha256: Option<String>,
+    /// SHA-256 (hex) of the refresh token the write replaces: the one the refresh request
+    /// presented (noted before it left), else the one `target` held when the write began; `None`
+    /// when there was none.
+    #[serde(default, alias = "replaced_sha256")]
+    pub(crate) spent_sha256: Option<String>,
+    /// Where in `temp` the endpoint's answer goes (see [`crate::files::Prepared::side_at`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) side_at: Option<u64>,
 }
 
 /// A lock directory being created: made under a name only this process uses
@@ -115,9 +121,10 @@ impl Journal<'_> {
     /// prepared, if any (the caller adopts or removes it once it holds the locks). Call with the
     /// OS lock held. Only what this code itself would have made is touched: lock directories at
     /// the paths in `expected`, staging directories with the names derived from them and the
-    /// dead process's pid, temporary files beside a credential in one of `dirs`. Anything else
-    /// a journal names — hand-written, or from another version — is ignored.
-    pub(crate) fn recover_orphans(&mut self, expected: &[PathBuf], dirs: &[PathBuf]) -> Orphans {
+    /// dead process's pid, a temporary file beside one of `targets` (the credential file) for a
+    /// write to it. Anything else a journal names — hand-written, another file of the config
+    /// directory, a record of another version — is ignored.
+    pub(crate) fn recover_orphans(&mut self, expected: &[PathBuf], targets: &[PathBuf]) -> Orphans {
         let Some(record) = self.read() else {
             return Orphans::default();
         };
@@ -167,11 +174,8 @@ impl Journal<'_> {
                 .temp
                 .file_name()
                 .is_some_and(|n| crate::files::is_temp_name(&n.to_string_lossy()));
-            let dir_ok = prepared
-                .target
-                .parent()
-                .is_some_and(|dir| dirs.iter().any(|d| d == dir));
-            beside && ours && dir_ok
+            let to_the_credential = targets.contains(&prepared.target);
+            beside && ours && to_the_credential
         });
         Orphans { prepared }
     }

@@ -1,10 +1,13 @@
 //! The `claude` CLI's own refresh locks, taken the way the CLI takes them, so our refresh and the
 //! CLI's never overlap.
 //!
-//! The CLI uses `proper-lockfile`: a lock is a directory created with `mkdir` (atomic), kept fresh
-//! by touching its mtime while held, removed on release, and considered abandoned ("stale") when
-//! its mtime is older than a bound. It takes two: `<config dir>/.oauth_refresh.lock` (stale after
-//! 60 s) and the legacy `<realpath(config dir)>.lock` (stale after 10 s).
+//! The CLI's locks: a lock is a directory created with `mkdir` (atomic), kept fresh by touching
+//! its mtime while held, removed on release, and considered abandoned ("stale") when its mtime is
+//! older than a bound. It takes two: `<config dir>/.oauth_refresh.lock` and the legacy
+//! `<realpath(config dir)>.lock`, both stale after 60 s in 2.1.332 (2.1.197 said 10 s; a live
+//! 2.1.332 holder aborts its refresh when its lock is touched, so nothing younger is taken). The
+//! holder of the first leaves an owner record ([`owner`]) that proves it gone when it dies,
+//! so its lock is taken over at once rather than after those 60 s.
 //!
 //! Differences from the CLI, on purpose: a lock whose mtime lies in the future beyond a small
 //! tolerance is stale (the CLI would wait on it forever), and both locks are taken all-or-nothing
@@ -16,15 +19,16 @@
 //! Besides those directories, a refresh holds an OS file lock ([`flock`]) next to the credential,
 //! which the kernel releases when its holder dies. One file per concept: where the CLI's locks
 //! live ([`sites`]), the crash journal ([`journal`]), all-or-nothing acquisition ([`acquire`]),
-//! no-replace creation ([`staged`]), stale judgment and takeover ([`stale`]), the toucher
-//! ([`toucher`]), which directory is ours ([`identity`]), the one wait loop ([`retry`]).
+//! no-replace creation ([`staged`]), stale judgment and takeover ([`stale`]), the owner record
+//! ([`owner`]), the toucher ([`toucher`]), which directory is ours ([`identity`]), the one wait
+//! loop ([`retry`]).
 
 mod acquire;
 pub(crate) mod flock;
 mod identity;
 mod journal;
 mod liveness;
-mod path_bytes;
+pub(crate) mod owner;
 mod retry;
 mod sites;
 mod staged;

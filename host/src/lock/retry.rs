@@ -1,7 +1,7 @@
 //! Waiting for a lock someone else holds: try, pause, try again — the pause doubling up to a
-//! bound — until the wait is used up. One loop for every lock here.
+//! bound — until the wait is used up, or until the provider stops (see [`crate::stop`]). One
+//! loop for every lock here.
 
-use std::thread;
 use std::time::{Duration, Instant};
 
 /// What one attempt found.
@@ -20,11 +20,13 @@ pub(crate) enum GaveUp<E> {
     Failed(E),
     /// Still busy after this long.
     TimedOut(Duration),
+    /// The provider stopped while this waited (nothing is held).
+    Stopped,
 }
 
 /// Try `attempt` until it is done or fails, pausing `first` and then twice as long each time (at
-/// most `max`) while it is busy, for at most `wait` in all. Blocking: call from a blocking
-/// thread.
+/// most `max`) while it is busy, for at most `wait` in all; a stop ends the wait at once (and
+/// keeps a first attempt from being made). Blocking: call from a blocking thread.
 pub(crate) fn until_taken<T, E>(
     wait: Duration,
     first: Duration,
@@ -34,6 +36,9 @@ pub(crate) fn until_taken<T, E>(
     let started = Instant::now();
     let mut pause = first;
     loop {
+        if crate::stop::requested() {
+            return Err(GaveUp::Stopped);
+        }
         match attempt() {
             Attempt::Done(taken) => return Ok(taken),
             Attempt::Failed(e) => return Err(GaveUp::Failed(e)),
@@ -43,7 +48,9 @@ pub(crate) fn until_taken<T, E>(
         if waited >= wait {
             return Err(GaveUp::TimedOut(waited));
         }
-        thread::sleep(pause.min(wait - waited));
+        if crate::stop::sleep(pause.min(wait - waited)) {
+            return Err(GaveUp::Stopped);
+        }
         pause = (pause * 2).min(max);
     }
 }

@@ -40,7 +40,7 @@ fn the_cli_locks_sit_where_the_cli_puts_them() {
     assert_eq!(locks[0].path, config.join(".oauth_refresh.lock"));
     assert_eq!(locks[0].stale_after, Duration::from_secs(60));
     assert_eq!(locks[1].path, real.with_file_name(".claude.lock"));
-    assert_eq!(locks[1].stale_after, Duration::from_secs(10));
+    assert_eq!(locks[1].stale_after, Duration::from_secs(60));
 }
 
 #[test]
@@ -93,6 +93,7 @@ fn stale_and_future_locks_are_taken_over_fresh_ones_are_not() {
     let lock = DirLock {
         path: dir.path().join(".oauth_refresh.lock"),
         stale_after: Duration::from_secs(60),
+        owned: None,
     };
     let now = SystemTime::now();
     // Dated in the future, a lock is stale only once seen untouched for a touch interval
@@ -250,6 +251,38 @@ fn a_journal_removes_only_what_this_code_derives() {
         assert!(victim.is_dir(), "{record:?}");
     }
     assert!(dir.path().join(".ccauth-1-0.staging").is_dir());
+}
+
+/// A dead holder's record may hand over a write to the credential file only: one naming
+/// another file of the config directory (or somewhere else) as its target is not followed.
+#[test]
+fn a_journal_hands_over_writes_to_the_credential_file_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let credential = dir.path().join(".credentials.json");
+    let dead = u32::MAX - 9;
+    let mut file = journal_file(dir.path());
+    let prepared = |target: PathBuf| PreparedRecord {
+        temp: dir.path().join(".ccauth-1-0.tmp"),
+        target,
+        complete: true,
+        spent_sha256: None,
+        side_at: None,
+    };
+    for (target, handed) in [
+        (dir.path().join("settings.json"), false),
+        (dir.path().join("sub").join(".credentials.json"), false),
+        (credential.clone(), true),
+    ] {
+        let record = Record {
+            pid: dead,
+            locks: Vec::new(),
+            staged: None,
+            prepared: Some(prepared(target.clone())),
+        };
+        Journal(&mut file).write(&record).unwrap();
+        let orphans = Journal(&mut file).recover_orphans(&[], std::slice::from_ref(&credential));
+        assert_eq!(orphans.prepared.is_some(), handed, "{target:?}");
+    }
 }
 
 fn dev_ino(path: &Path) -> Option<(u64, u64)> {

@@ -5,12 +5,13 @@
 //! of this holds: its name carries the hash of the component bytes and of the engine's
 //! compilation settings and wasmtime version; it is a regular file owned by this user and
 //! writable by nobody else, in a directory owned by this user and writable by nobody else, whose
-//! every ancestor is owned by root or this user and writable by nobody else (as OpenSSH requires
-//! of its files) — all checked on the descriptors that are then read, the directory opened
-//! `O_DIRECTORY|O_NOFOLLOW` and the file through it with `O_NOFOLLOW`, so no path can be swapped
-//! in between; and its content carries an HMAC-SHA256 under a key kept in the same directory
-//! (32 random bytes, `0600`). Anything else is ignored and recompiled. A cache that cannot be
-//! read or written never fails a call.
+//! every ancestor is owned by root or this user and either writable by nobody else (as OpenSSH
+//! requires of its files) or sticky (`/tmp`: nobody else can rename what is below it) — all
+//! checked on the descriptors that are then read, the directory opened `O_DIRECTORY|O_NOFOLLOW`
+//! and the file through it with `O_NOFOLLOW`, so no path can be swapped in between; and its
+//! content carries an HMAC-SHA256 under a key kept in the same directory (32 random bytes,
+//! `0600`). Anything else is ignored and recompiled. A cache that cannot be read or written never
+//! fails a call.
 //!
 //! What the MAC adds to the ownership checks: an artifact that did not come from this cache
 //! directory's own writes — copied in from another machine or user, restored from a backup,
@@ -93,27 +94,15 @@ fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
     hasher.write(wasm);
     engine.precompile_compatibility_hash().hash(&mut hasher);
     hasher.write(env!("CARGO_PKG_VERSION").as_bytes());
-    hex(&hasher.0.finalize()[..16])
+    hex::encode(&hasher.0.finalize()[..16])
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// HMAC-SHA256 (RFC 2104) of `message` under `key`.
+/// HMAC-SHA256 of `message` under `key`.
 fn mac(key: &[u8; 32], message: &[u8]) -> [u8; MAC_LEN] {
-    const BLOCK: usize = 64;
-    let mut padded = [0u8; BLOCK];
-    padded[..key.len()].copy_from_slice(key);
-    let inner = Sha256::new()
-        .chain_update(padded.map(|b| b ^ 0x36))
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(padded.map(|b| b ^ 0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 /// The key of the cache in `dir`; made (32 random bytes, `0600`) when `create` and there is none.
@@ -192,6 +181,15 @@ mod trusted {
         owner_ok && !mode.intersects(Mode::WGRP | Mode::WOTH)
     }
 
+    /// A directory such as `/tmp`: others may write in it, but the sticky bit keeps them from
+    /// renaming or removing what is not theirs, so the directory below cannot be swapped. Only
+    /// as an ancestor, and only root's or this user's.
+    fn sticky(stat: &Stat) -> bool {
+        let me = rustix::process::geteuid().as_raw();
+        (stat.st_uid == me || stat.st_uid == 0)
+            && Mode::from_raw_mode(stat.st_mode).contains(Mode::SVTX)
+    }
+
     fn is(stat: &Stat, kind: FileType) -> bool {
         FileType::from_raw_mode(stat.st_mode) == kind
     }
@@ -213,7 +211,7 @@ mod trusted {
             let real = std::fs::canonicalize(path).map_err(|_| "cannot resolve the cache path")?;
             for ancestor in real.ancestors().skip(1) {
                 let stat = rustix::fs::stat(ancestor).map_err(|_| "cannot stat an ancestor")?;
-                if !private(&stat, true) {
+                if !private(&stat, true) && !sticky(&stat) {
                     return Err("a directory above the cache is writable by others");
                 }
             }
@@ -409,6 +407,12 @@ mod tests {
         assert!(
             load(&engine, &cache, "c.cwasm").is_err(),
             "an ancestor others can write"
+        );
+        // Sticky, as /tmp is: others cannot rename the cache directory, so it is trusted.
+        chmod(dir.path(), 0o1777);
+        assert!(
+            load(&engine, &cache, "c.cwasm").is_ok(),
+            "a sticky ancestor"
         );
         chmod(dir.path(), 0o700);
 

@@ -25,14 +25,16 @@ pub(super) struct CallDeadline {
 }
 
 impl CallDeadline {
-    /// The deadline of a call starting now under `config`.
+    /// The deadline of a call starting now under `config`, whose store waits at most
+    /// `lock_wait` for its lock.
     pub(super) fn new(
         config: &ClaudeCodeOAuthConfig,
+        lock_wait: Duration,
         last_sent: Arc<Mutex<Option<Instant>>>,
     ) -> Self {
         Self {
             started: Instant::now(),
-            bound: config.lock_timeout + config.refresh_timeout + CALL_SLACK,
+            bound: lock_wait + config.refresh_timeout + CALL_SLACK,
             after_sending: config.refresh_timeout + CALL_SLACK,
             last_sent,
         }

@@ -14,12 +14,14 @@ use wasmtime_wasi_http::{
     Error as HttpError, RequestOptions, Result as HttpResult, WasiBody, WasiHttpHooks,
 };
 
-use super::http_client::{self, Driver, Plan};
-use super::proxy;
+use super::http_client::{self, Driver, Keep, Next, Plan};
 pub(crate) use super::refusal::Refusal;
+use super::{proxy, replay};
 use crate::config::ClaudeCodeOAuthConfig;
+use crate::drain::{Drain, InFlight};
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
 use crate::store::SendCheck;
+use crate::store::exchange::ExchangeLog;
 
 /// Scheme, host and port of an endpoint the component may call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,11 +97,26 @@ pub(crate) struct HttpPolicy {
     last_sent: Arc<Mutex<Option<tokio::time::Instant>>>,
     /// The held refresh lock's check, run right before a request leaves.
     send_check: Option<SendCheck>,
+    /// The held refresh lock's record of the exchange, if its store keeps one.
+    exchange_log: Option<Arc<dyn ExchangeLog>>,
+    /// The provider's drain: a request leaves only while it is not draining, and is in flight
+    /// from then on.
+    drain: Arc<Drain>,
+    /// Refreshes of this call that got their answer: in flight until the call ends.
+    kept: Arc<Mutex<Vec<InFlight>>>,
+    /// SHA-256 (hex) of the refresh token the last request presented, noted before it left.
+    spent: Arc<Mutex<Option<String>>>,
+    /// The configured wall clock, in Unix milliseconds.
+    now_ms: Arc<dyn Fn() -> i64 + Send + Sync>,
 }
 
 impl HttpPolicy {
-    /// The policy `config` describes; a token URL that breaks it is refused before any call.
-    pub(crate) fn for_config(config: &ClaudeCodeOAuthConfig) -> ClaudeCodeAuthResult<Self> {
+    /// The policy `config` describes, for a provider draining with `drain`; a token URL that
+    /// breaks it is refused before any call.
+    pub(crate) fn for_config(
+        config: &ClaudeCodeOAuthConfig,
+        drain: Arc<Drain>,
+    ) -> ClaudeCodeAuthResult<Self> {
         let origin = |url: &String| {
             Origin::of(url).map_err(|reason| ClaudeCodeAuthError::EndpointNotAllowed {
                 url: without_userinfo(url),
@@ -124,12 +141,40 @@ impl HttpPolicy {
             oversized: Arc::default(),
             last_sent: Arc::default(),
             send_check: None,
+            exchange_log: None,
+            drain,
+            kept: Arc::default(),
+            spent: Arc::default(),
+            now_ms: {
+                let config = config.clone();
+                Arc::new(move || config.now_ms())
+            },
         })
     }
 
     /// Run `check` before each request from now on (`None`: no lock is held).
     pub(crate) fn set_send_check(&mut self, check: Option<SendCheck>) {
         self.send_check = check;
+    }
+
+    /// Tell `log` of each exchange from now on (`None`: no lock is held, or its store keeps
+    /// no record).
+    pub(crate) fn set_exchange_log(&mut self, log: Option<Arc<dyn ExchangeLog>>) {
+        self.exchange_log = log;
+    }
+
+    /// SHA-256 (hex) of the refresh token the last request of this call presented, if one was
+    /// sent: what its refresh spent.
+    pub(crate) fn spent(&self) -> Option<String> {
+        self.spent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The refreshes of this call that got their answer, for the call to end when it ends.
+    pub(crate) fn kept_flights(&self) -> Arc<Mutex<Vec<InFlight>>> {
+        self.kept.clone()
     }
 
     /// When the last request was handed over, shared with whoever bounds the call.
@@ -286,8 +331,13 @@ impl WasiHttpHooks for HttpPolicy {
             );
             return denied();
         };
-        // From here the request may reach the endpoint: its answer is read within the refresh
-        // budget, and the call's own bound makes room for that.
+        // From here the request may reach the endpoint: unless the provider is draining, it is
+        // in flight until its answer is kept.
+        let Some(flight) = self.drain.begin() else {
+            record(&self.refusal, Refusal::Draining);
+            return denied();
+        };
+        // Its answer is read within the refresh budget, and the call's own bound makes room.
         let sent = tokio::time::Instant::now();
         *self
             .last_sent
@@ -305,21 +355,50 @@ impl WasiHttpHooks for HttpPolicy {
         let plan = self.plan(&origin, route, options.unwrap_or_default(), sent);
         let refuse_internal = !self.allow_private && !origin.is_literal();
         let check = self.send_check.clone();
+        let log = self.exchange_log.clone();
+        let (kept, now_ms, spent) = (self.kept.clone(), self.now_ms.clone(), self.spent.clone());
         Box::new(async move {
+            let (head, body) = request.into_parts();
+            let body = http_client::read_request_body(body, plan.connect_timeout).await?;
             if let Some(check) = check {
                 // The lock can have been lost while held (a lease ran out during a pause): then
                 // the request must not leave, or a refresh token could be presented twice.
                 if let Err(error) = check().await {
-                    record(&plan.refusal, Refusal::LockLost(error.to_string()));
-                    let denied = HttpError::HttpRequestDenied;
-                    return Err(
-                        http_client::after_draining(request.into_body(), &plan, denied).await,
-                    );
+                    record(&plan.refusal, Refusal::Store(error));
+                    return Err(HttpError::HttpRequestDenied);
                 }
             }
-            send_vetted(request, plan, origin, refuse_internal).await
+            let presented = presented_token_digest(&body);
+            if presented.is_some() {
+                *spent.lock().unwrap_or_else(PoisonError::into_inner) = presented.clone();
+            }
+            let keep = Keep {
+                log: log.zip(presented),
+                flight: Some(flight),
+                kept,
+                now_ms,
+            };
+            let keep = match keep.before_sending().await {
+                Next::Send(keep) => keep,
+                Next::Replay(answer, now_ms) => {
+                    let nothing_to_drive: Driver = Box::new(async { Ok(()) });
+                    return Ok((replay::response(&answer, now_ms), nothing_to_drive));
+                }
+                Next::Refused(error) => {
+                    record(&plan.refusal, Refusal::Store(error));
+                    return Err(HttpError::HttpRequestDenied);
+                }
+            };
+            send_vetted(head, body, plan, keep, origin, refuse_internal).await
         })
     }
+}
+
+/// SHA-256 (hex) of the refresh token a grant request's JSON body presents.
+fn presented_token_digest(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let token = value.get("refresh_token")?.as_str()?;
+    Some(crate::store::handover::digest_hex(token.as_bytes()))
 }
 
 impl HttpPolicy {
@@ -340,7 +419,7 @@ impl HttpPolicy {
             tls: origin.https.then(|| http_client::Tls {
                 name: origin.host.clone(),
                 port: origin.port,
-                extra_ca: super::tls::extra_ca_files(&self.extra_ca_certificates),
+                extra_ca: crate::tls::extra_ca_files(&self.extra_ca_certificates),
             }),
             connect_timeout: cap(options.connect_timeout, self.connect_timeout),
             first_byte_timeout: cap(options.first_byte_timeout, self.first_byte_timeout),
@@ -352,16 +431,18 @@ impl HttpPolicy {
     }
 }
 
-/// Send `request` as `plan` says, to addresses of `origin` vetted first (unless a proxy
+/// Send the request as `plan` says, to addresses of `origin` vetted first (unless a proxy
 /// resolves the name: the origin is still the only one admitted).
 async fn send_vetted(
-    request: http::Request<WasiBody>,
+    head: http::request::Parts,
+    body: bytes::Bytes,
     plan: Plan,
+    keep: Keep,
     origin: Origin,
     refuse_internal: bool,
 ) -> HttpResult<(http::Response<WasiBody>, Driver)> {
     if plan.proxy.is_some() {
-        return http_client::send(request, plan).await;
+        return http_client::send(head, body, plan, keep).await;
     }
     let vetting = vetted(
         &origin.host,
@@ -369,15 +450,14 @@ async fn send_vetted(
         refuse_internal,
         plan.connect_timeout,
     );
-    let error = match vetting.await {
-        Ok(addrs) => return http_client::send(request, Plan { addrs, ..plan }).await,
+    match vetting.await {
+        Ok(addrs) => http_client::send(head, body, Plan { addrs, ..plan }, keep).await,
         Err(Some(reason)) => {
             record(&plan.refusal, Refusal::Internal(reason));
-            HttpError::HttpRequestDenied
+            Err(HttpError::HttpRequestDenied)
         }
-        Err(None) => HttpError::DestinationNotFound,
-    };
-    Err(http_client::after_draining(request.into_body(), &plan, error).await)
+        Err(None) => Err(HttpError::DestinationNotFound),
+    }
 }
 
 #[cfg(test)]
@@ -428,7 +508,7 @@ mod tests {
         let config = ClaudeCodeOAuthConfig::new()
             .with_token_url("http://127.0.0.1:9/v1/oauth/token")
             .with_allowed_origin("https://proxy.example.com");
-        let policy = HttpPolicy::for_config(&config).unwrap();
+        let policy = HttpPolicy::for_config(&config, Arc::default()).unwrap();
         let admitted = [
             "http://127.0.0.1:9/v1/oauth/token",
             "http://127.0.0.1:9/other?x=1",
@@ -521,7 +601,7 @@ mod tests {
     fn a_url_with_a_password_is_never_shown_with_it() {
         let config =
             ClaudeCodeOAuthConfig::new().with_token_url("http://user:hunter2@127.0.0.1:9/t");
-        let Err(error) = HttpPolicy::for_config(&config) else {
+        let Err(error) = HttpPolicy::for_config(&config, Arc::default()) else {
             panic!("accepted a URL with a password");
         };
         let shown = format!("{error} {error:?}");

@@ -4,6 +4,7 @@
 //! next one.
 
 mod compiled_cache;
+mod credentials;
 mod deadline;
 mod failure;
 mod http_client;
@@ -11,8 +12,8 @@ mod http_policy;
 mod output;
 mod proxy;
 mod refusal;
+mod replay;
 mod state;
-pub(crate) mod tls;
 mod v0_2;
 
 use std::future::Future;
@@ -27,6 +28,7 @@ use wasmtime_wasi::{HostWallClock, WasiCtx};
 use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::config::{ClaudeCodeOAuthConfig, WallClock};
+use crate::drain::Drain;
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
 use crate::store::CredentialStore;
 use crate::store::rescue::RescueFile;
@@ -54,6 +56,7 @@ pub(crate) struct CallContext {
     pub(crate) credentials: Arc<dyn CredentialStore>,
     pub(crate) local_lock: Arc<LocalLock>,
     pub(crate) config: ClaudeCodeOAuthConfig,
+    pub(crate) drain: Arc<Drain>,
 }
 
 /// A call of one export, borrowed for the duration of the call.
@@ -143,10 +146,11 @@ impl ProviderComponent {
         ) -> ExportCall<'a, T>,
     ) -> ClaudeCodeAuthResult<T> {
         let config = &ctx.config;
-        let policy = HttpPolicy::for_config(config)?;
-        let last_sent = policy.last_sent();
-        let mut store = sandboxed_store(ctx, policy)?;
-        let deadline = CallDeadline::new(config, last_sent);
+        let policy = HttpPolicy::for_config(config, ctx.drain.clone())?;
+        let (last_sent, answered) = (policy.last_sent(), policy.kept_flights());
+        let lock_wait = ctx.credentials.lock_wait(config.lock_timeout);
+        let mut store = sandboxed_store(ctx, policy, lock_wait)?;
+        let deadline = CallDeadline::new(config, lock_wait, last_sent);
         let wit_config = wit_config(config);
         let outcome = deadline
             .run(async {
@@ -157,12 +161,20 @@ impl ProviderComponent {
         if let Ok(left) = store.get_fuel() {
             tracing::debug!(fuel_used = config.fuel - left, "component call finished");
         }
-        match outcome {
+        let result = match outcome {
             Err(after) => Err(ClaudeCodeAuthError::TimedOut { after }),
             Ok(Err(trap)) => Err(trap_error(&trap, config)),
             Ok(Ok(Ok(value))) => Ok(value),
             Ok(Ok(Err(failure))) => Err(host_error(failure, store.data_mut(), config)),
-        }
+        };
+        // The locks go with the store; a refresh that got its answer is in flight until then.
+        drop(store);
+        drop(std::mem::take(
+            &mut *answered
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        ));
+        result
     }
 }
 
@@ -172,6 +184,7 @@ impl ProviderComponent {
 fn sandboxed_store(
     ctx: &CallContext,
     policy: HttpPolicy,
+    lock_wait: Duration,
 ) -> ClaudeCodeAuthResult<Store<HostState>> {
     let config = &ctx.config;
     let limits = StoreLimitsBuilder::new()
@@ -193,8 +206,14 @@ fn sandboxed_store(
         finished_seen: ctx.local_lock.finished(),
         locks_held: 0,
         handover_tried: false,
-        lock_timeout: config.lock_timeout,
-        rescue: RescueFile::for_location(&ctx.credentials.location(), config.rescue_dir.as_deref()),
+        lock_timeout: lock_wait,
+        drain: ctx.drain.clone(),
+        rescue: RescueFile::for_store(
+            &ctx.credentials.identity(),
+            ctx.credentials.credential_file(),
+            config.rescue_dir.as_deref(),
+        ),
+        stored_when_sent: None,
         store_error: None,
     };
     let mut store = Store::new(engine()?, state);
@@ -300,11 +319,6 @@ impl HostWallClock for InjectedClock {
     fn now(&self) -> Duration {
         (self.0)().duration_since(UNIX_EPOCH).unwrap_or_default()
     }
-}
-
-/// `d` in whole milliseconds, saturating.
-pub(crate) fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn sandbox_error(doing: &str, error: &dyn std::fmt::Display) -> ClaudeCodeAuthError {

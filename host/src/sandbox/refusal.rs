@@ -6,7 +6,7 @@ use std::sync::{Mutex, PoisonError};
 use crate::error::ClaudeCodeAuthError;
 
 /// Why a request was refused or failed, in words the host's error can carry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Refusal {
     /// The component asked for an origin that is not allowed.
     OffList(String),
@@ -20,9 +20,11 @@ pub(crate) enum Refusal {
     Proxy(String),
     /// The operator's network settings are unusable (a proxy URL, a CA file).
     Misconfigured(String),
-    /// The refresh lock was no longer held (or could not be confirmed) when the request was
-    /// about to leave; it was not sent.
-    LockLost(String),
+    /// The provider is draining: the request was not sent.
+    Draining,
+    /// The store kept the request from leaving (its lock was lost while held, it could not note
+    /// the token about to be spent, or knows it must not be presented now): its error.
+    Store(ClaudeCodeAuthError),
 }
 
 impl Refusal {
@@ -44,11 +46,9 @@ impl Refusal {
                 ),
             },
             Self::Proxy(why) => ClaudeCodeAuthError::RefreshHttp { message: why },
-            Self::Misconfigured(why) => ClaudeCodeAuthError::RefreshRefused { message: why },
-            Self::LockLost(why) => ClaudeCodeAuthError::LockTimeout {
-                lock: format!("{why}; the refresh request was not sent"),
-                waited: std::time::Duration::ZERO,
-            },
+            Self::Misconfigured(reason) => ClaudeCodeAuthError::NetworkMisconfigured { reason },
+            Self::Draining => ClaudeCodeAuthError::Draining,
+            Self::Store(error) => error,
         }
     }
 }

@@ -11,6 +11,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::drain::Drain;
 use crate::error::ClaudeCodeAuthError;
 use crate::store::rescue::RescueFile;
 use crate::store::{CredentialStore, RefreshLock};
@@ -72,9 +73,16 @@ pub(crate) struct HostState {
     pub(crate) locks_held: usize,
     /// This call already tried to put a rescued login back into the store.
     pub(crate) handover_tried: bool,
+    /// How long a refresh waits for the lock (the store's reading of the configured bound).
     pub(crate) lock_timeout: Duration,
-    /// Where a rotated login the store refused is kept (`None`: nowhere to keep one).
-    pub(crate) rescue: Option<RescueFile>,
+    /// The provider's drain: once it is draining, no refresh lock is taken.
+    pub(crate) drain: Arc<Drain>,
+    /// Where a rotated login the store refused is kept.
+    pub(crate) rescue: RescueFile,
+    /// The refresh-token digest of the document the store held when the component last read
+    /// it under the lock before its request left (`Some(None)`: none, or one without a refresh
+    /// token): what a rescue of this refresh supersedes.
+    pub(crate) stored_when_sent: Option<Option<String>>,
     /// The typed error behind the last store operation, when it failed. The component only
     /// sees a summary; the host returns this.
     pub(crate) store_error: Option<ClaudeCodeAuthError>,
@@ -82,32 +90,64 @@ pub(crate) struct HostState {
 
 impl HostState {
     /// `Ok(None)`: a refresh in this process finished while we waited; the component should
-    /// load again before deciding (answered as `conflict`, no lock held).
+    /// load again before deciding (answered as `conflict`, no lock held). While the provider is
+    /// draining none is taken, and a wait for one ends at once.
     pub(crate) async fn take_lock(&mut self) -> Result<Option<HeldLock>, ClaudeCodeAuthError> {
+        if self.drain.draining() {
+            return Err(ClaudeCodeAuthError::Draining);
+        }
+        let stop = self.drain.stop();
         let started = tokio::time::Instant::now();
         let local = self.local_lock.clone();
-        let guard = tokio::time::timeout(self.lock_timeout, local.mutex.clone().lock_owned())
-            .await
-            .map_err(|_| ClaudeCodeAuthError::LockTimeout {
+        let waiting = tokio::time::timeout(self.lock_timeout, local.mutex.clone().lock_owned());
+        let guard = tokio::select! {
+            guard = waiting => guard.map_err(|_| ClaudeCodeAuthError::LockTimeout {
                 lock: "in-process refresh lock".into(),
                 waited: self.lock_timeout,
-            })?;
+            })?,
+            () = stop.requested() => return Err(ClaudeCodeAuthError::Draining),
+        };
         let finished = local.finished.load(Ordering::SeqCst);
         if finished != self.finished_seen {
             self.finished_seen = finished;
             return Ok(None);
         }
         let remaining = self.lock_timeout.saturating_sub(started.elapsed());
-        let lock = self.credentials.lock_refresh(remaining).await?;
-        // Whatever the store checks before a refresh request leaves (a lease still held).
+        // The store's waits see the stop and give back what they took before returning; a
+        // store whose wait does not is given a moment to, then dropped.
+        let taking = crate::stop::scope(stop.clone(), self.credentials.lock_refresh(remaining));
+        let stopped = async {
+            stop.requested().await;
+            tokio::time::sleep(STOP_GRACE).await;
+        };
+        let mut lock = tokio::select! {
+            lock = taking => lock?,
+            () = stopped => return Err(ClaudeCodeAuthError::Draining),
+        };
+        if self.drain.draining() {
+            lock.release().await;
+            return Err(ClaudeCodeAuthError::Draining);
+        }
+        // Whatever the store checks before a refresh request leaves (a lease still held), and
+        // its record of the exchange.
         self.policy.set_send_check(lock.send_check());
+        self.policy.set_exchange_log(lock.exchange_log());
         Ok(Some(HeldLock {
             lock,
             local,
             _guard: guard,
         }))
     }
+
+    /// The lock was given back: nothing to check before sending, nothing to record.
+    pub(crate) fn forget_lock(&mut self) {
+        self.policy.set_send_check(None);
+        self.policy.set_exchange_log(None);
+    }
 }
+
+/// How long a store's wait for the refresh lock may take to end after the provider stops.
+const STOP_GRACE: Duration = Duration::from_millis(500);
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {

@@ -11,8 +11,8 @@ use crate::config::ClaudeCodeOAuthConfig;
 use crate::error::ClaudeCodeAuthError;
 use crate::error::ClaudeCodeAuthResult;
 use crate::status::{RefreshMode, RefreshOutcome, RefreshReport, TokenStatus};
-use crate::store::handover::{self, Verdict};
 
+use super::credentials;
 use super::refusal::Refusal;
 use super::state::{HeldLock, HostState};
 use super::{CallContext, ProviderComponent};
@@ -98,8 +98,8 @@ pub(super) fn wit_config(config: &ClaudeCodeOAuthConfig) -> wit::Config {
     wit::Config {
         token_url: config.token_url.clone(),
         client_id: config.client_id.clone(),
-        expiry_skew_ms: super::millis(config.expiry_skew),
-        timeout_ms: super::millis(config.refresh_timeout),
+        expiry_skew_ms: crate::time::millis(config.expiry_skew),
+        timeout_ms: crate::time::millis(config.refresh_timeout),
         user_agent: Some(config.user_agent.clone()),
     }
 }
@@ -179,6 +179,10 @@ struct Known {
 }
 
 /// The error for the component's `cause` and `message`, given what the host knows.
+/// How the component's `logged-out` message starts when the CLI ended the login at its time
+/// limit (the contract has no cause of its own for it; the guest's `TIME_LIMIT`, checked below).
+const LOGIN_TIME_LIMIT: &str = "not logged in: the login reached its time limit";
+
 fn error_for(
     cause: wit::Cause,
     message: String,
@@ -196,6 +200,9 @@ fn error_for(
         Cause::CredentialsMissing => nothing_stored,
         Cause::OauthSectionMissing => ClaudeCodeAuthError::OAuthSectionMissing { path: location },
         Cause::RefreshTokenMissing => ClaudeCodeAuthError::RefreshTokenMissing,
+        Cause::LoggedOut if message.starts_with(LOGIN_TIME_LIMIT) => {
+            ClaudeCodeAuthError::LoginEnded { path: location }
+        }
         Cause::LoggedOut => ClaudeCodeAuthError::LoggedOut { path: location },
         Cause::NotRefreshable => ClaudeCodeAuthError::NotRefreshable { from: location },
         Cause::GrantRejected => ClaudeCodeAuthError::RefreshRejected { message },
@@ -238,158 +245,44 @@ impl HostState {
         self.store_error = Some(error);
         wit
     }
-
-    /// The stored document, and what a rescue file says of it: `Some(document)` when the rescued
-    /// document supersedes the stored one.
-    async fn documents(
-        &mut self,
-    ) -> Result<(Option<Zeroizing<String>>, Option<Zeroizing<String>>), ClaudeCodeAuthError> {
-        let stored = self.credentials.load_document().await?.map(Zeroizing::new);
-        let rescued = self.rescue.as_ref().and_then(|r| r.read());
-        let adopt = rescued.and_then(|(kept, replaced)| {
-            match handover::judge(
-                &kept,
-                replaced.as_deref(),
-                stored.as_deref().map(String::as_str),
-            ) {
-                Verdict::Adopt(document) => Some(document),
-                Verdict::AlreadyThere | Verdict::Obsolete => None,
-            }
-        });
-        Ok((stored, adopt))
-    }
-
-    /// Under a fresh refresh lock: put a rescued login back into the store, or drop a rescue
-    /// file that is obsolete. One that cannot go back yet stays, and is answered by `load`.
-    async fn hand_over_rescue(&mut self, held: &mut HeldLock) {
-        let Some(rescue) = self.rescue.clone() else {
-            return;
-        };
-        let Some((kept, replaced)) = rescue.read() else {
-            return;
-        };
-        let stored = self
-            .credentials
-            .load_document()
-            .await
-            .ok()
-            .flatten()
-            .map(Zeroizing::new);
-        match handover::judge(
-            &kept,
-            replaced.as_deref(),
-            stored.as_deref().map(String::as_str),
-        ) {
-            Verdict::Adopt(document) => {
-                let credentials = self.credentials.clone();
-                let lock = &mut held.lock;
-                let written = async {
-                    credentials
-                        .prepare_save(lock, document.len() as u64)
-                        .await?;
-                    credentials.lock_write(lock, self.lock_timeout).await?;
-                    credentials.save_refreshed(lock, &document).await
-                }
-                .await;
-                match written {
-                    Ok(()) => {
-                        tracing::warn!(
-                            rescue = %rescue.path().display(),
-                            store = %self.credentials.location(),
-                            "a refreshed credential the store had refused was written back from its rescue file"
-                        );
-                        rescue.remove();
-                    }
-                    Err(error) => tracing::warn!(
-                        error = %error,
-                        rescue = %rescue.path().display(),
-                        "the store still refuses the rescued credential; it stays in its rescue file"
-                    ),
-                }
-            }
-            Verdict::AlreadyThere | Verdict::Obsolete => rescue.remove(),
-        }
-    }
 }
 
 impl store_wit::Host for HostState {
     async fn load(&mut self) -> Result<String, StoreError> {
         self.store_error = None;
-        let (mut stored, mut rescued) = match self.documents().await {
-            Ok(found) => found,
-            Err(error) => return Err(self.record(error)),
-        };
-        // A rescued login goes back into the store at the first chance, before anything (the
-        // `claude` CLI) presents the spent token still stored there.
-        if rescued.is_some() && self.locks_held == 0 && !self.handover_tried {
-            self.handover_tried = true;
-            if let Ok(Some(mut held)) = self.take_lock().await {
-                self.hand_over_rescue(&mut held).await;
-                held.release().await;
-                drop(held);
-                self.policy.set_send_check(None);
-                // Our own release is not "a refresh finished meanwhile".
-                self.finished_seen = self.local_lock.finished();
-                (stored, rescued) = match self.documents().await {
-                    Ok(found) => found,
-                    Err(error) => return Err(self.record(error)),
-                };
-            }
-        }
-        match rescued.or(stored) {
-            Some(document) => Ok(document.to_string()),
-            None => Err(StoreError::NotFound),
+        match self.load_document().await {
+            Ok(Some(document)) => Ok(document.to_string()),
+            Ok(None) => Err(StoreError::NotFound),
+            Err(error) => Err(self.record(error)),
         }
     }
 
     async fn lock(&mut self) -> Result<Resource<HeldLock>, StoreError> {
         self.store_error = None;
-        let mut held = match self.take_lock().await {
-            Ok(Some(held)) => held,
-            Ok(None) => {
-                return Err(StoreError::Conflict(
-                    "a refresh in this process finished while waiting for the lock".into(),
-                ));
-            }
-            Err(error) => return Err(self.record(error)),
-        };
-        self.hand_over_rescue(&mut held).await;
-        let handle = self
-            .table
-            .push(held)
-            .map_err(|e| StoreError::Unavailable(format!("cannot hand out the lock: {e}")))?;
-        self.locks_held += 1;
-        Ok(handle)
+        match self.lock_for_component().await {
+            Ok(Some(handle)) => Ok(handle),
+            Ok(None) => Err(StoreError::Conflict(
+                "a refresh in this process finished while waiting for the lock".into(),
+            )),
+            Err(error) => Err(self.record(error)),
+        }
     }
 }
 
 impl store_wit::HostRefreshLock for HostState {
     async fn prepare(&mut self, lock: Resource<HeldLock>, size: u64) -> Result<(), StoreError> {
         self.store_error = None;
-        let credentials = self.credentials.clone();
-        let held = self.table.get_mut(&lock).map_err(unavailable)?;
-        let prepared = credentials.prepare_save(&mut held.lock, size).await;
-        prepared.map_err(|error| {
-            // Shown before anything was spent: say so.
-            let error = match error {
-                ClaudeCodeAuthError::Io { path, source } => {
-                    ClaudeCodeAuthError::NotWritable { path, source }
-                }
-                other => other,
-            };
-            self.record(error)
-        })
+        let prepared = HostState::prepare(self, &lock, size).await;
+        prepared.map_err(|error| self.record(error))
     }
 
     async fn load_for_write(&mut self, lock: Resource<HeldLock>) -> Result<String, StoreError> {
         self.store_error = None;
-        let (credentials, wait) = (self.credentials.clone(), self.lock_timeout);
-        let held = self.table.get_mut(&lock).map_err(unavailable)?;
-        let locked = credentials.lock_write(&mut held.lock, wait).await;
-        if let Err(error) = locked {
-            return Err(self.record(error));
+        match HostState::load_for_write(self, &lock).await {
+            Ok(Some(document)) => Ok(document.to_string()),
+            Ok(None) => Err(StoreError::NotFound),
+            Err(error) => Err(self.record(error)),
         }
-        store_wit::Host::load(self).await
     }
 
     async fn commit(
@@ -398,65 +291,17 @@ impl store_wit::HostRefreshLock for HostState {
         document: String,
     ) -> Result<Kept, StoreError> {
         self.store_error = None;
-        // The document holds freshly rotated tokens: wipe this copy once kept.
-        let document = Zeroizing::new(document);
-        let credentials = self.credentials.clone();
-        let held = self.table.get_mut(&lock).map_err(unavailable)?;
-        let error = match credentials.save_refreshed(&mut held.lock, &document).await {
-            Ok(()) => {
-                if let Some(rescue) = &self.rescue {
-                    // Whatever a rescue file held is older than what the store now holds.
-                    rescue.remove();
-                }
-                return Ok(Kept::Stored);
-            }
-            Err(error) => error,
-        };
-        // The refresh token the store holds is spent: the new one must survive its refusal.
-        let replaced = credentials
-            .load_document()
-            .await
-            .ok()
-            .flatten()
-            .and_then(|text| handover::refresh_token_digest(&Zeroizing::new(text)));
-        let rescued = match &self.rescue {
-            Some(rescue) => rescue
-                .write(&document, replaced)
-                .map(|()| rescue.path().display().to_string()),
-            None => Err(std::io::Error::other(
-                "no state directory for a rescue file",
-            )),
-        };
-        match rescued {
-            Ok(path) => {
-                tracing::warn!(
-                    error = %error,
-                    rescue = %path,
-                    "the store refused the refreshed credential; it is kept in a rescue file and written back under the next refresh lock"
-                );
-                Ok(Kept::Rescued)
-            }
-            Err(e) => {
-                tracing::error!(error = %error, rescue_error = %e, "the refreshed credential could not be kept anywhere");
-                Err(self.record(error))
-            }
+        // The document holds freshly rotated tokens: this copy is wiped once kept.
+        match HostState::commit(self, &lock, Zeroizing::new(document)).await {
+            Ok(credentials::Kept::Stored) => Ok(Kept::Stored),
+            Ok(credentials::Kept::Rescued) => Ok(Kept::Rescued),
+            Err(error) => Err(self.record(error)),
         }
     }
 
     async fn drop(&mut self, lock: Resource<HeldLock>) -> wasmtime::Result<()> {
-        let mut held = self.table.delete(lock)?;
-        held.release().await;
-        drop(held);
-        self.locks_held = self.locks_held.saturating_sub(1);
-        if self.locks_held == 0 {
-            self.policy.set_send_check(None);
-        }
-        Ok(())
+        self.unlock(lock).await
     }
-}
-
-fn unavailable(error: wasmtime::component::ResourceTableError) -> StoreError {
-    StoreError::Unavailable(format!("unknown refresh lock: {error}"))
 }
 
 #[cfg(test)]
@@ -556,6 +401,37 @@ mod tests {
         assert!(
             matches!(&error, ClaudeCodeAuthError::ReadOnly { store } if store == "kept"),
             "{error:?}"
+        );
+    }
+
+    /// The component's words for a login ended at its time limit are the ones the host reads.
+    #[test]
+    fn a_login_ended_at_its_time_limit_is_told_apart() {
+        assert_eq!(LOGIN_TIME_LIMIT, claude_code_auth_guest::engine::TIME_LIMIT);
+        let config = ClaudeCodeOAuthConfig::default();
+        let known = || Known {
+            nothing_stored: ClaudeCodeAuthError::CredentialsMissing {
+                path: "store".into(),
+            },
+            location: "store".into(),
+            recorded: None,
+            refused: None,
+        };
+        let message = format!("{LOGIN_TIME_LIMIT} (…); run `claude login`");
+        let ended = error_for(wit::Cause::LoggedOut, message, known(), &config);
+        assert!(
+            matches!(ended, ClaudeCodeAuthError::LoginEnded { .. }),
+            "{ended:?}"
+        );
+        let blank = error_for(
+            wit::Cause::LoggedOut,
+            "not logged in".into(),
+            known(),
+            &config,
+        );
+        assert!(
+            matches!(blank, ClaudeCodeAuthError::LoggedOut { .. }),
+            "{blank:?}"
         );
     }
 }

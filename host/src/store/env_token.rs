@@ -45,7 +45,7 @@ impl EnvTokenStore {
         Self::from_value(std::env::var(OAUTH_TOKEN_ENV).ok())
     }
 
-    fn from_value(value: Option<String>) -> Option<Self> {
+    pub(crate) fn from_value(value: Option<String>) -> Option<Self> {
         let value = Zeroizing::new(value?);
         let token = value.trim();
         (!token.is_empty()).then(|| Self::new(token))

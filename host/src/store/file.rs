@@ -51,9 +51,11 @@ impl FileCredentialStore {
         lock_path_for(&self.path)
     }
 
-    /// Where the `claude` CLI keeps its credentials: `$CLAUDE_CONFIG_DIR/.credentials.json` when
-    /// that variable is set, else `~/.claude/.credentials.json` (home from `HOME`, then
-    /// `USERPROFILE`).
+    /// Where the `claude` CLI keeps its credential file: `.credentials.json` in its config dir —
+    /// `CLAUDE_SECURESTORAGE_CONFIG_DIR` when set (empty: `~/.claude`), else
+    /// `CLAUDE_CONFIG_DIR`, else `~/.claude` (home from `HOME`, then `USERPROFILE`),
+    /// NFC-normalised, as the CLI (2.1.332) works it out. On macOS the CLI keeps the login in
+    /// the keychain first: [`crate::ClaudeCliLogin`] chooses as the CLI does.
     pub fn default_claude_path() -> ClaudeCodeAuthResult<PathBuf> {
         claude_path_from(|name| std::env::var_os(name))
     }
@@ -81,15 +83,7 @@ fn lock_path_for(path: &Path) -> PathBuf {
 
 /// [`FileCredentialStore::default_claude_path`] over any environment, so it is testable.
 fn claude_path_from(env: impl Fn(&str) -> Option<OsString>) -> ClaudeCodeAuthResult<PathBuf> {
-    let non_empty = |name| env(name).filter(|v| !v.is_empty());
-    let dir = match non_empty("CLAUDE_CONFIG_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => non_empty("HOME")
-            .or_else(|| non_empty("USERPROFILE"))
-            .map(|home| PathBuf::from(home).join(".claude"))
-            .ok_or(ClaudeCodeAuthError::HomeUnresolved)?,
-    };
-    Ok(dir.join(".credentials.json"))
+    Ok(super::cli_dirs::config_dir_from(&env)?.join(".credentials.json"))
 }
 
 #[async_trait]
@@ -119,7 +113,7 @@ impl CredentialStore for FileCredentialStore {
     }
 
     async fn lock_refresh(&self, wait: Duration) -> ClaudeCodeAuthResult<RefreshLock> {
-        session::lock(self.sites(), wait).await
+        session::lock(self.sites(), vec![self.target()?], wait).await
     }
 
     async fn prepare_save(&self, lock: &mut RefreshLock, size: u64) -> ClaudeCodeAuthResult<()> {
@@ -149,6 +143,16 @@ impl CredentialStore for FileCredentialStore {
 
     fn location(&self) -> String {
         self.path.display().to_string()
+    }
+
+    /// `file:` and the canonical path of the file written: the same through a symlinked config
+    /// dir, a relative `CLAUDE_CONFIG_DIR` or a link to the file.
+    fn identity(&self) -> String {
+        format!("file:{}", self.canonical_target().display())
+    }
+
+    fn credential_file(&self) -> Option<PathBuf> {
+        Some(self.canonical_target())
     }
 
     /// One `stat`: a local file's metadata comes from the inode cache, fast enough to take
@@ -216,9 +220,25 @@ impl FileCredentialStore {
         }
     }
 
-    /// The file a write replaces: the path, or the file its symlink points to.
+    /// The file written, its path resolved (see [`target`](Self::target)); the path as given
+    /// when it cannot be (a symlink loop).
+    fn canonical_target(&self) -> PathBuf {
+        self.target().unwrap_or_else(|_| self.path.clone())
+    }
+
+    /// The file a write replaces — the path, or the file its symlink points to — as one name
+    /// every process gives it: canonical when it exists, else its directory's canonical path
+    /// and its name (absolute when even that does not exist), whatever the working directory.
     fn target(&self) -> ClaudeCodeAuthResult<PathBuf> {
-        files::write_target(&self.path).map_err(|e| self.io_error(e))
+        let target = files::write_target(&self.path).map_err(|e| self.io_error(e))?;
+        if let Ok(canonical) = std::fs::canonicalize(&target) {
+            return Ok(canonical);
+        }
+        let dir = files::parent_of(&target);
+        Ok(match (std::fs::canonicalize(&dir), target.file_name()) {
+            (Ok(dir), Some(name)) => dir.join(name),
+            _ => std::path::absolute(&target).unwrap_or(target),
+        })
     }
 
     /// The file store's own state in `lock`.
@@ -342,7 +362,7 @@ mod tests {
     }
 
     #[test]
-    fn default_path_prefers_claude_config_dir() {
+    fn default_path_is_the_clis() {
         type Env<'a> = &'a [(&'a str, &'a str)];
         let cases: &[(Env, Option<&str>)] = &[
             (
@@ -360,6 +380,13 @@ mod tests {
             (
                 &[("HOME", ""), ("USERPROFILE", "/win")],
                 Some("/win/.claude/.credentials.json"),
+            ),
+            (
+                &[
+                    ("CLAUDE_SECURESTORAGE_CONFIG_DIR", "/secure"),
+                    ("CLAUDE_CONFIG_DIR", "/cfg"),
+                ],
+                Some("/secure/.credentials.json"),
             ),
             (&[], None),
         ];

@@ -1,11 +1,81 @@
 //! Handing a rotated login back to its store. A document kept elsewhere — the temporary file of
 //! a writer killed before its rename, a rescue file written when the store refused a write —
 //! holds the only live refresh token as long as the store still holds the token it replaced.
-//! These helpers tell whether that is so and rebuild the document to write back.
+//! These helpers tell whether that is so and rebuild the document to write back, and read what a
+//! killed writer's temporary file holds (a complete document, or the endpoint's answer).
+
+use std::io::Read;
+use std::path::Path;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
+
+use super::exchange::Answer;
+
+/// Most of a temporary file read back: a document of the largest size read, its margin, and
+/// the largest answer the sandbox takes in.
+const MAX_KEPT_BYTES: u64 = 4 << 20;
+
+/// What a killed writer's temporary file holds.
+#[derive(Debug, Default)]
+pub(crate) struct Kept {
+    /// A complete document written from its start.
+    pub(crate) document: Option<Zeroizing<String>>,
+    /// The endpoint's answer, written past the document's room (at `side_at`).
+    pub(crate) answer: Option<Answer>,
+}
+
+/// What the temporary file at `path` holds, its answer looked for at `side_at`. Judged by the
+/// content alone: a document counts only when complete (one JSON object, followed by nothing
+/// but the file's unwritten room), an answer only when its record is whole.
+pub(crate) fn kept_in(path: &Path, side_at: Option<u64>) -> Kept {
+    let Some(bytes) = read_ours(path) else {
+        return Kept::default();
+    };
+    let room = side_at
+        .and_then(|at| usize::try_from(at).ok())
+        .unwrap_or(bytes.len())
+        .min(bytes.len());
+    Kept {
+        document: complete_document(&bytes[..room]),
+        answer: side_at
+            .and_then(|at| bytes.get(usize::try_from(at).ok()?..))
+            .and_then(Answer::from_record),
+    }
+}
+
+/// The file's bytes, read without following a symlink (whose it is was recorded by its maker).
+fn read_ours(path: &Path) -> Option<Zeroizing<Vec<u8>>> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = options.open(path).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut bytes = Zeroizing::new(Vec::new());
+    file.take(MAX_KEPT_BYTES).read_to_end(&mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// `region`'s document, if it starts with a whole JSON object and holds nothing after it but
+/// zeros or whitespace (room reserved and never written). A write cut short is no document.
+fn complete_document(region: &[u8]) -> Option<Zeroizing<String>> {
+    let mut values =
+        serde_json::Deserializer::from_slice(region).into_iter::<serde::de::IgnoredAny>();
+    values.next()?.ok()?;
+    let end = values.byte_offset();
+    let blank_after = region[end..]
+        .iter()
+        .all(|b| *b == 0 || b.is_ascii_whitespace());
+    let text = std::str::from_utf8(&region[..end]).ok()?;
+    (blank_after && text.trim_start().starts_with('{')).then(|| Zeroizing::new(text.to_owned()))
+}
 
 /// SHA-256 (hex) of the refresh token in `document`, or `None` when it holds none. A digest lets
 /// a record say which token a write replaced without storing the token.
@@ -21,10 +91,7 @@ pub(crate) fn refresh_token_digest(document: &str) -> Option<String> {
 
 /// SHA-256 of `bytes`, in hex.
 pub(crate) fn digest_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// What to do with a document kept aside, given what the store holds now.
@@ -97,6 +164,54 @@ mod tests {
         // A store that held nothing when the write began, and still holds nothing.
         assert!(matches!(judge(&kept, None, None), Verdict::Adopt(_)));
         assert_eq!(judge(&kept, spent.as_deref(), None), Verdict::Obsolete);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_temporary_file_is_judged_by_what_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".ccauth-1-0.tmp");
+        let document = doc("r2", "x");
+        let answer = Answer::new("d1", 5, 200, r#"{"refresh_token":"r2"}"#.into());
+        let record = answer.to_record();
+        let side_at = 256u64;
+        let kept = |content: &[u8], record: Option<&[u8]>| {
+            let mut bytes = content.to_vec();
+            if let Some(record) = record {
+                bytes.resize(side_at as usize, 0);
+                bytes.extend(record);
+            }
+            std::fs::write(&path, bytes).unwrap();
+            let kept = kept_in(&path, Some(side_at));
+            (kept.document.map(|d| d.to_string()), kept.answer)
+        };
+        // The answer only (the document not written yet).
+        assert_eq!(kept(b"", Some(&record)), (None, Some(answer.clone())));
+        // A complete document followed by the room never written, then the answer.
+        assert_eq!(
+            kept(document.as_bytes(), Some(&record)),
+            (Some(document.clone()), Some(answer.clone()))
+        );
+        // The document alone, cut to its length.
+        assert_eq!(
+            kept(document.as_bytes(), None),
+            (Some(document.clone()), None)
+        );
+        // A document cut short is none; the answer still counts.
+        assert_eq!(
+            kept(&document.as_bytes()[..20], Some(&record)),
+            (None, Some(answer.clone()))
+        );
+        // An answer cut short is none.
+        assert_eq!(kept(b"", Some(&record[..record.len() - 3])), (None, None));
+        // Not JSON, or not an object: no document.
+        assert_eq!(kept(b"[1,2]", None), (None, None));
+        // Never through a symlink.
+        kept(document.as_bytes(), Some(&record));
+        let link = dir.path().join(".ccauth-1-1.tmp");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let through = kept_in(&link, Some(side_at));
+        assert!(through.document.is_none() && through.answer.is_none());
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Where the credential document lives. Any [`CredentialStore`] backs the component's
 //! `credential-store` import.
 
+mod claude_cli;
+mod cli_dirs;
 mod env_token;
+pub(crate) mod exchange;
 mod file;
 pub(crate) mod handover;
 mod keychain;
@@ -10,6 +13,7 @@ mod memory;
 mod redis;
 pub(crate) mod rescue;
 mod session;
+pub(crate) mod state_dir;
 
 use std::any::Any;
 use std::fmt;
@@ -22,6 +26,8 @@ use async_trait::async_trait;
 use crate::credential::CredentialFile;
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
 
+pub use claude_cli::{ClaudeCliLogin, ClaudeCliSource};
+pub use cli_dirs::{CONFIG_DIR_ENV, SECURE_STORAGE_DIR_ENV};
 pub use env_token::{EnvTokenStore, OAUTH_TOKEN_ENV};
 pub use file::FileCredentialStore;
 pub use keychain::{
@@ -31,7 +37,7 @@ pub use keychain::{
 pub use memory::MemoryCredentialStore;
 #[cfg(feature = "redis")]
 pub use redis::{DEFAULT_STORE_KEY, RedisCredentialStore, RedisStoreBuilder, STORE_SECRET_LEN};
-pub use rescue::STATE_DIR_ENV;
+pub use state_dir::STATE_DIR_ENV;
 
 /// Async credential storage.
 ///
@@ -113,6 +119,29 @@ pub trait CredentialStore: Send + Sync + 'static {
     /// Where the credential lives, for messages (a path, a keychain item).
     fn location(&self) -> String {
         "custom credential store".to_owned()
+    }
+
+    /// A name for the login this store keeps that every process reaching it gives it, however
+    /// it reaches it (for a file: its canonical path, through any symlink or relative
+    /// spelling). Rescue files are keyed by it. The default is [`location`](Self::location).
+    fn identity(&self) -> String {
+        self.location()
+    }
+
+    /// The credential file this store keeps, if it keeps one: a rescue of its login leaves a
+    /// pointer beside it, where every process looks, and files its owner owns are trusted. The
+    /// default is `None`.
+    fn credential_file(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+
+    /// How long a refresh waits for [`lock_refresh`](Self::lock_refresh) when the provider
+    /// allows `configured` (its lock timeout). The default is `configured`. A store whose lock
+    /// outlives a dead holder for a known time — a lease nobody can tell from a live one — waits
+    /// at least that long, so that a call starting while a dead holder's lock runs succeeds once
+    /// it lapses, in that call. The call's own bound grows with it.
+    fn lock_wait(&self, configured: Duration) -> Duration {
+        configured
     }
 
     /// The error for a store that holds nothing: by default
@@ -206,6 +235,18 @@ impl<T: CredentialStore + ?Sized> CredentialStore for Arc<T> {
         (**self).nothing_stored()
     }
 
+    fn identity(&self) -> String {
+        (**self).identity()
+    }
+
+    fn credential_file(&self) -> Option<std::path::PathBuf> {
+        (**self).credential_file()
+    }
+
+    fn lock_wait(&self, configured: Duration) -> Duration {
+        (**self).lock_wait(configured)
+    }
+
     fn fingerprint(&self) -> Option<Fingerprint> {
         (**self).fingerprint()
     }
@@ -220,6 +261,7 @@ pub struct RefreshLock {
     _guard: Option<Box<dyn Any + Send + Sync>>,
     send_check: Option<SendCheck>,
     release: Option<Release>,
+    exchange_log: Option<Arc<dyn exchange::ExchangeLog>>,
 }
 
 /// Releases a lock that lives on a server, awaited when the holder is done with it (a drop
@@ -235,6 +277,7 @@ impl RefreshLock {
             _guard: None,
             send_check: None,
             release: None,
+            exchange_log: None,
         }
     }
 
@@ -244,6 +287,7 @@ impl RefreshLock {
             _guard: Some(Box::new(guard)),
             send_check: None,
             release: None,
+            exchange_log: None,
         }
     }
 
@@ -261,8 +305,22 @@ impl RefreshLock {
         self
     }
 
-    /// Run the release the store gave, if any (once); dropping the lock does the rest.
-    pub(crate) async fn release(&mut self) {
+    /// This lock, with `log` told of the refresh exchange as it happens (see
+    /// [`exchange`]).
+    pub(crate) fn with_exchange_log(mut self, log: Arc<dyn exchange::ExchangeLog>) -> Self {
+        self.exchange_log = Some(log);
+        self
+    }
+
+    /// The store's record of the exchange, if it keeps one.
+    pub(crate) fn exchange_log(&self) -> Option<Arc<dyn exchange::ExchangeLog>> {
+        self.exchange_log.clone()
+    }
+
+    /// Give the lock back now, waiting for a store whose lock lives on a server (a lease) to
+    /// take it back; dropping the lock does the rest. Call it before a process exits: a drop
+    /// alone can only start that, and the lease would be left to run out.
+    pub async fn release(&mut self) {
         if let Some(release) = self.release.take() {
             release().await;
         }
@@ -316,11 +374,13 @@ pub(crate) fn render_document(
     })
 }
 
-/// Run blocking file work off the async runtime.
+/// Run blocking file work off the async runtime; a wait inside it sees the caller's stop (see
+/// [`crate::stop`]).
 pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> ClaudeCodeAuthResult<T> + Send + 'static,
 ) -> ClaudeCodeAuthResult<T> {
-    tokio::task::spawn_blocking(work)
+    let stop = crate::stop::current();
+    tokio::task::spawn_blocking(move || crate::stop::within(stop, work))
         .await
         .unwrap_or_else(|join| {
             Err(ClaudeCodeAuthError::Io {

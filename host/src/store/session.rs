@@ -24,8 +24,10 @@ use zeroize::Zeroizing;
 
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
 use crate::files::{self, Prepared};
+use crate::lock::owner::{self, OwnerRecord};
 use crate::lock::{self, DirLock, HeldDirLocks, Journal, PreparedRecord, Record, flock};
 
+use super::exchange::{Answer, ExchangeLog};
 use super::handover::{self, Verdict};
 use super::{RefreshLock, blocking};
 
@@ -50,9 +52,16 @@ impl Site {
     }
 }
 
-/// Take the refresh lock of `sites`, in order, waiting at most `wait` in all.
-pub(crate) async fn lock(sites: Vec<Site>, wait: Duration) -> ClaudeCodeAuthResult<RefreshLock> {
-    blocking(move || Session::acquire(&sites, wait).map(RefreshLock::new)).await
+/// Take the refresh lock of `sites`, in order, waiting at most `wait` in all. A write a killed
+/// holder left is handed over only if it was to one of `targets` (the credential file).
+pub(crate) async fn lock(
+    sites: Vec<Site>,
+    targets: Vec<PathBuf>,
+    wait: Duration,
+) -> ClaudeCodeAuthResult<RefreshLock> {
+    let session = blocking(move || Session::acquire(&sites, &targets, wait)).await?;
+    let log: Arc<dyn ExchangeLog> = Arc::new(session.clone());
+    Ok(RefreshLock::new(session).with_exchange_log(log))
 }
 
 /// Write `document` over `target` outside any refresh, as the CLI writes outside its refreshes:
@@ -65,6 +74,22 @@ pub(crate) async fn write_alone(
     document: Zeroizing<Vec<u8>>,
     wait: Duration,
 ) -> ClaudeCodeAuthResult<()> {
+    under_write_locks(sites, wait, move || {
+        files::write_atomically(&target, &document).map_err(|source| ClaudeCodeAuthError::Io {
+            path: target.display().to_string(),
+            source,
+        })
+    })
+    .await
+}
+
+/// Run `write` (blocking) under the CLI's write locks of `sites`, taken within `wait`: how a
+/// write outside a refresh goes, whatever it writes to.
+pub(crate) async fn under_write_locks<T: Send + 'static>(
+    sites: Vec<Site>,
+    wait: Duration,
+    write: impl FnOnce() -> ClaudeCodeAuthResult<T> + Send + 'static,
+) -> ClaudeCodeAuthResult<T> {
     blocking(move || {
         let locks = distinct(
             sites
@@ -77,12 +102,9 @@ pub(crate) async fn write_alone(
         })?;
         let mut held =
             lock::acquire_all(&locks, wait, &mut Journal(&mut scratch), &mut Record::new())?;
-        let written = files::write_atomically(&target, &document);
+        let written = write();
         held.release();
-        written.map_err(|source| ClaudeCodeAuthError::Io {
-            path: target.display().to_string(),
-            source,
-        })
+        written
     })
     .await
 }
@@ -97,15 +119,20 @@ pub(crate) struct Held {
     /// What the journal says we hold.
     record: Record,
     refresh_dirs: HeldDirLocks,
+    /// The owner records this holder left beside the CLI's refresh locks it holds.
+    owners: Vec<(PathBuf, OwnerRecord)>,
     /// The CLI's write locks of every site, and whether they are held.
     write_locks: Vec<DirLock>,
     write_dirs: Option<HeldDirLocks>,
     /// The temporary file the next save writes into.
     prepared: Option<Prepared>,
+    /// The answer a killed holder's temporary file keeps (on record in `record.prepared`), for
+    /// the refresh that presents the token it spent (see [`ExchangeLog::replay`]).
+    replay: Option<Answer>,
 }
 
 impl Session {
-    fn acquire(sites: &[Site], wait: Duration) -> ClaudeCodeAuthResult<Self> {
+    fn acquire(sites: &[Site], targets: &[PathBuf], wait: Duration) -> ClaudeCodeAuthResult<Self> {
         let started = Instant::now();
         let remaining = || wait.saturating_sub(started.elapsed());
         let mut flocks = Vec::with_capacity(sites.len());
@@ -129,10 +156,9 @@ impl Session {
             .chain(&write_locks)
             .map(|lock| lock.path.clone())
             .collect();
-        let dirs: Vec<PathBuf> = sites.iter().map(|site| site.config_dir.clone()).collect();
         let mut left_behind = Vec::new();
         for file in &mut flocks {
-            left_behind.extend(Journal(file).recover_orphans(&expected, &dirs).prepared);
+            left_behind.extend(Journal(file).recover_orphans(&expected, targets).prepared);
         }
         let mut record = Record::new();
         // A write left behind stays on record (now ours) until it is adopted or removed.
@@ -149,17 +175,23 @@ impl Session {
                         // Not ours to keep: leave a killed writer's document to the next holder.
                         record.release_holder();
                         let _ = Journal(journal).write(&record);
+                    } else {
+                        // Nothing held, nothing on its way in: no record to leave.
+                        let _ = Journal(journal).clear();
                     }
                     return Err(error);
                 }
             };
+        let owners = leave_owner_records(&cli_locks, &refresh_dirs);
         let mut held = Held {
             flocks,
             record,
             refresh_dirs,
+            owners,
             write_locks,
             write_dirs: None,
             prepared: None,
+            replay: None,
         };
         if let Some(orphan) = held.record.prepared.clone() {
             held.hand_over(&orphan, remaining())?;
@@ -174,6 +206,52 @@ impl Session {
     ) -> ClaudeCodeAuthResult<T> {
         let inner = self.0.clone();
         blocking(move || work(&mut inner.lock().unwrap_or_else(PoisonError::into_inner))).await
+    }
+}
+
+/// The file store's record of the exchange: the spent token's digest in the journal, the answer
+/// in the prepared file, and the answer a killed holder left for its replay. Each is a `pwrite`
+/// or less, done where it is asked for: a hop to a blocking thread would cost more.
+#[async_trait::async_trait]
+impl ExchangeLog for Session {
+    async fn sending(&self, spent: &str) -> ClaudeCodeAuthResult<()> {
+        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(record) = held.record.prepared.as_mut() else {
+            return Ok(());
+        };
+        if record.spent_sha256.as_deref() == Some(spent) {
+            return Ok(());
+        }
+        record.spent_sha256 = Some(spent.to_owned());
+        // Without it on record, a kill after the answer could not be handed over.
+        held.note().map_err(|source| ClaudeCodeAuthError::Io {
+            path: "refresh lock journal".into(),
+            source,
+        })
+    }
+
+    async fn answered(&self, answer: &Answer) -> io::Result<()> {
+        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let kept = match &held.prepared {
+            Some(prepared) => prepared.write_side(&answer.to_record()),
+            None => Ok(()),
+        };
+        // From here until the credential file holds the answer, only a process of ours can
+        // hand it over: without our owner record a CLI waits out the stale time (60 s) before
+        // taking the lock of a holder killed now, instead of presenting the spent token within
+        // seconds.
+        for (config_dir, record) in std::mem::take(&mut held.owners) {
+            owner::remove_if(&config_dir, &record);
+        }
+        kept
+    }
+
+    async fn replay(&self, spent: &str) -> Option<Answer> {
+        let held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        held.replay
+            .as_ref()
+            .filter(|answer| answer.spent_sha256 == spent)
+            .cloned()
     }
 }
 
@@ -212,9 +290,14 @@ impl Held {
     }
 
     /// Create the temporary file for a document of up to `size` bytes replacing `target`, on
-    /// record before it exists, its space reserved.
+    /// record before it exists, its space reserved (and room past it for the endpoint's answer).
+    /// While a killed holder's answer waits for its replay, its own temporary file is taken up
+    /// instead, the answer kept in it.
     pub(crate) fn prepare(&mut self, target: &Path, size: u64) -> ClaudeCodeAuthResult<()> {
-        if let Some(left) = &self.record.prepared {
+        if let Some(left) = self.record.prepared.clone() {
+            if self.replay.is_some() && self.prepared.is_none() {
+                return self.take_up(&left, size);
+            }
             // Only while a killed writer's document could not be handed over yet.
             return Err(ClaudeCodeAuthError::Io {
                 path: left.target.display().to_string(),
@@ -227,12 +310,9 @@ impl Held {
         // Held all along? A lock taken over by someone else (who judged it stale) means another
         // refresh may be under way: spending now could present a token twice.
         if let Some(lost) = self.refresh_dirs.lost() {
-            return Err(ClaudeCodeAuthError::LockTimeout {
-                lock: format!(
-                    "{} (taken over by another process while held)",
-                    lost.display()
-                ),
-                waited: Duration::ZERO,
+            return Err(ClaudeCodeAuthError::LockLost {
+                lock: format!("the refresh lock `{}`", lost.display()),
+                why: "taken over by another process".into(),
             });
         }
         if let Some(old) = self.prepared.take() {
@@ -247,7 +327,9 @@ impl Held {
             temp: temp.clone(),
             target: target.to_path_buf(),
             complete: false,
-            replaced_sha256: None,
+            spent_sha256: None,
+            // Where `files::prepare` puts the side record: right past the document's room.
+            side_at: Some(size),
         });
         self.note().map_err(io_error)?;
         let prepared =
@@ -260,6 +342,7 @@ impl Held {
             });
         match prepared {
             Ok(prepared) => {
+                debug_assert_eq!(prepared.side_at(), size);
                 self.prepared = Some(prepared);
                 Ok(())
             }
@@ -269,6 +352,26 @@ impl Held {
                 Err(io_error(e))
             }
         }
+    }
+
+    /// Take up `left`, the temporary file holding a killed holder's answer, as this refresh's
+    /// prepared file: its answer stays in it (moved past `size` if the document needs the room,
+    /// on record before the document can overwrite the old place).
+    fn take_up(&mut self, left: &PreparedRecord, size: u64) -> ClaudeCodeAuthResult<()> {
+        let io_error = |source| ClaudeCodeAuthError::Io {
+            path: left.target.display().to_string(),
+            source,
+        };
+        let side_at = left.side_at.unwrap_or(0);
+        let prepared = Prepared::reopen(left.temp.clone(), side_at, size).map_err(io_error)?;
+        if prepared.side_at() != side_at {
+            if let Some(record) = &mut self.record.prepared {
+                record.side_at = Some(prepared.side_at());
+            }
+            self.note().map_err(io_error)?;
+        }
+        self.prepared = Some(prepared);
+        Ok(())
     }
 
     /// Replace `target` with `document` (through the prepared file, renamed over it; else in
@@ -284,9 +387,18 @@ impl Held {
             path: target.display().to_string(),
             source,
         };
-        let replaced = std::fs::read_to_string(target)
-            .ok()
-            .and_then(|text| handover::refresh_token_digest(&Zeroizing::new(text)));
+        // The token this write replaces: the one the request presented, noted before it left;
+        // for a write without a request (a hand-over), the one stored now.
+        let spent = self
+            .record
+            .prepared
+            .as_ref()
+            .and_then(|record| record.spent_sha256.clone())
+            .or_else(|| {
+                std::fs::read_to_string(target)
+                    .ok()
+                    .and_then(|text| handover::refresh_token_digest(&Zeroizing::new(text)))
+            });
         let mut prepared = match self.prepared.take() {
             Some(prepared) => prepared,
             // Nothing prepared (a save without a refresh): prepare now.
@@ -295,22 +407,9 @@ impl Held {
                 self.prepared.take().expect("just prepared")
             }
         };
-        let attempt = match prepared.fill(document) {
-            Ok(synced) => {
-                if let Err(e) = synced {
-                    // The bytes are written; durability is what is in doubt. Going on is better
-                    // than keeping the spent token on disk.
-                    tracing::warn!(
-                        error = %e,
-                        "the refreshed credential could not be synced to disk; it is put in place, but a power loss may lose it"
-                    );
-                }
-                if let Some(record) = &mut self.record.prepared {
-                    record.complete = true;
-                    record.replaced_sha256 = replaced;
-                }
-                // Complete and on record: from here a kill leaves it for the next holder.
-                let _ = self.note();
+        self.replay = None;
+        let attempt = match self.fill(&mut prepared, document, spent) {
+            Ok(()) => {
                 let links = hard_links(target);
                 let installed = prepared.install(target);
                 if installed.is_ok() && links > 1 {
@@ -337,25 +436,82 @@ impl Held {
         result
     }
 
-    /// Put back the document a killed holder left complete in `orphan`, if the target still
-    /// holds the token it replaced; remove it otherwise.
-    fn hand_over(&mut self, orphan: &PreparedRecord, wait: Duration) -> ClaudeCodeAuthResult<()> {
-        let kept = match std::fs::read_to_string(&orphan.temp) {
-            Ok(text) if orphan.complete => Zeroizing::new(text),
-            _ => {
-                remove_temp(&orphan.temp);
-                self.record.prepared = None;
-                let _ = self.note();
-                return Ok(());
+    /// Write `document` into `prepared` and put it on record as complete the moment the write
+    /// returns — a killed process's page cache survives it; only a power loss needs the fsync,
+    /// which follows. An fsync that fails does not stop the write: the bytes are there, and a
+    /// spent token on disk is worse.
+    fn fill(
+        &mut self,
+        prepared: &mut Prepared,
+        document: &[u8],
+        spent: Option<String>,
+    ) -> io::Result<()> {
+        let length = u64::try_from(document.len()).unwrap_or(u64::MAX);
+        if length > prepared.side_at() {
+            // The answer moves past the document first, and its new place is on record.
+            prepared.make_room(length)?;
+            if let Some(record) = &mut self.record.prepared {
+                record.side_at = Some(prepared.side_at());
             }
-        };
+            self.note()?;
+        }
+        prepared.write(document)?;
+        if let Some(record) = &mut self.record.prepared {
+            record.complete = true;
+            record.spent_sha256 = spent;
+        }
+        // Complete and on record: from here a kill leaves it for the next holder.
+        let _ = self.note();
+        if let Err(e) = prepared.sync() {
+            tracing::warn!(
+                error = %e,
+                "the refreshed credential could not be synced to disk; it is put in place, but a power loss may lose it"
+            );
+        }
+        Ok(())
+    }
+
+    /// What a killed holder left in `orphan`: a complete document goes back in place if the
+    /// target still holds the token it replaced; an answer (the holder was killed before its
+    /// document was written) waits for the refresh that presents the token it spent, which gets
+    /// it instead of a request (see [`ExchangeLog::replay`]); anything else is removed.
+    fn hand_over(&mut self, orphan: &PreparedRecord, wait: Duration) -> ClaudeCodeAuthResult<()> {
+        let kept = handover::kept_in(&orphan.temp, orphan.side_at);
+        if kept.document.is_none() {
+            let stored_digest = std::fs::read_to_string(&orphan.target)
+                .ok()
+                .and_then(|text| handover::refresh_token_digest(&Zeroizing::new(text)));
+            let waiting = kept
+                .answer
+                .filter(|answer| Some(&answer.spent_sha256) == stored_digest.as_ref());
+            match waiting {
+                Some(answer) => {
+                    tracing::warn!(
+                        temp = %orphan.temp.display(),
+                        "a process was killed after the token endpoint answered its refresh and before its write: the answer is kept for the next refresh"
+                    );
+                    let mut record = orphan.clone();
+                    record.spent_sha256 = Some(answer.spent_sha256.clone());
+                    self.record.prepared = Some(record);
+                    self.replay = Some(answer);
+                    let _ = self.note();
+                }
+                None => {
+                    remove_temp(&orphan.temp);
+                    self.record.prepared = None;
+                    let _ = self.note();
+                }
+            }
+            return Ok(());
+        }
+        let kept = kept.document.unwrap_or_default();
         self.lock_write(wait)?;
         let stored = std::fs::read_to_string(&orphan.target)
             .ok()
             .map(Zeroizing::new);
         let verdict = handover::judge(
             &kept,
-            orphan.replaced_sha256.as_deref(),
+            orphan.spent_sha256.as_deref(),
             stored.as_deref().map(String::as_str),
         );
         self.record.prepared = None;
@@ -390,6 +546,10 @@ impl Drop for Held {
             self.record.prepared = None;
         }
         self.unlock_write();
+        // As the CLI releases: its record first (only while it is ours), then the locks.
+        for (config_dir, record) in &self.owners {
+            owner::remove_if(config_dir, record);
+        }
         let released = self.refresh_dirs.identities();
         self.refresh_dirs.release();
         if self.record.prepared.is_none() {
@@ -402,6 +562,30 @@ impl Drop for Held {
             let _ = self.note();
         }
     }
+}
+
+/// Leave, beside each of the CLI's main refresh locks now held, the owner record the CLI
+/// leaves (see [`owner`]): a CLI waiting on it takes it over within seconds should this process
+/// die holding it, instead of after the stale time. Best effort: without one, it waits that out.
+fn leave_owner_records(locks: &[DirLock], held: &HeldDirLocks) -> Vec<(PathBuf, OwnerRecord)> {
+    let is_held = |path: &Path| held.holds(path);
+    let mut left = Vec::new();
+    for lock in locks {
+        let Some(owned) = lock.owned.as_ref().filter(|_| is_held(&lock.path)) else {
+            continue;
+        };
+        let legacy = owned.legacy.as_deref().filter(|path| is_held(path));
+        let Some(record) = owner::ours(&lock.path, legacy) else {
+            continue;
+        };
+        match owner::write(&owned.config_dir, &record) {
+            Ok(()) => left.push((owned.config_dir.clone(), record)),
+            Err(error) => {
+                tracing::debug!(error = %error, "no owner record left beside the refresh lock")
+            }
+        }
+    }
+    left
 }
 
 /// Remove a temporary file of ours named in a record (never anything else).

@@ -1,8 +1,9 @@
 //! `entelix:claude-code-auth/credential-store` as a component: the credential document in one
 //! directory the host preopens at `/credentials`, locked with an exclusively created lock file,
 //! written through a temporary file prepared (created, its space written) before the refresh
-//! token is spent and renamed over the document. Composed with the refresh component (see `host/build/main.rs`), it
-//! yields a component that imports only standard `wasi:*` interfaces.
+//! token is spent and renamed over the document. Composed with the refresh component
+//! (`claude_code_auth_componentize::compose`, done by `testkit/build.rs`), it yields a component
+//! that imports only standard `wasi:*` interfaces.
 
 #[cfg(target_arch = "wasm32")]
 mod component {

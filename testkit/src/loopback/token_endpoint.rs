@@ -73,6 +73,9 @@ struct State {
     accept_forms: bool,
     /// Range of the random delay before each normal answer.
     latency: Range<Duration>,
+    /// Scopes this client may not ask for: a request naming one is refused with
+    /// `invalid_scope`, before anything is rotated.
+    refused_scopes: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -143,6 +146,13 @@ impl TokenEndpoint {
     /// client id — which the real service no longer takes. For side-by-side benchmarks only.
     pub fn accept_forms(&self) {
         lock(&self.state).accept_forms = true;
+    }
+
+    /// Refuse, with `400 invalid_scope` and nothing rotated, every request that asks for
+    /// `scope` (a scope the service does not grant this client, as for a login made before the
+    /// scope existed).
+    pub fn refuse_scope(&self, scope: &str) {
+        lock(&self.state).refused_scopes.push(scope.to_owned());
     }
 
     /// Delay every normal answer by a random time in `range` (a slow network or service).
@@ -387,6 +397,17 @@ impl State {
                 400,
                 "invalid_request_error",
                 "Invalid request format",
+            ));
+        }
+        let asked = text("scope").unwrap_or_default();
+        if asked
+            .split(' ')
+            .any(|scope| self.refused_scopes.iter().any(|refused| refused == scope))
+        {
+            return Err(oauth_error(
+                400,
+                "invalid_scope",
+                "The requested scope is invalid, unknown, or malformed",
             ));
         }
         Ok(presented.to_owned())

@@ -127,7 +127,7 @@ async fn a_write_over_a_moved_generation_or_without_the_lease_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_down_serves_the_valid_header_and_a_restart_empty_says_no_login() {
+async fn redis_down_serves_the_valid_header_and_a_restart_empty_says_it_lost_the_login() {
     let Some(mut server) = redis() else { return };
     let endpoint = TokenEndpoint::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -149,19 +149,37 @@ async fn redis_down_serves_the_valid_header_and_a_restart_empty_says_no_login() 
         "nothing sent while Redis is down"
     );
 
+    // Restarted without persistence: this machine saw the login there, and keeps the newest it
+    // wrote (sealed) for the operator; nothing is written back on its own.
     server.restart();
     let error = provider.header_value().await.unwrap_err();
     assert_eq!(error.reaction(), Reaction::Missing, "{error}");
+    assert!(
+        matches!(&error, ClaudeCodeAuthError::StoreLost { seen: 2, .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("import"), "{error}");
+    assert_eq!(
+        server.cli(&["DBSIZE"]),
+        b"0\n",
+        "nothing written from memory"
+    );
+    // A machine that never saw it says there is none to use.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let fresh = RedisCredentialStore::builder(server.url())
+        .state_dir(elsewhere.path())
+        .secret_file(secret(dir.path(), "store.key", 4))
+        .build()
+        .unwrap();
+    let error = super::provider(fresh, &endpoint)
+        .header_value()
+        .await
+        .unwrap_err();
     assert!(
         error
             .to_string()
             .contains("no login in the credential store"),
         "{error}"
-    );
-    assert_eq!(
-        server.cli(&["DBSIZE"]),
-        b"0\n",
-        "nothing written from memory"
     );
 }
 
@@ -171,6 +189,7 @@ async fn a_store_without_a_secret_refuses_and_a_key_change_reads_the_old_one() {
     let endpoint = TokenEndpoint::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let error = RedisCredentialStore::builder(server.url())
+        .state_dir(server.scratch())
         .build()
         .unwrap_err();
     assert!(error.to_string().contains("plaintext"), "{error}");
@@ -185,6 +204,7 @@ async fn a_store_without_a_secret_refuses_and_a_key_change_reads_the_old_one() {
         "{error}"
     );
     let changing = RedisCredentialStore::builder(server.url())
+        .state_dir(server.scratch())
         .secret_file(&new)
         .previous_secret_file(&old)
         .build()
@@ -202,6 +222,7 @@ async fn a_store_without_a_secret_refuses_and_a_key_change_reads_the_old_one() {
     assert!(store(&server, &old).load_document().await.is_err());
 
     let plain = RedisCredentialStore::builder(server.url())
+        .state_dir(server.scratch())
         .key("plain")
         .plaintext()
         .build()
@@ -327,6 +348,7 @@ async fn a_tls_redis_is_trusted_through_its_ca_only() {
     let (document, _) = expired_document(&endpoint);
 
     let trusting = RedisCredentialStore::builder(server.url())
+        .state_dir(server.scratch())
         .secret_file(&key)
         .ca_file(&tls.ca)
         .build()
@@ -383,6 +405,7 @@ async fn a_refresh_longer_than_the_lease_keeps_it_by_renewing() {
     let dir = tempfile::tempdir().unwrap();
     let key = imported(&server, &endpoint, dir.path(), 15).await;
     let short = RedisCredentialStore::builder(server.url())
+        .state_dir(server.scratch())
         .secret_file(&key)
         .refresh_budget(Duration::from_millis(300))
         .lease(Duration::from_millis(600))

@@ -54,6 +54,7 @@ pub(super) fn secret(dir: &Path, name: &str, byte: u8) -> PathBuf {
 pub(super) fn store(server: &RedisServer, secret: &Path) -> RedisCredentialStore {
     RedisCredentialStore::builder(server.url())
         .secret_file(secret)
+        .state_dir(server.scratch())
         .build()
         .unwrap()
 }

@@ -182,8 +182,15 @@ pub fn warm_component_cache() {
 
 /// The `claude-code-auth` binary, with no credential location inherited from the machine.
 pub fn cli_command(home: &Path) -> Command {
-    warm_component_cache();
     let mut command = Command::new(cli_binary());
+    without_machine_settings(&mut command, home);
+    command
+}
+
+/// `command` (the CLI, or something that runs it) with no credential location inherited from
+/// the machine, and `home` as its home; the compiled component cached first.
+pub fn without_machine_settings(command: &mut Command, home: &Path) {
+    warm_component_cache();
     command
         .env_remove("CLAUDE_CONFIG_DIR")
         .env_remove("CLAUDE_CODE_OAUTH_TOKEN")
@@ -192,8 +199,9 @@ pub fn cli_command(home: &Path) -> Command {
         .env_remove("CLAUDE_CODE_AUTH_STORE_SECRET_FILE")
         .env_remove("CLAUDE_CODE_AUTH_STORE_CA_FILE")
         .env("HOME", home)
-        .env_remove("USERPROFILE");
-    command
+        .env_remove("USERPROFILE")
+        // State of its own (rescue files, Redis marks), as a machine of its own has.
+        .env("CLAUDE_CODE_AUTH_STATE_DIR", home.join(".ccauth-state"));
 }
 
 /// Run the CLI with `args` (on a blocking thread, so a loopback server in this process keeps

@@ -18,7 +18,7 @@ use redis::{
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
-use crate::sandbox::tls;
+use crate::tls;
 
 /// How long connecting (TCP and TLS), and then each command, may take before Redis counts as
 /// unreachable.

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::{Inner, scripts};
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
-use crate::sandbox::millis;
+use crate::time::millis;
 
 /// The first pause while another holder has the lease; it doubles up to [`MAX_PAUSE`]. Short:
 /// a refresh takes milliseconds, and each waiter's poll is one small command.
@@ -34,6 +34,9 @@ pub(super) struct LeaseState {
     lost: AtomicBool,
     /// Set once released: a drop has nothing left to do.
     released: AtomicBool,
+    /// Set once this holder noted a refresh token it presents: what it writes then is a
+    /// refresh of the stored login, not a login put in.
+    spending: AtomicBool,
 }
 
 impl Lease {
@@ -41,12 +44,19 @@ impl Lease {
     /// when the stored generation moved while this one waited: another holder refreshed, and
     /// loading again shows its token.
     pub(super) async fn acquire(inner: &Arc<Inner>, wait: Duration) -> ClaudeCodeAuthResult<Self> {
+        inner.checked().await?;
         let owner = super::random_hex(16)?;
         let seen = inner.generation().await?;
         let started = Instant::now();
         let mut pause = FIRST_PAUSE;
         let mut waited = false;
+        // A provider that stops ends the wait at once (nothing is held while waiting).
+        let stop = crate::stop::current();
+        let stopped = || stop.as_ref().is_some_and(|stop| stop.is_requested());
         loop {
+            if stopped() {
+                return Err(ClaudeCodeAuthError::Draining);
+            }
             let set: Option<String> = inner
                 .connection
                 .query(
@@ -74,7 +84,14 @@ impl Lease {
                     waited: elapsed,
                 });
             }
-            tokio::time::sleep(pause.min(wait - elapsed)).await;
+            let sleep = tokio::time::sleep(pause.min(wait - elapsed));
+            match &stop {
+                Some(stop) => tokio::select! {
+                    () = sleep => {}
+                    () = stop.requested() => return Err(ClaudeCodeAuthError::Draining),
+                },
+                None => sleep.await,
+            }
             pause = (pause * 2).min(MAX_PAUSE);
         }
         let state = Arc::new(LeaseState {
@@ -83,6 +100,7 @@ impl Lease {
             generation: AtomicU64::new(0),
             lost: AtomicBool::new(false),
             released: AtomicBool::new(false),
+            spending: AtomicBool::new(false),
         });
         let lease = Self {
             renewer: tokio::spawn(renew(Arc::downgrade(&state))),
@@ -148,16 +166,28 @@ impl LeaseState {
         self.generation.load(Ordering::SeqCst)
     }
 
+    /// Note that this holder presents a refresh token (see [`Self::save`]).
+    pub(super) fn spends(&self) {
+        self.spending.store(true, Ordering::SeqCst);
+    }
+
+    /// The store this lease is of.
+    pub(super) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
+    /// The holder's owner id, which the lease key holds while it is this holder's.
+    pub(super) fn owner(&self) -> &str {
+        &self.owner
+    }
+
     /// Confirm the lease is still this holder's and renew it now, so it outlasts the refresh
     /// budget: called before a refresh token is spent. An error means: do not send.
     pub(super) async fn confirm(&self) -> ClaudeCodeAuthResult<()> {
         let inner = &self.inner;
-        let lost = || ClaudeCodeAuthError::LockTimeout {
-            lock: format!(
-                "the refresh lease of {} (it ran out and may be another holder's now; nothing was sent)",
-                inner.shown
-            ),
-            waited: Duration::ZERO,
+        let lost = || ClaudeCodeAuthError::LockLost {
+            lock: format!("the refresh lease of {}", inner.shown),
+            why: "it ran out and may be another holder's now".into(),
         };
         if self.lost.load(Ordering::SeqCst) {
             return Err(lost());
@@ -183,18 +213,30 @@ impl LeaseState {
         Ok(renewed == 1)
     }
 
-    /// Write `value` as the next generation; `StoreConflict` when the lease or the generation
-    /// moved (a newer login is never overwritten).
-    pub(super) async fn save(&self, value: &[u8], epoch: &str) -> ClaudeCodeAuthResult<()> {
+    /// Write `value` as the next generation; the login's epoch. A write that is no refresh of
+    /// the stored login (an import, a rescued login put back) starts a new epoch: every
+    /// machine's mark then takes it as the login now, whatever generations they saw before.
+    /// `StoreConflict` when the lease or the generation moved (a newer login is never
+    /// overwritten).
+    pub(super) async fn save(
+        &self,
+        value: &[u8],
+        epoch: &str,
+    ) -> ClaudeCodeAuthResult<Option<String>> {
         let inner = &self.inner;
         let expected = self.generation();
         let mut save = scripts::SAVE.key(&inner.keys.login);
         save.key(&inner.keys.lease)
+            .key(&inner.keys.answer)
             .arg(&self.owner)
             .arg(expected.to_string())
             .arg(value)
-            .arg(epoch);
-        let (written, what): (i64, String) = inner
+            .arg(epoch)
+            .arg(match self.spending.load(Ordering::SeqCst) {
+                true => "keep",
+                false => "new",
+            });
+        let answer: Vec<String> = inner
             .connection
             .script(&save)
             .await
@@ -203,13 +245,14 @@ impl LeaseState {
             store: inner.shown.clone(),
             message,
         };
-        match (written, what.as_str()) {
-            (1, next) => {
+        let field = |i: usize| answer.get(i).map_or("", String::as_str);
+        match (field(0), field(1)) {
+            ("1", next) => {
                 let next = next
                     .parse()
                     .map_err(|_| conflict(format!("the store answered generation `{next}`")))?;
                 self.generation.store(next, Ordering::SeqCst);
-                Ok(())
+                Ok(answer.get(2).cloned())
             }
             (_, "lease") => Err(conflict(
                 "the refresh lease ran out before the write; the login is kept aside".into(),

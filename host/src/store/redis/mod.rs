@@ -8,9 +8,14 @@
 //! | --- | --- |
 //! | `{NAME}:login` | a hash: `document` (the sealed document), `generation` (the fencing counter, one more on every write), `epoch` (random, set by the first write: a login imported anew after Redis lost its data is another login) |
 //! | `{NAME}:lease` | the refresh lease: the holder's random owner id, with an expiry |
+//! | `{NAME}:answer` | a hash: the note, before a refresh request leaves, of the refresh token it presents (`spent`, a digest), who presents it (`owner`), when (`at`) and on which `generation`; then `answer`, the token endpoint's answer, sealed, kept the moment it was read; spent by the next write |
+//! | `{NAME}:spent` | a list of the digests of the last 64 refresh tokens presented: a login brought back from before one of them was spent is never refreshed with it |
 
+mod answer;
+mod checks;
 mod connection;
 mod lease;
+mod marks;
 mod scripts;
 mod seal;
 
@@ -22,6 +27,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use zeroize::Zeroizing;
 
+use super::exchange::ExchangeLog;
 use super::{
     CredentialStore, Fingerprint, RefreshLock, SendCheck, parse_document, render_document,
 };
@@ -36,6 +42,10 @@ pub use seal::SECRET_LEN as STORE_SECRET_LEN;
 
 /// The store key's name when none is given.
 pub const DEFAULT_STORE_KEY: &str = "claude-code-auth";
+
+/// How long past a lease's length a waiter keeps polling: the last poll before the lease lapsed
+/// and the one after.
+const LEASE_LAPSE: Duration = Duration::from_secs(2);
 
 /// A [`CredentialStore`] in Redis (`redis://` or `rediss://`, an ACL user and password taken
 /// from the URL and never shown). Every machine that refreshes the login takes the same lease,
@@ -68,6 +78,7 @@ pub struct RedisStoreBuilder {
     plaintext: bool,
     refresh_budget: Duration,
     lease: Option<Duration>,
+    state_dir: Option<PathBuf>,
 }
 
 pub(super) struct Inner {
@@ -82,11 +93,17 @@ pub(super) struct Inner {
     /// The last fingerprint read, answered while Redis cannot be reached so a header still valid
     /// in memory keeps being served.
     last_fingerprint: Mutex<Option<Fingerprint>>,
+    /// This machine's high-water mark of the login.
+    marks: marks::Marks,
+    /// What was found of Redis's settings, once per process.
+    checked: tokio::sync::OnceCell<checks::Checked>,
 }
 
 struct Keys {
     login: String,
     lease: String,
+    answer: String,
+    spent: String,
 }
 
 impl RedisCredentialStore {
@@ -101,6 +118,7 @@ impl RedisCredentialStore {
             plaintext: false,
             refresh_budget: DEFAULT_REFRESH_TIMEOUT,
             lease: None,
+            state_dir: None,
         }
     }
 
@@ -112,6 +130,37 @@ impl RedisCredentialStore {
     /// Whether documents are sealed (a secret was given) rather than kept in plaintext.
     pub fn is_sealed(&self) -> bool {
         matches!(self.inner.sealing, Sealing::Sealed { .. })
+    }
+
+    /// The login a machine's high-water mark at `path` keeps — the newest this machine wrote —
+    /// opened with this store's secret, to put back after Redis went back in time or lost it.
+    /// `Ok(None)` when `path` holds no mark of this store's login.
+    pub fn kept_login(
+        &self,
+        path: impl AsRef<std::path::Path>,
+    ) -> ClaudeCodeAuthResult<Option<String>> {
+        let path = path.as_ref();
+        let Some(mark) = marks::read_at(path).filter(|mark| mark.location == self.inner.shown)
+        else {
+            return Ok(None);
+        };
+        let Some(newest) = mark.newest else {
+            return Ok(None);
+        };
+        let invalid = |problem: String| ClaudeCodeAuthError::InvalidDocument {
+            path: path.display().to_string(),
+            problem,
+        };
+        let value = Zeroizing::new(
+            seal::unhex(&newest.value)
+                .ok_or_else(|| invalid("the kept login is not hex".into()))?,
+        );
+        let binding = Binding {
+            name: &self.inner.name,
+            generation: newest.generation,
+        };
+        let document = self.inner.sealing.open(&value, &binding).map_err(invalid)?;
+        Ok(Some(document.to_string()))
     }
 }
 
@@ -173,11 +222,18 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Keep this machine's high-water mark of the login under `dir` (default: this crate's
+    /// state directory, `$CLAUDE_CODE_AUTH_STATE_DIR` or `~/.local/state/entelix-auth-claude-code`).
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
     /// The store. Nothing is contacted yet: a Redis that is down shows at the first call.
     pub fn build(self) -> ClaudeCodeAuthResult<RedisCredentialStore> {
         let shown = format!("{} key {}", shown_url(&self.url), self.name);
-        let refused = |reason: String| ClaudeCodeAuthError::EndpointNotAllowed {
-            url: shown_url(&self.url),
+        let refused = |reason: String| ClaudeCodeAuthError::StoreInvalid {
+            store: shown_url(&self.url),
             reason,
         };
         if self.name.is_empty() || self.name.contains(['{', '}']) || self.name.len() > 200 {
@@ -197,11 +253,11 @@ impl RedisStoreBuilder {
                 return Err(refused("a CA file is for rediss:// (TLS) URLs only".into()));
             }
             // Read now, so a wrong file shows when the store is made.
-            crate::sandbox::tls::connector(&ca_files).map_err(|problem| {
-                ClaudeCodeAuthError::InvalidDocument {
-                    path: ca_files[0].display().to_string(),
-                    problem,
-                }
+            crate::tls::connector(&ca_files).map_err(|problem| {
+                refused(format!(
+                    "its CA file `{}` is unusable: {problem}",
+                    ca_files[0].display()
+                ))
             })?;
         }
         let connection = Connection::new(&self.url, ca_files).ok_or_else(not_a_url)?;
@@ -230,12 +286,15 @@ impl RedisStoreBuilder {
                 self.refresh_budget.as_secs()
             )));
         }
+        let marks = marks::Marks::new(&shown, self.state_dir.as_deref());
         Ok(RedisCredentialStore {
             inner: Arc::new(Inner {
                 connection,
                 keys: Keys {
                     login: format!("{{{}}}:login", self.name),
                     lease: format!("{{{}}}:lease", self.name),
+                    answer: format!("{{{}}}:answer", self.name),
+                    spent: format!("{{{}}}:spent", self.name),
                 },
                 name: self.name,
                 shown,
@@ -243,6 +302,8 @@ impl RedisStoreBuilder {
                 lease,
                 refresh_budget: self.refresh_budget,
                 last_fingerprint: Mutex::new(None),
+                marks,
+                checked: tokio::sync::OnceCell::new(),
             }),
         })
     }
@@ -261,6 +322,23 @@ impl Inner {
                 message: format!(
                     "its TLS certificate is not trusted ({}); add its CA (RedisStoreBuilder::ca_file, the CLI's --store-ca-file, or SSL_CERT_FILE)",
                     said.trim_start_matches("invalid peer certificate: ")
+                ),
+            };
+        }
+        // A key of this login holding another kind of value (written by someone else, or a
+        // name shared with another application): retrying will not help.
+        if error.code() == Some("WRONGTYPE")
+            || said.contains("WRONGTYPE")
+            || matches!(
+                error.kind(),
+                ErrorKind::UnexpectedReturnType | ErrorKind::Parse
+            )
+        {
+            return ClaudeCodeAuthError::StoreRefused {
+                store,
+                message: format!(
+                    "a key of this login ({}, {}) holds another kind of value than this store writes; it was not written by it (another application's key, a wrong --store-key?)",
+                    self.keys.login, self.keys.lease
                 ),
             };
         }
@@ -288,24 +366,50 @@ impl Inner {
         Ok(generation_of(generation))
     }
 
-    /// The stored document, opened with the generation it is bound to.
+    /// The stored document, opened with the generation it is bound to — unless Redis went back
+    /// in time or lost the login this machine saw (see [`marks`]).
     async fn document(&self) -> ClaudeCodeAuthResult<Option<Zeroizing<String>>> {
-        let (generation, value): (Option<String>, Option<Vec<u8>>) = self
+        self.checked().await?;
+        let (generation, epoch, value): (Option<String>, Option<String>, Option<Vec<u8>>) = self
             .connection
             .query(
                 redis::cmd("HMGET")
                     .arg(&self.keys.login)
                     .arg("generation")
+                    .arg("epoch")
                     .arg("document"),
             )
             .await
             .map_err(|e| self.failed(&e))?;
+        let generation = match value {
+            Some(_) => generation_of(generation),
+            None => 0,
+        };
+        match self.marks.seen(epoch.as_deref(), generation) {
+            marks::Compared::Current => {}
+            marks::Compared::Older { seen } => {
+                return Err(ClaudeCodeAuthError::StoreRolledBack {
+                    store: self.shown.clone(),
+                    found: generation,
+                    seen,
+                    spent: false,
+                    kept: self.kept(),
+                });
+            }
+            marks::Compared::Gone { seen } => {
+                return Err(ClaudeCodeAuthError::StoreLost {
+                    store: self.shown.clone(),
+                    seen,
+                    kept: self.kept(),
+                });
+            }
+        }
         let Some(value) = value.map(Zeroizing::new) else {
             return Ok(None);
         };
         let binding = Binding {
             name: &self.name,
-            generation: generation_of(generation),
+            generation,
         };
         self.sealing
             .open(&value, &binding)
@@ -316,14 +420,34 @@ impl Inner {
             })
     }
 
-    /// Write `document` under `lease` as the next generation.
+    /// Write `document` under `lease` as the next generation; then wait, where Redis has them,
+    /// for a replica and the append-only file to have it, and raise this machine's mark.
     async fn write(&self, lease: &lease::LeaseState, document: &str) -> ClaudeCodeAuthResult<()> {
+        let checked = self.checked().await?;
+        let generation = lease.generation() + 1;
         let binding = Binding {
             name: &self.name,
-            generation: lease.generation() + 1,
+            generation,
         };
         let value = Zeroizing::new(self.sealing.seal(document, &binding)?);
-        lease.save(&value, &random_hex(16)?).await
+        let epoch = lease.save(&value, &random_hex(16)?).await?;
+        self.marks.wrote(epoch.as_deref(), generation, &value);
+        self.make_durable(checked).await;
+        Ok(())
+    }
+
+    /// What this machine kept of the newest login, for a message.
+    fn kept(&self) -> String {
+        let newest = self.marks.read().and_then(|mark| mark.newest);
+        match (newest, self.marks.path()) {
+            (Some(newest), Some(path)) => format!(
+                "The newest login this machine wrote (generation {}) is kept, sealed as in Redis, in {}; once Redis is looked at, `claude-code-auth --store … import {} --force` puts it back",
+                newest.generation,
+                path.display(),
+                path.display()
+            ),
+            _ => "This machine wrote no newer login; one of the fleet's machines may have (their marks are under the state directory's redis/), else `claude login` and import again".into(),
+        }
     }
 }
 
@@ -372,9 +496,11 @@ impl CredentialStore for RedisCredentialStore {
             Box::pin(async move { state.confirm().await })
         });
         let release = lease.release_hook();
+        let log: Arc<dyn ExchangeLog> = Arc::new(answer::AnswerLog::new(lease.state()));
         Ok(RefreshLock::new(lease)
             .with_send_check(check)
-            .with_release(release))
+            .with_release(release)
+            .with_exchange_log(log))
     }
 
     async fn prepare_save(&self, lock: &mut RefreshLock, size: u64) -> ClaudeCodeAuthResult<()> {
@@ -400,6 +526,13 @@ impl CredentialStore for RedisCredentialStore {
 
     fn location(&self) -> String {
         self.inner.shown.clone()
+    }
+
+    /// At least the lease and a little more: a holder that died holding it cannot be told from
+    /// a live one until it lapses, and a waiter that gave up first would fail although nothing
+    /// is wrong (a live holder gives it back within its refresh budget).
+    fn lock_wait(&self, configured: Duration) -> Duration {
+        configured.max(self.inner.lease + LEASE_LAPSE)
     }
 
     fn nothing_stored(&self) -> ClaudeCodeAuthError {
@@ -484,5 +617,49 @@ fn describe(error: &redis::RedisError) -> String {
         "timed out".into()
     } else {
         error.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store configured wrongly says so, naming what is wrong — not a credential file or a
+    /// token endpoint.
+    #[test]
+    fn a_wrong_configuration_is_said_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad_ca = dir.path().join("ca.pem");
+        std::fs::write(&bad_ca, "not a certificate").unwrap();
+        let cases = [
+            (
+                RedisCredentialStore::builder("redis://127.0.0.1:1").key("a{b}"),
+                "the store key's name",
+            ),
+            (
+                RedisCredentialStore::builder("rediss://127.0.0.1:1").ca_file(&bad_ca),
+                "its CA file",
+            ),
+            (
+                RedisCredentialStore::builder("rediss://127.0.0.1:1")
+                    .ca_file(dir.path().join("missing.pem")),
+                "its CA file",
+            ),
+            (
+                RedisCredentialStore::builder("redis://127.0.0.1:1").ca_file(&bad_ca),
+                "rediss://",
+            ),
+        ];
+        for (builder, said) in cases {
+            let Err(error) = builder.plaintext().build() else {
+                panic!("built a store that is configured wrongly");
+            };
+            let text = error.to_string();
+            assert!(
+                matches!(error, ClaudeCodeAuthError::StoreInvalid { .. }) && text.contains(said),
+                "{text}"
+            );
+            assert!(!text.contains("credentials at") && !text.contains("token endpoint"));
+        }
     }
 }

@@ -55,11 +55,19 @@ impl SealKey {
         }
         #[cfg(unix)]
         {
-            use std::os::unix::fs::PermissionsExt;
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
             let mode = meta.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
                 return Err(problem(format!(
                     "its mode is {mode:04o}: others can read or change it; `chmod 600` it"
+                )));
+            }
+            // Another user who owns it can read it, or replace it with a key they know.
+            let me = rustix::process::geteuid().as_raw();
+            if meta.uid() != me {
+                return Err(problem(format!(
+                    "it belongs to user {}, not to this user ({me}), who could read or change it",
+                    meta.uid()
                 )));
             }
         }
@@ -243,7 +251,12 @@ fn open_secret(path: &Path) -> std::io::Result<std::fs::File> {
 
 /// `bytes` as lower-case hex.
 pub(super) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
+}
+
+/// The bytes `text` (hex) stands for.
+pub(super) fn unhex(text: &str) -> Option<Vec<u8>> {
+    hex::decode(text).ok()
 }
 
 #[cfg(test)]
@@ -350,5 +363,12 @@ mod tests {
         let link = dir.path().join("link.key");
         std::os::unix::fs::symlink(&path, &link).unwrap();
         assert!(SealKey::from_file(&link).is_err());
+        // Private but another user's (root is the user who can be handed such a file).
+        if rustix::process::geteuid().is_root() {
+            let nobody = Some(rustix::fs::Uid::from_raw(65534));
+            rustix::fs::chown(&path, nobody, None).unwrap();
+            let why = SealKey::from_file(&path).unwrap_err().to_string();
+            assert!(why.contains("belongs to user 65534"), "{why}");
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! The TLS the host speaks for the component: the web PKI roots compiled in, plus certificates
+//! The TLS this crate speaks — for the component's requests to the token endpoint and for a Redis
+//! store over `rediss://`: the web PKI roots compiled in, plus certificates
 //! the operator adds — a TLS-inspecting corporate proxy's CA — from
 //! [`crate::ClaudeCodeOAuthConfig::with_extra_ca_certificates`], `SSL_CERT_FILE` and
 //! `NODE_EXTRA_CA_CERTS` (the variable the `claude` CLI honours). A certificate that is not

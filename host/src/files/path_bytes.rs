@@ -1,5 +1,5 @@
-//! Paths in the journal as their bytes (hex), so that any path the system allows — not only
-//! UTF-8 — can be recorded.
+//! Paths in records (the lock journal, rescue pointers) as their bytes (hex), so that any path
+//! the system allows — not only UTF-8 — can be recorded.
 
 use std::path::{Path, PathBuf};
 
@@ -10,14 +10,11 @@ fn to_hex(path: &Path) -> String {
     let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec();
     #[cfg(not(unix))]
     let bytes = path.to_string_lossy().into_owned().into_bytes();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 fn from_hex(text: &str) -> Option<PathBuf> {
-    let bytes: Vec<u8> = (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect::<Option<_>>()?;
+    let bytes = hex::decode(text).ok()?;
     #[cfg(unix)]
     let path =
         PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(bytes));
@@ -26,23 +23,23 @@ fn from_hex(text: &str) -> Option<PathBuf> {
     Some(path)
 }
 
-pub(super) fn serialize<S: Serializer>(path: &Path, serializer: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn serialize<S: Serializer>(path: &Path, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&to_hex(path))
 }
 
-pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
     let text = String::deserialize(d)?;
     from_hex(&text).ok_or_else(|| serde::de::Error::custom("not a hex path"))
 }
 
 /// The same for an optional path.
-pub(super) mod option {
+pub(crate) mod option {
     use std::path::PathBuf;
 
     use serde::{Deserialize, Deserializer, Serializer};
 
     #[allow(clippy::ref_option)]
-    pub(in crate::lock) fn serialize<S: Serializer>(
+    pub(crate) fn serialize<S: Serializer>(
         path: &Option<PathBuf>,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
@@ -52,7 +49,7 @@ pub(super) mod option {
         }
     }
 
-    pub(in crate::lock) fn deserialize<'de, D: Deserializer<'de>>(
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Option<PathBuf>, D::Error> {
         Option::<String>::deserialize(d)?
