@@ -169,14 +169,36 @@ pub fn cli_binary() -> std::path::PathBuf {
         .map_or_else(|| env!("CARGO_BIN_EXE_claude-code-auth").into(), Into::into)
 }
 
+/// The compiled-component cache every CLI process of the tests shares, whatever `HOME` a test
+/// gives it and whether or not the machine sets `XDG_CACHE_HOME`: else each process of a test
+/// with a home of its own compiles the component (seconds in debug, 32 at once in the fleet
+/// tests) and writes `.cache/` into that home (a full disk, a directory listing).
+pub fn component_cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache")
+}
+
 /// Run the CLI once per test binary so the compiled component is cached before a test times
 /// processes or starts them side by side (each would otherwise compile it, seconds in debug).
 pub fn warm_component_cache() {
     static WARM: std::sync::Once = std::sync::Once::new();
     WARM.call_once(|| {
-        let _ = Command::new(cli_binary())
+        let output = Command::new(cli_binary())
+            .env("CLAUDE_CODE_AUTH_CACHE_DIR", component_cache_dir())
             .args(["status", "--credentials", "/nonexistent/.credentials.json"])
-            .output();
+            .output()
+            .expect("run claude-code-auth");
+        let cached = std::fs::read_dir(component_cache_dir())
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".cwasm"))
+            })
+            .unwrap_or(false);
+        assert!(
+            cached,
+            "the CLI cached no compiled component: {:?}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     });
 }
 
@@ -200,6 +222,7 @@ pub fn without_machine_settings(command: &mut Command, home: &Path) {
         .env_remove("CLAUDE_CODE_AUTH_STORE_CA_FILE")
         .env("HOME", home)
         .env_remove("USERPROFILE")
+        .env("CLAUDE_CODE_AUTH_CACHE_DIR", component_cache_dir())
         // State of its own (rescue files, Redis marks), as a machine of its own has.
         .env("CLAUDE_CODE_AUTH_STATE_DIR", home.join(".ccauth-state"));
 }
