@@ -7,6 +7,7 @@ mod compiled_cache;
 mod credentials;
 mod deadline;
 mod failure;
+mod header;
 mod http_client;
 mod http_policy;
 mod output;
@@ -40,8 +41,12 @@ use http_policy::HttpPolicy;
 use output::DiscardedOutput;
 use state::HostState;
 pub(crate) use state::LocalLock;
-use v0_2::exports::entelix::claude_code_auth::provider as wit;
-use v0_2::{PACKAGE, ProviderHost, ProviderHostPre, host_error, wit_config};
+// The contract version this host speaks; the only line that names one.
+use latest::{ProviderHost, ProviderHostPre};
+use v0_2 as latest;
+
+/// The WIT package this host speaks, for messages.
+const CONTRACT: &str = latest::PACKAGE;
 
 /// The refresh component this crate ships and runs: built from `guest/` reproducibly (pinned
 /// toolchain, remapped paths) by `componentize/`, and checked in CI to be what `guest/` builds.
@@ -61,7 +66,7 @@ pub(crate) struct CallContext {
 
 /// A call of one export, borrowed for the duration of the call.
 pub(crate) type ExportCall<'a, T> =
-    Pin<Box<dyn Future<Output = wasmtime::Result<Result<T, wit::AuthError>>> + Send + 'a>>;
+    Pin<Box<dyn Future<Output = wasmtime::Result<Result<T, latest::AuthError>>> + Send + 'a>>;
 
 /// A compiled provider component, type-checked against this host's world
 /// (`entelix:claude-code-auth/provider-host@0.2.0`) and ready to instantiate.
@@ -142,7 +147,7 @@ impl ProviderComponent {
         export: impl for<'a> FnOnce(
             &'a ProviderHost,
             &'a mut Store<HostState>,
-            &'a wit::Config,
+            &'a latest::Config,
         ) -> ExportCall<'a, T>,
     ) -> ClaudeCodeAuthResult<T> {
         let config = &ctx.config;
@@ -151,11 +156,11 @@ impl ProviderComponent {
         let lock_wait = ctx.credentials.lock_wait(config.lock_timeout);
         let mut store = sandboxed_store(ctx, policy, lock_wait)?;
         let deadline = CallDeadline::new(config, lock_wait, last_sent);
-        let wit_config = wit_config(config);
+        let contract_config = latest::config(config);
         let outcome = deadline
             .run(async {
                 let bindings = self.pre.instantiate_async(&mut store).await?;
-                export(&bindings, &mut store, &wit_config).await
+                export(&bindings, &mut store, &contract_config).await
             })
             .await;
         if let Ok(left) = store.get_fuel() {
@@ -165,7 +170,7 @@ impl ProviderComponent {
             Err(after) => Err(ClaudeCodeAuthError::TimedOut { after }),
             Ok(Err(trap)) => Err(trap_error(&trap, config)),
             Ok(Ok(Ok(value))) => Ok(value),
-            Ok(Ok(Err(failure))) => Err(host_error(failure, store.data_mut(), config)),
+            Ok(Ok(Err(failure))) => Err(store.data_mut().component_error(failure.into(), config)),
         };
         // The locks go with the store; a refresh that got its answer is in flight until then.
         drop(store);
@@ -240,7 +245,7 @@ fn check_contract_version(
         if let Some(theirs) = foreign_contract(name) {
             return Err(ClaudeCodeAuthError::Sandbox {
                 message: format!(
-                    "the component was built for {theirs} (it uses `{name}`); this host speaks {PACKAGE}"
+                    "the component was built for {theirs} (it uses `{name}`); this host speaks {CONTRACT}"
                 ),
             });
         }
@@ -249,9 +254,9 @@ fn check_contract_version(
 }
 
 /// `Some("entelix:claude-code-auth@X")` when `name` belongs to this contract at a version that
-/// is not semver-compatible with [`PACKAGE`].
+/// is not semver-compatible with [`CONTRACT`].
 fn foreign_contract(name: &str) -> Option<String> {
-    let (_, ours) = PACKAGE.split_once('@')?;
+    let (_, ours) = CONTRACT.split_once('@')?;
     let rest = name.strip_prefix("entelix:claude-code-auth/")?;
     let (_, theirs) = rest.split_once('@')?;
     let major_minor = |v: &str| {
@@ -323,7 +328,7 @@ impl HostWallClock for InjectedClock {
 
 fn sandbox_error(doing: &str, error: &dyn std::fmt::Display) -> ClaudeCodeAuthError {
     ClaudeCodeAuthError::Sandbox {
-        message: format!("{doing} the {PACKAGE} component: {error}"),
+        message: format!("{doing} the {CONTRACT} component: {error}"),
     }
 }
 
