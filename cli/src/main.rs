@@ -18,7 +18,7 @@ mod warnings;
 
 use std::fmt;
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -332,12 +332,7 @@ async fn run(
         return via_broker::run(&cli.command, socket).await;
     }
     let explicit_store = cli.store.is_some();
-    let Source {
-        kind,
-        store,
-        file,
-        redis,
-    } = source::source(source::Choice {
+    let source = source::source(source::Choice {
         credentials: cli.credentials,
         store: cli.store,
         store_key: cli.store_key,
@@ -346,63 +341,77 @@ async fn run(
         plaintext: cli.store_plaintext,
         lease: cli.store_lease,
     })?;
-    if let Command::Import { file: from, force } = &cli.command {
-        if !explicit_store {
-            return Err(Failure::Refused(
-                "import copies a login into a store: name it with --store".into(),
-            ));
+    let config = provider_config(cli.token_url, cli.user_agent);
+    match cli.command {
+        Command::Import { file, force } => import_into(&source, explicit_store, &file, force).await,
+        Command::Serve(args) => serve_from(args, source, config, shutdown).await,
+        command => {
+            let provider = ClaudeCodeOAuthProvider::with_config(source.store.clone(), config);
+            stopper.register(&provider);
+            one_shot(command, &provider, &source).await
         }
-        return print(&import::import(store.as_ref(), redis.as_ref(), from, *force).await?);
     }
+}
+
+/// The provider's settings from the command line.
+fn provider_config(token_url: Option<String>, user_agent: Option<String>) -> ClaudeCodeOAuthConfig {
     let mut config = ClaudeCodeOAuthConfig::new();
-    if let Some(url) = cli.token_url {
+    if let Some(url) = token_url {
         config = config.with_token_url(url);
     }
-    if let Some(agent) = cli.user_agent {
+    if let Some(agent) = user_agent {
         config = config.with_user_agent(agent);
     }
-    if let Command::Serve(args) = cli.command {
-        #[cfg(unix)]
-        {
-            // The lead is the provider's skew: it refreshes when the token expires within it.
-            let provider =
-                ClaudeCodeOAuthProvider::with_config(store, config.with_expiry_skew(args.lead));
-            return serve::run(args, provider, shutdown).await;
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = (args, store, shutdown);
-            return Err(Failure::Refused(
-                "serve needs a Unix system (its socket and mirrors)".into(),
-            ));
-        }
+    config
+}
+
+/// `import`: copy the login in `from` into the store `--store` named.
+async fn import_into(
+    source: &Source,
+    explicit_store: bool,
+    from: &Path,
+    force: bool,
+) -> Result<(), Failure> {
+    if !explicit_store {
+        return Err(Failure::Refused(
+            "import copies a login into a store: name it with --store".into(),
+        ));
     }
-    let _ = &shutdown;
-    let provider = ClaudeCodeOAuthProvider::with_config(store, config);
-    stopper.register(&provider);
-    let location = provider.location();
-    let out = match cli.command {
-        Command::Status { json } => {
-            let status = provider.status().await?;
-            if let Some(path) = &file {
-                warn_links(path);
-            }
-            let shown = if json {
-                render::status_json(kind, &location, &status)
-            } else {
-                render::status_text(kind, &location, &status, chrono::Utc::now())
-            };
-            print(&shown)?;
-            // Logged out: fail as `token` would (exit 4), so a script can test `status` alone,
-            // with its words (the login's time limit, say). A logged-out login sends nothing.
-            if status.logged_in {
-                return Ok(());
-            }
-            return Err(match provider.header_with_status().await {
-                Err(error) => error.into(),
-                Ok(_) => ClaudeCodeAuthError::LoggedOut { path: location }.into(),
-            });
-        }
+    let store = source.store.as_ref();
+    print(&import::import(store, source.redis.as_ref(), from, force).await?)
+}
+
+/// `serve`: the broker, until `shutdown`.
+async fn serve_from(
+    args: serve::ServeArgs,
+    source: Source,
+    config: ClaudeCodeOAuthConfig,
+    shutdown: Arc<tokio::sync::Notify>,
+) -> Result<(), Failure> {
+    #[cfg(unix)]
+    {
+        // The lead is the provider's skew: it refreshes when the token expires within it.
+        let config = config.with_expiry_skew(args.lead);
+        let provider = ClaudeCodeOAuthProvider::with_config(source.store, config);
+        serve::run(args, provider, shutdown).await
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (args, source, config, shutdown);
+        Err(Failure::Refused(
+            "serve needs a Unix system (its socket and mirrors)".into(),
+        ))
+    }
+}
+
+/// `status`, `token`, `header` or `refresh`: one answer on stdout.
+async fn one_shot(
+    command: Command,
+    provider: &ClaudeCodeOAuthProvider,
+    source: &Source,
+) -> Result<(), Failure> {
+    let out = match command {
+        Command::Status { json } => return status(provider, source, json).await,
         Command::Token => {
             let (header, status) = provider.header_with_status().await?;
             warn_login_deadline(&status);
@@ -424,10 +433,38 @@ async fn run(
             render::refresh_text(&report)
         }
         Command::Demo | Command::Import { .. } | Command::Serve(_) => {
-            unreachable!("handled above")
+            unreachable!("handled in run")
         }
     };
     print(&out)
+}
+
+/// `status`: the stored credential, then the exit `token` would give when logged out.
+async fn status(
+    provider: &ClaudeCodeOAuthProvider,
+    source: &Source,
+    json: bool,
+) -> Result<(), Failure> {
+    let location = provider.location();
+    let status = provider.status().await?;
+    if let Some(path) = &source.file {
+        warn_links(path);
+    }
+    let shown = if json {
+        render::status_json(source.kind, &location, &status)
+    } else {
+        render::status_text(source.kind, &location, &status, chrono::Utc::now())
+    };
+    print(&shown)?;
+    // Logged out: fail as `token` would (exit 4), so a script can test `status` alone, with its
+    // words (the login's time limit, say). A logged-out login sends nothing.
+    if status.logged_in {
+        return Ok(());
+    }
+    Err(match provider.header_with_status().await {
+        Err(error) => error.into(),
+        Ok(_) => ClaudeCodeAuthError::LoggedOut { path: location }.into(),
+    })
 }
 
 /// One line on stderr when the login ends within three days (stdout is left alone).

@@ -165,6 +165,8 @@ impl<S: Store, H: Http, C: Clock> Refresher<S, H, C> {
         }
     }
 
+    /// Refresh under the store's lock: take it, adopt what another process did meanwhile,
+    /// prepare the write, spend the refresh token, keep the answer.
     fn refresh(
         &mut self,
         mode: Mode,
@@ -179,20 +181,9 @@ impl<S: Store, H: Http, C: Clock> Refresher<S, H, C> {
         if seen.refresh_token.is_none() {
             return Err(refresh_token_missing());
         }
-        let mut conflicts = 0;
-        let mut lock = loop {
-            match self.store.lock() {
-                Ok(lock) => break lock,
-                // A refresh finished while we waited: its result may be all we need.
-                Err(StoreError::Conflict(_)) if conflicts < MAX_LOCK_CONFLICTS => {
-                    conflicts += 1;
-                    let (_, current, _) = self.load()?;
-                    if self.satisfied_by(mode, seen, &current) {
-                        return Ok((current, Outcome::Adopted));
-                    }
-                }
-                Err(e) => return Err(store_failure(&e, "take the refresh lock")),
-            }
+        let mut lock = match self.take_lock(mode, seen)? {
+            Locked::Held(lock) => lock,
+            Locked::Adopted(current) => return Ok((current, Outcome::Adopted)),
         };
 
         // Whoever held the lock before us may have refreshed already.
@@ -216,19 +207,46 @@ impl<S: Store, H: Http, C: Clock> Refresher<S, H, C> {
                     "get ready to save a refreshed credential (no refresh was attempted)",
                 )
             })?;
-        let (request, stored_scopes) = self.grant_request(&spent, &current);
-        let grant = match self.exchange(&request, stored_scopes.as_ref()) {
-            Ok(grant) => grant,
+        match self.spend(&spent, &current)? {
+            Spent::Granted(grant) => self.keep(&mut lock, &doc, &spent, &grant),
+            Spent::RotatedElsewhere(theirs) => Ok((theirs, Outcome::Adopted)),
+        }
+    }
+
+    /// The store's refresh lock, or the login a refresh that finished while we waited left,
+    /// when it is all `mode` needs.
+    fn take_lock(&mut self, mode: Mode, seen: &OAuthView) -> Result<Locked<S::Lock>, AuthFailure> {
+        let mut conflicts = 0;
+        loop {
+            match self.store.lock() {
+                Ok(lock) => return Ok(Locked::Held(lock)),
+                // A refresh finished while we waited: its result may be all we need.
+                Err(StoreError::Conflict(_)) if conflicts < MAX_LOCK_CONFLICTS => {
+                    conflicts += 1;
+                    let (_, current, _) = self.load()?;
+                    if self.satisfied_by(mode, seen, &current) {
+                        return Ok(Locked::Adopted(current));
+                    }
+                }
+                Err(e) => return Err(store_failure(&e, "take the refresh lock")),
+            }
+        }
+    }
+
+    /// Present `spent`, the stored refresh token of `current`, to the endpoint.
+    fn spend(&mut self, spent: &str, current: &OAuthView) -> Result<Spent, AuthFailure> {
+        let (request, stored_scopes) = self.grant_request(spent, current);
+        match self.exchange(&request, stored_scopes.as_ref()) {
+            Ok(grant) => Ok(Spent::Granted(grant)),
             Err(failure) if failure.cause == Cause::GrantRejected => {
                 // A writer that ignores our lock (an old CLI) may have rotated the token.
-                return match self.rotated_by_someone_else(&spent) {
-                    Some(theirs) => Ok((theirs, Outcome::Adopted)),
+                match self.rotated_by_someone_else(spent) {
+                    Some(theirs) => Ok(Spent::RotatedElsewhere(theirs)),
                     None => Err(failure),
-                };
+                }
             }
-            Err(failure) => return Err(failure),
-        };
-        self.keep(&mut lock, &doc, &spent, &grant)
+            Err(failure) => Err(failure),
+        }
     }
 
     /// Store `grant`, which spent `spent`: from here on it is the login's only future, so it is
@@ -519,6 +537,22 @@ fn logged_out(view: &OAuthView) -> AuthFailure {
         Cause::LoggedOut,
         "not logged in: the credential holds no token (the `claude` CLI's logged-out state); run `claude login`",
     )
+}
+
+/// How [`Refresher::take_lock`] ended.
+enum Locked<L> {
+    /// The store's refresh lock, held.
+    Held(L),
+    /// A refresh finished while we waited, and its login is all that was needed.
+    Adopted(OAuthView),
+}
+
+/// How presenting the refresh token ended, short of a failure.
+enum Spent {
+    /// The endpoint answered new tokens.
+    Granted(Grant),
+    /// The endpoint refused a token another writer had already rotated; its login.
+    RotatedElsewhere(OAuthView),
 }
 
 fn refresh_token_missing() -> AuthFailure {

@@ -35,11 +35,23 @@ pub(super) fn post_json(
             "the request body is too large".into(),
         ));
     }
+    let outgoing = outgoing_request(&target, &request.user_agent, body.len())?;
+    write_body(&outgoing, body)?;
+    let response = send(outgoing, timeout)?;
+    read_answer(&response, max_answer)
+}
+
+/// The request's head: a JSON POST of `length` bytes to `target`.
+fn outgoing_request(
+    target: &Target,
+    user_agent: &str,
+    length: usize,
+) -> Result<OutgoingRequest, HttpFailure> {
     let headers = Fields::from_list(&[
         ("content-type".into(), b"application/json".to_vec()),
         ("accept".into(), b"application/json".to_vec()),
-        ("user-agent".into(), request.user_agent.as_bytes().to_vec()),
-        ("content-length".into(), body.len().to_string().into_bytes()),
+        ("user-agent".into(), user_agent.as_bytes().to_vec()),
+        ("content-length".into(), length.to_string().into_bytes()),
     ])
     .map_err(|e| failed(format!("a request header is invalid ({e:?})")))?;
     let outgoing = OutgoingRequest::new(headers);
@@ -54,7 +66,12 @@ pub(super) fn post_json(
         .and_then(|()| outgoing.set_authority(Some(&target.authority)))
         .and_then(|()| outgoing.set_path_with_query(Some(&target.path)))
         .map_err(|()| failed("the token URL cannot be requested".into()))?;
-    // The whole body, then `finish`, before the request is handed over.
+    Ok(outgoing)
+}
+
+/// The whole body, then `finish`, before the request is handed over: the host sees a complete
+/// request or none.
+fn write_body(outgoing: &OutgoingRequest, body: &[u8]) -> Result<(), HttpFailure> {
     let sink = outgoing
         .body()
         .map_err(|()| failed("the request has no body".into()))?;
@@ -66,8 +83,11 @@ pub(super) fn post_json(
             .blocking_write_and_flush(body)
             .map_err(stream_failed)?;
     }
-    OutgoingBody::finish(sink, None).map_err(code_failed)?;
+    OutgoingBody::finish(sink, None).map_err(code_failed)
+}
 
+/// Hand `outgoing` over and wait for the answer's head.
+fn send(outgoing: OutgoingRequest, timeout: Duration) -> Result<IncomingResponse, HttpFailure> {
     let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
     let options = RequestOptions::new();
     // Each is only a request: the host may hold the exchange to tighter bounds.
@@ -75,15 +95,14 @@ pub(super) fn post_json(
     let _ = options.set_first_byte_timeout(Some(nanos));
     let _ = options.set_between_bytes_timeout(Some(nanos));
     let pending = outgoing_handler::handle(outgoing, Some(options)).map_err(code_failed)?;
-    let response = loop {
+    loop {
         match pending.get() {
-            Some(Ok(Ok(response))) => break response,
+            Some(Ok(Ok(response))) => return Ok(response),
             Some(Ok(Err(code))) => return Err(code_failed(code)),
             Some(Err(())) => return Err(failed("the answer was already taken".into())),
             None => pending.subscribe().block(),
         }
-    };
-    read_answer(&response, max_answer)
+    }
 }
 
 /// Status, `Retry-After` and the body, capped at `max` bytes.

@@ -109,6 +109,46 @@ pub(crate) async fn under_write_locks<T: Send + 'static>(
     .await
 }
 
+/// Whoever held these OS locks before us is gone: clear up after it if it died holding them —
+/// only what these sites' locks and files are. The write it left on its way in, if any.
+fn recover_orphans(
+    flocks: &mut [File],
+    cli_locks: &[DirLock],
+    write_locks: &[DirLock],
+    targets: &[PathBuf],
+) -> Option<PreparedRecord> {
+    let expected: Vec<PathBuf> = cli_locks
+        .iter()
+        .chain(write_locks)
+        .map(|lock| lock.path.clone())
+        .collect();
+    let mut left_behind = Vec::new();
+    for file in flocks {
+        left_behind.extend(Journal(file).recover_orphans(&expected, targets).prepared);
+    }
+    left_behind.pop()
+}
+
+/// The CLI's refresh locks, all or none, on record in `journal`. When they cannot be had, the
+/// journal keeps a killed writer's document for the next holder, or nothing.
+fn refresh_locks(
+    cli_locks: &[DirLock],
+    wait: Duration,
+    journal: &mut File,
+    record: &mut Record,
+) -> ClaudeCodeAuthResult<HeldDirLocks> {
+    lock::acquire_all(cli_locks, wait, &mut Journal(journal), record).inspect_err(|_| {
+        if record.prepared.is_some() {
+            // Not ours to keep: leave a killed writer's document to the next holder.
+            record.release_holder();
+            let _ = Journal(journal).write(record);
+        } else {
+            // Nothing held, nothing on its way in: no record to leave.
+            let _ = Journal(journal).clear();
+        }
+    })
+}
+
 /// The held lock, shared so its blocking work can move to a blocking thread.
 #[derive(Clone)]
 pub(crate) struct Session(Arc<Mutex<Held>>);
@@ -132,6 +172,8 @@ pub(crate) struct Held {
 }
 
 impl Session {
+    /// Take every site's OS lock, clear up after a holder that died, then take the CLI's
+    /// refresh locks and hand over a killed writer's document, all within `wait`.
     fn acquire(sites: &[Site], targets: &[PathBuf], wait: Duration) -> ClaudeCodeAuthResult<Self> {
         let started = Instant::now();
         let remaining = || wait.saturating_sub(started.elapsed());
@@ -149,39 +191,14 @@ impl Session {
                 .iter()
                 .map(|site| lock::claude_cli_write_lock(&site.config_dir)),
         );
-        // Whoever held these before us is gone; clear up after it if it died holding them —
-        // only what these sites' locks and files are.
-        let expected: Vec<PathBuf> = cli_locks
-            .iter()
-            .chain(&write_locks)
-            .map(|lock| lock.path.clone())
-            .collect();
-        let mut left_behind = Vec::new();
-        for file in &mut flocks {
-            left_behind.extend(Journal(file).recover_orphans(&expected, targets).prepared);
-        }
         let mut record = Record::new();
         // A write left behind stays on record (now ours) until it is adopted or removed.
-        record.prepared = left_behind.pop();
+        record.prepared = recover_orphans(&mut flocks, &cli_locks, &write_locks, targets);
         let journal = flocks.last_mut().ok_or_else(|| ClaudeCodeAuthError::Io {
             path: "refresh lock".into(),
             source: io::Error::other("no lock site"),
         })?;
-        let refresh_dirs =
-            match lock::acquire_all(&cli_locks, remaining(), &mut Journal(journal), &mut record) {
-                Ok(dirs) => dirs,
-                Err(error) => {
-                    if record.prepared.is_some() {
-                        // Not ours to keep: leave a killed writer's document to the next holder.
-                        record.release_holder();
-                        let _ = Journal(journal).write(&record);
-                    } else {
-                        // Nothing held, nothing on its way in: no record to leave.
-                        let _ = Journal(journal).clear();
-                    }
-                    return Err(error);
-                }
-            };
+        let refresh_dirs = refresh_locks(&cli_locks, remaining(), journal, &mut record)?;
         let owners = leave_owner_records(&cli_locks, &refresh_dirs);
         let mut held = Held {
             flocks,
