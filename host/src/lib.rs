@@ -75,3 +75,6 @@ pub use store::{
 #[cfg(feature = "redis")]
 pub use store::{DEFAULT_STORE_KEY, RedisCredentialStore, RedisStoreBuilder, STORE_SECRET_LEN};
 pub use transport::{AuthorizationSource, RefreshOnUnauthorized};
+
+#[cfg(test)]
+mod test_support;

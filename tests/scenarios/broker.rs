@@ -576,7 +576,6 @@ async fn an_entelix_application_in_a_sandbox_uses_the_broker() {
     };
     use entelix_core::ExecutionContext;
     use entelix_core::codecs::{AnthropicMessagesCodec, Codec};
-    use entelix_core::ir::{AnthropicExt, Message, ModelRequest, ProviderExtensions};
     use entelix_core::transports::{DirectTransport, Transport};
 
     entelix_core::install_default_tls();
@@ -593,14 +592,10 @@ async fn an_entelix_application_in_a_sandbox_uses_the_broker() {
         DirectTransport::new(api.base_url(), std::sync::Arc::new(provider.clone())).unwrap();
     let transport = RefreshOnUnauthorized::new(direct, provider);
     let encoded = AnthropicMessagesCodec::new()
-        .encode(&ModelRequest {
-            model: "claude-sonnet-4-5".into(),
-            messages: vec![Message::user("Say hello.")],
-            max_tokens: Some(64),
-            provider_extensions: ProviderExtensions::default()
-                .with_anthropic(AnthropicExt::default().with_betas([CLAUDE_CODE_BETA, OAUTH_BETA])),
-            ..ModelRequest::default()
-        })
+        .encode(&crate::support::messages_request(&[
+            CLAUDE_CODE_BETA,
+            OAUTH_BETA,
+        ]))
         .unwrap();
     let ctx = ExecutionContext::new();
     assert_eq!(

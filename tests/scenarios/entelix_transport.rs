@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::support::{Scenario, config};
+use crate::support::{Scenario, config, messages_request};
 use claude_code_auth_testkit::loopback::{MessagesApi, TokenEndpoint};
 use entelix_auth_claude_code::{
     CLAUDE_CODE_BETA, ClaudeCodeOAuthProvider, FileCredentialStore, OAUTH_BETA,
@@ -12,19 +12,8 @@ use entelix_auth_claude_code::{
 };
 use entelix_core::ExecutionContext;
 use entelix_core::codecs::{AnthropicMessagesCodec, Codec};
-use entelix_core::ir::{AnthropicExt, ContentPart, Message, ModelRequest, ProviderExtensions};
+use entelix_core::ir::ContentPart;
 use entelix_core::transports::{DirectTransport, Transport};
-
-fn request(betas: &[&str]) -> ModelRequest {
-    ModelRequest {
-        model: "claude-sonnet-4-5".into(),
-        messages: vec![Message::user("Say hello.")],
-        max_tokens: Some(64),
-        provider_extensions: ProviderExtensions::default()
-            .with_anthropic(AnthropicExt::default().with_betas(betas.iter().copied())),
-        ..ModelRequest::default()
-    }
-}
 
 /// An expired credential, its token endpoint, an API that trusts that endpoint, and a
 /// `DirectTransport` to it through the provider.
@@ -60,7 +49,7 @@ async fn direct_transport_sends_the_refreshed_token_and_both_betas() {
     let codec = AnthropicMessagesCodec::new();
 
     let encoded = codec
-        .encode(&request(&[CLAUDE_CODE_BETA, OAUTH_BETA]))
+        .encode(&messages_request(&[CLAUDE_CODE_BETA, OAUTH_BETA]))
         .unwrap();
     let response = transport
         .send(encoded, &ExecutionContext::new())
@@ -102,7 +91,7 @@ async fn direct_transport_sends_the_refreshed_token_and_both_betas() {
 async fn without_the_oauth_beta_the_api_refuses_the_token() {
     let (_scenario, _endpoint, _api, transport) = bed().await;
     let encoded = AnthropicMessagesCodec::new()
-        .encode(&request(&[CLAUDE_CODE_BETA]))
+        .encode(&messages_request(&[CLAUDE_CODE_BETA]))
         .unwrap();
     let response = transport
         .send(encoded, &ExecutionContext::new())
@@ -122,7 +111,7 @@ async fn a_token_revoked_early_gets_one_refresh_and_one_retry() {
     let (scenario, endpoint, api, direct, provider) = bed_with_provider().await;
     let codec = AnthropicMessagesCodec::new();
     let encoded = codec
-        .encode(&request(&[CLAUDE_CODE_BETA, OAUTH_BETA]))
+        .encode(&messages_request(&[CLAUDE_CODE_BETA, OAUTH_BETA]))
         .unwrap();
     let ctx = ExecutionContext::new();
     assert_eq!(
@@ -157,7 +146,9 @@ async fn a_token_revoked_early_gets_one_refresh_and_one_retry() {
     assert_eq!(endpoint.grants_served(), 2);
 
     // A request refused for itself (no OAuth beta) is retried once and then answered as it is.
-    let refused = codec.encode(&request(&[CLAUDE_CODE_BETA])).unwrap();
+    let refused = codec
+        .encode(&messages_request(&[CLAUDE_CODE_BETA]))
+        .unwrap();
     let before = api.requests().len();
     assert_eq!(transport.send(refused, &ctx).await.unwrap().status, 401);
     assert_eq!(api.requests().len(), before + 2);

@@ -324,11 +324,7 @@ mod tests {
             (&[], None),
         ];
         for (vars, want) in cases {
-            let got = cache_dir_from(|name| {
-                vars.iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| OsString::from(v))
-            });
+            let got = cache_dir_from(crate::test_support::env(vars));
             assert_eq!(got, want.map(PathBuf::from), "{vars:?}");
         }
     }

@@ -156,14 +156,7 @@ impl ClaudeCliLogin {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
-        move |name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| OsString::from(v))
-        }
-    }
+    use crate::test_support::env;
 
     /// A `security` holding one item, for the account and service the CLI would use, and an
     /// `id` that knows no user; every call recorded.

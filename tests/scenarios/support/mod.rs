@@ -301,3 +301,16 @@ pub async fn finish_all(children: Vec<Child>) -> Vec<Output> {
     .await
     .unwrap()
 }
+
+/// A small Messages API request with `betas`, as an entelix application sends it.
+pub fn messages_request(betas: &[&str]) -> entelix_core::ir::ModelRequest {
+    use entelix_core::ir::{AnthropicExt, Message, ModelRequest, ProviderExtensions};
+    ModelRequest {
+        model: "claude-sonnet-4-5".into(),
+        messages: vec![Message::user("Say hello.")],
+        max_tokens: Some(64),
+        provider_extensions: ProviderExtensions::default()
+            .with_anthropic(AnthropicExt::default().with_betas(betas.iter().copied())),
+        ..ModelRequest::default()
+    }
+}
