@@ -144,7 +144,7 @@ impl Floor {
         let body = json!({
             "grant_type": "refresh_token",
             "refresh_token": oauth["refreshToken"],
-            "client_id": entelix_auth_claude_code::CLAUDE_CODE_CLIENT_ID,
+            "client_id": entelix_auth_claude_code::defaults::CLAUDE_CODE_CLIENT_ID,
             "scope": "user:inference user:profile",
         })
         .to_string();

@@ -12,8 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use entelix_auth_claude_code::{
-    ClaudeCodeAuthError, CredentialStore, DEFAULT_LOCK_TIMEOUT, FileCredentialStore,
-    RedisCredentialStore, RefreshLock,
+    ClaudeCodeAuthError, CredentialStore, FileCredentialStore, RedisCredentialStore, RefreshLock,
 };
 
 use super::Failure;
@@ -42,7 +41,7 @@ pub(super) async fn import(
     };
     let incoming = Login::of(&document, &shown)?;
     incoming.usable(&shown)?;
-    let wait = store.lock_wait(DEFAULT_LOCK_TIMEOUT);
+    let wait = store.lock_wait(entelix_auth_claude_code::defaults::DEFAULT_LOCK_TIMEOUT);
     let mut lock = lock(store, wait).await?;
     let written = write(store, &mut lock, &document, &incoming, force, wait).await;
     lock.release().await;

@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use entelix_auth_claude_code::{LOGIN_WARNING, RefreshOutcome, RefreshReport, TokenStatus};
+use entelix_auth_claude_code::defaults::LOGIN_WARNING;
+use entelix_auth_claude_code::{RefreshOutcome, RefreshReport, TokenStatus};
 
 /// `text` for a terminal: control characters (an escape sequence a hostile file holds, say)
 /// are shown as `�`, never sent.

@@ -117,7 +117,7 @@ pub(super) fn source(choice: Choice) -> Result<Source, Failure> {
     };
     let key = choice
         .store_key
-        .unwrap_or_else(|| entelix_auth_claude_code::DEFAULT_STORE_KEY.to_owned());
+        .unwrap_or_else(|| entelix_auth_claude_code::defaults::DEFAULT_STORE_KEY.to_owned());
     let mut builder = RedisCredentialStore::builder(url).key(key);
     if let Some(secret) = choice.secret {
         builder = builder.secret_file(secret);

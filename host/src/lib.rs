@@ -54,27 +54,47 @@ mod tls;
 mod transport;
 
 pub use broker::{BrokerClient, BrokerProvider, BrokerToken};
+// The original crate's constants stay here; every default is in [`defaults`].
 pub use config::{
-    CLAUDE_CODE_BETA, CLAUDE_CODE_CLIENT_ID, ClaudeCodeOAuthConfig, DEFAULT_BETWEEN_BYTES_TIMEOUT,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_EXPIRY_SKEW, DEFAULT_FIRST_BYTE_TIMEOUT, DEFAULT_FUEL,
-    DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_ANSWER_BYTES, DEFAULT_MEMORY_LIMIT, DEFAULT_REFRESH_TIMEOUT,
-    DEFAULT_TOKEN_URL, DEFAULT_USER_AGENT, OAUTH_BETA, ProxySetting, WallClock,
+    CLAUDE_CODE_BETA, ClaudeCodeOAuthConfig, DEFAULT_REFRESH_TIMEOUT, DEFAULT_TOKEN_URL,
+    OAUTH_BETA, ProxySetting, WallClock,
 };
 pub use credential::{CredentialFile, OAuthCredential};
 pub use error::{ClaudeCodeAuthError, ClaudeCodeAuthResult, JsonError, Reaction};
 pub use provider::ClaudeCodeOAuthProvider;
-pub use sandbox::{CACHE_DIR_ENV, COMPONENT_WASM, ProviderComponent};
+pub use sandbox::{COMPONENT_WASM, ProviderComponent};
 pub use secret::SecretToken;
-pub use status::{LOGIN_WARNING, RefreshMode, RefreshOutcome, RefreshReport, TokenStatus};
+pub use status::{RefreshMode, RefreshOutcome, RefreshReport, TokenStatus};
 pub use store::{
-    CONFIG_DIR_ENV, ClaudeCliLogin, ClaudeCliSource, CommandOutput, CommandRunner, CredentialStore,
-    EnvTokenStore, FileCredentialStore, Fingerprint, KEYCHAIN_SERVICE, KeychainCredentialStore,
-    MemoryCredentialStore, OAUTH_TOKEN_ENV, RefreshLock, Release, SECURE_STORAGE_DIR_ENV,
-    STATE_DIR_ENV, SendCheck, SystemRunner, keychain_service_name,
+    ClaudeCliLogin, ClaudeCliSource, CredentialStore, EnvTokenStore, FileCredentialStore,
+    Fingerprint, KeychainCredentialStore, MemoryCredentialStore, RefreshLock, Release, SendCheck,
 };
 #[cfg(feature = "redis")]
-pub use store::{DEFAULT_STORE_KEY, RedisCredentialStore, RedisStoreBuilder, STORE_SECRET_LEN};
+pub use store::{RedisCredentialStore, RedisStoreBuilder};
 pub use transport::{AuthorizationSource, RefreshOnUnauthorized};
 
 #[cfg(test)]
 mod test_support;
+
+/// The values [`ClaudeCodeOAuthConfig`] and the stores start from, and the `claude` CLI's own
+/// names and numbers this crate uses.
+pub mod defaults {
+    pub use crate::config::{
+        CLAUDE_CODE_CLIENT_ID, DEFAULT_BETWEEN_BYTES_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
+        DEFAULT_EXPIRY_SKEW, DEFAULT_FIRST_BYTE_TIMEOUT, DEFAULT_FUEL, DEFAULT_LOCK_TIMEOUT,
+        DEFAULT_MAX_ANSWER_BYTES, DEFAULT_MEMORY_LIMIT, DEFAULT_REFRESH_TIMEOUT, DEFAULT_TOKEN_URL,
+        DEFAULT_USER_AGENT,
+    };
+    pub use crate::status::LOGIN_WARNING;
+    pub use crate::store::KEYCHAIN_SERVICE;
+    #[cfg(feature = "redis")]
+    pub use crate::store::{DEFAULT_STORE_KEY, STORE_SECRET_LEN};
+}
+
+/// The environment variables this crate reads (the `claude` CLI's and its own).
+pub mod env {
+    pub use crate::sandbox::CACHE_DIR_ENV;
+    pub use crate::store::{
+        CONFIG_DIR_ENV, OAUTH_TOKEN_ENV, SECURE_STORAGE_DIR_ENV, STATE_DIR_ENV,
+    };
+}

@@ -10,9 +10,9 @@ use claude_code_auth_testkit::loopback::{Handler, LoopbackServer, Reply, Respons
 // The test-only component from `tests/hostile-guest/`, built by the testkit.
 use crate::support::{Scenario, config};
 use claude_code_auth_testkit::components::HOSTILE;
+use entelix_auth_claude_code::defaults::{DEFAULT_FUEL, DEFAULT_MEMORY_LIMIT};
 use entelix_auth_claude_code::{
-    ClaudeCodeAuthError, ClaudeCodeOAuthProvider, DEFAULT_FUEL, DEFAULT_MEMORY_LIMIT,
-    FileCredentialStore, ProviderComponent,
+    ClaudeCodeAuthError, ClaudeCodeOAuthProvider, FileCredentialStore, ProviderComponent,
 };
 use secrecy::ExposeSecret;
 

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use crate::support::{NOW_MS, Scenario, config, reaction, without_token_fields};
 use claude_code_auth_testkit::loopback::{Reply, Response};
+use entelix_auth_claude_code::defaults::{CLAUDE_CODE_CLIENT_ID, DEFAULT_USER_AGENT};
 use entelix_auth_claude_code::{
-    CLAUDE_CODE_CLIENT_ID, ClaudeCodeAuthError, ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider,
-    CredentialFile, CredentialStore, DEFAULT_USER_AGENT, FileCredentialStore,
-    MemoryCredentialStore, RefreshMode, RefreshOutcome,
+    ClaudeCodeAuthError, ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider, CredentialFile,
+    CredentialStore, FileCredentialStore, MemoryCredentialStore, RefreshMode, RefreshOutcome,
 };
 use entelix_core::auth::CredentialProvider;
 use secrecy::ExposeSecret;

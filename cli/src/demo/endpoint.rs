@@ -8,7 +8,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use entelix_auth_claude_code::CLAUDE_CODE_CLIENT_ID;
+use entelix_auth_claude_code::defaults::CLAUDE_CODE_CLIENT_ID;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};

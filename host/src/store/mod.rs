@@ -30,10 +30,10 @@ pub use claude_cli::{ClaudeCliLogin, ClaudeCliSource};
 pub use cli_dirs::{CONFIG_DIR_ENV, SECURE_STORAGE_DIR_ENV};
 pub use env_token::{EnvTokenStore, OAUTH_TOKEN_ENV};
 pub use file::FileCredentialStore;
-pub use keychain::{
-    CommandOutput, CommandRunner, KEYCHAIN_SERVICE, KeychainCredentialStore, SystemRunner,
-    service_name as keychain_service_name,
-};
+#[cfg(test)]
+pub(crate) use keychain::CommandOutput;
+pub(crate) use keychain::{CommandRunner, SystemRunner};
+pub use keychain::{KEYCHAIN_SERVICE, KeychainCredentialStore};
 pub use memory::MemoryCredentialStore;
 #[cfg(feature = "redis")]
 pub use redis::{DEFAULT_STORE_KEY, RedisCredentialStore, RedisStoreBuilder, STORE_SECRET_LEN};

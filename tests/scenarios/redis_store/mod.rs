@@ -12,9 +12,9 @@ use std::process::Stdio;
 
 use claude_code_auth_testkit::loopback::TokenEndpoint;
 use claude_code_auth_testkit::redis_server::{RedisServer, Tls};
+use entelix_auth_claude_code::defaults::STORE_SECRET_LEN;
 use entelix_auth_claude_code::{
     ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider, CredentialStore, RedisCredentialStore,
-    STORE_SECRET_LEN,
 };
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};

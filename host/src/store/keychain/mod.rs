@@ -39,29 +39,18 @@ use command::{
 
 pub use super::cli_dirs::KEYCHAIN_SERVICE;
 
-/// The service name for a `CLAUDE_CONFIG_DIR` value (none: the default config dir), when
-/// `CLAUDE_SECURESTORAGE_CONFIG_DIR` is not set; [`crate::ClaudeCliLogin`] works it out from
-/// both.
-pub fn service_name(config_dir: Option<&str>) -> String {
-    keychain_service_for(&|name: &str| {
-        (name == super::cli_dirs::CONFIG_DIR_ENV)
-            .then(|| config_dir.map(std::ffi::OsString::from))
-            .flatten()
-    })
-}
-
 /// How long a write outside a refresh waits for the CLI's write lock.
 const SAVE_LOCK_WAIT: Duration = Duration::from_secs(15);
 
 /// What a command printed and how it ended.
 #[derive(Clone, PartialEq, Eq)]
-pub struct CommandOutput {
+pub(crate) struct CommandOutput {
     /// Exit status; `None` when killed by a signal.
-    pub status: Option<i32>,
+    pub(crate) status: Option<i32>,
     /// Standard output.
-    pub stdout: Vec<u8>,
+    pub(crate) stdout: Vec<u8>,
     /// Standard error.
-    pub stderr: Vec<u8>,
+    pub(crate) stderr: Vec<u8>,
 }
 
 impl std::fmt::Debug for CommandOutput {
@@ -75,15 +64,17 @@ impl std::fmt::Debug for CommandOutput {
     }
 }
 
-/// Runs a program: the seam between the keychain logic and the `security` binary.
-pub trait CommandRunner: Send + Sync + 'static {
+/// Runs a program: the seam between the keychain logic and the `security` binary, where the
+/// unit tests stand in the command lines the CLI's own code produces. Not public: the product
+/// runs the real `security`.
+pub(crate) trait CommandRunner: Send + Sync + 'static {
     /// Run `program` with `args`, writing `stdin` to it, and wait for it. Blocking.
     fn run(&self, program: &str, args: &[&str], stdin: Option<&[u8]>) -> io::Result<CommandOutput>;
 }
 
 /// Runs programs for real.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SystemRunner;
+pub(crate) struct SystemRunner;
 
 impl CommandRunner for SystemRunner {
     fn run(&self, program: &str, args: &[&str], stdin: Option<&[u8]>) -> io::Result<CommandOutput> {
@@ -150,7 +141,7 @@ impl KeychainCredentialStore {
     /// [`for_claude_cli`](Self::for_claude_cli) in the environment `env` reads, running
     /// commands (`security`, and `id` for the user name when `USER` is not set) through
     /// `runner`.
-    pub fn for_claude_cli_with(
+    pub(crate) fn for_claude_cli_with(
         env: impl Fn(&str) -> Option<std::ffi::OsString>,
         runner: impl CommandRunner,
     ) -> ClaudeCodeAuthResult<Self> {
@@ -167,8 +158,17 @@ impl KeychainCredentialStore {
     }
 
     /// A store for the item `service` / `account`, whose refresh lock belongs to `config_dir`,
-    /// running commands through `runner`; no fallback file.
-    pub fn with_runner(
+    /// through the real `security`; no fallback file.
+    pub fn new(
+        service: impl Into<String>,
+        account: impl Into<String>,
+        config_dir: impl Into<PathBuf>,
+    ) -> Self {
+        Self::with_runner(service, account, config_dir, SystemRunner)
+    }
+
+    /// [`new`](Self::new), running commands through `runner`.
+    pub(crate) fn with_runner(
         service: impl Into<String>,
         account: impl Into<String>,
         config_dir: impl Into<PathBuf>,
