@@ -413,10 +413,9 @@ async fn one_shot(
     let out = match command {
         Command::Status { json } => return status(provider, source, json).await,
         Command::Token => {
-            let (header, status) = provider.header_with_status().await?;
+            let (token, status) = provider.token_with_status().await?;
             warn_login_deadline(&status);
-            let token = header.expose_secret();
-            token.strip_prefix("Bearer ").unwrap_or(token).to_owned()
+            token.expose_secret().to_owned()
         }
         Command::Header => {
             let (header, status) = provider.header_with_status().await?;

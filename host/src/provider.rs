@@ -88,14 +88,18 @@ impl ClaudeCodeOAuthProvider {
 
     /// The access token alone, refreshed first when it expires within the skew.
     pub async fn access_token(&self) -> ClaudeCodeAuthResult<SecretString> {
-        let header = self.header_value().await?;
-        let token = header
-            .expose_secret()
-            .strip_prefix("Bearer ")
-            .ok_or_else(|| ClaudeCodeAuthError::Sandbox {
+        Ok(self.token_with_status().await?.0)
+    }
+
+    /// The access token alone and the status of the credential it came from.
+    pub async fn token_with_status(&self) -> ClaudeCodeAuthResult<(SecretString, TokenStatus)> {
+        let (header, status) = self.header_with_status().await?;
+        let token = crate::secret::bearer_token(header.expose_secret()).ok_or_else(|| {
+            ClaudeCodeAuthError::Sandbox {
                 message: "the component returned a header that is not a bearer token".into(),
-            })?;
-        Ok(SecretString::from(token.to_owned()))
+            }
+        })?;
+        Ok((SecretString::from(token.to_owned()), status))
     }
 
     /// `Bearer <access token>`, refreshed first when it expires within the skew.

@@ -6,6 +6,12 @@ use std::ops::Deref;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// The token of an `Authorization` value `Bearer <token>`; `None` for any other value. The
+/// one place that knows the scheme's spelling.
+pub(crate) fn bearer_token(value: &str) -> Option<&str> {
+    value.strip_prefix("Bearer ")
+}
+
 /// An access or refresh token. It derefs to `str` so code written for plain `String` fields keeps
 /// compiling, but `Debug` prints `[redacted]`, there is no `Display`, and the memory is zeroed on
 /// drop.

@@ -46,9 +46,7 @@ impl Broker {
     /// The current token, refreshed first when it expires within the lead; the mirrors
     /// re-stamped if it changed.
     pub(super) async fn current(&self) -> Result<Current, ClaudeCodeAuthError> {
-        let (header, status) = self.provider.header_with_status().await?;
-        let value = header.expose_secret();
-        let token = SecretString::from(value.strip_prefix("Bearer ").unwrap_or(value).to_owned());
+        let (token, status) = self.provider.token_with_status().await?;
         let current = Current { token, status };
         self.stamp(&current, false);
         Ok(current)

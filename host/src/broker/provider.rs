@@ -87,7 +87,7 @@ impl BrokerProvider {
         rejected: &SecretString,
     ) -> ClaudeCodeAuthResult<BrokerToken> {
         let value = rejected.expose_secret();
-        let token = value.strip_prefix("Bearer ").unwrap_or(value);
+        let token = crate::secret::bearer_token(value).unwrap_or(value);
         let fresh = self.client.refresh_rejected(token).await?;
         *self.kept.lock().await = Some(fresh.clone());
         Ok(fresh)

@@ -16,8 +16,7 @@ pub(super) fn checked_header(name: &str, value: String) -> ClaudeCodeAuthResult<
     if !name.eq_ignore_ascii_case("authorization") {
         return Err(refused("a header other than authorization"));
     }
-    let token = value
-        .strip_prefix("Bearer ")
+    let token = crate::secret::bearer_token(&value)
         .ok_or_else(|| refused("a header value that is not a bearer token"))?;
     let visible = token.bytes().all(|b| b.is_ascii_graphic());
     if token.is_empty() || token.len() > MAX_TOKEN_BYTES || !visible {
