@@ -42,7 +42,6 @@ mod drain;
 mod error;
 mod files;
 mod header_cache;
-mod lock;
 mod provider;
 mod sandbox;
 mod secret;

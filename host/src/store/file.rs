@@ -13,7 +13,7 @@ use crate::credential::CredentialFile;
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
 use crate::files;
 
-use super::session::{self, Session, Site};
+use super::cli_lock::session::{self, Session, Site};
 use super::{CredentialStore, Fingerprint, RefreshLock, blocking, parse_document, render_document};
 
 /// Largest credential file read. The CLI's is under 4 KiB; anything this large is not one.

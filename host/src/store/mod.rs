@@ -3,6 +3,7 @@
 
 mod claude_cli;
 mod cli_dirs;
+mod cli_lock;
 mod env_token;
 pub(crate) mod exchange;
 mod file;
@@ -12,7 +13,6 @@ mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 pub(crate) mod rescue;
-mod session;
 pub(crate) mod state_dir;
 
 use std::any::Any;

@@ -30,7 +30,7 @@ use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
 use crate::files;
 
 use super::cli_dirs::{config_dir_from, keychain_service_for};
-use super::session::{self, Session, Site};
+use super::cli_lock::session::{self, Session, Site};
 use super::{CredentialStore, RefreshLock, blocking, parse_document, render_document};
 use command::{
     ID, ITEM_NOT_FOUND, KEYCHAIN_LOCKED, SECURITY, WriteCommand, account_for, delete_args,

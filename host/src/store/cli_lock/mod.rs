@@ -21,7 +21,8 @@
 //! live ([`sites`]), the crash journal ([`journal`]), all-or-nothing acquisition ([`acquire`]),
 //! no-replace creation ([`staged`]), stale judgment and takeover ([`stale`]), the owner record
 //! ([`owner`]), the toucher ([`toucher`]), which directory is ours ([`identity`]), the one wait
-//! loop ([`retry`]).
+//! loop ([`retry`]); and the held session the file and keychain stores refresh under, journal,
+//! prepared write, hand-over of a killed holder's answer and all ([`session`]).
 
 mod acquire;
 pub(crate) mod flock;
@@ -30,6 +31,7 @@ mod journal;
 mod liveness;
 pub(crate) mod owner;
 mod retry;
+pub(crate) mod session;
 mod sites;
 mod staged;
 mod stale;

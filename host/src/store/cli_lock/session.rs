@@ -22,14 +22,14 @@ use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
+use super::owner::{self, OwnerRecord};
+use super::{self as lock, DirLock, HeldDirLocks, Journal, PreparedRecord, Record, flock};
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
 use crate::files::{self, Prepared};
-use crate::lock::owner::{self, OwnerRecord};
-use crate::lock::{self, DirLock, HeldDirLocks, Journal, PreparedRecord, Record, flock};
 
-use super::exchange::{Answer, ExchangeLog};
-use super::handover::{self, Verdict};
-use super::{RefreshLock, blocking};
+use crate::store::exchange::{Answer, ExchangeLog};
+use crate::store::handover::{self, Verdict};
+use crate::store::{RefreshLock, blocking};
 
 /// One place whose locks are taken: our lock file, and the config dir whose CLI locks count.
 #[derive(Debug, Clone, PartialEq, Eq)]
