@@ -89,7 +89,7 @@ mod tests {
     #[test]
     fn reused_only_for_the_same_state_component_and_time() {
         let cache = HeaderCache::default();
-        let fp = Fingerprint::new([1, 2, 3, 4, 5]);
+        let fp = Fingerprint::of(&[1, 2, 3, 4, 5]);
         let header = SecretString::from("Bearer a");
         cache.put(fp, 7, &header, &status(Some(10_000), false), 1_000);
         assert_eq!(
@@ -101,7 +101,7 @@ mod tests {
             "inside the refresh window"
         );
         assert!(
-            cache.get(Fingerprint::new([1, 2, 3, 4, 6]), 7, 0).is_none(),
+            cache.get(Fingerprint::of(&[1, 2, 3, 4, 6]), 7, 0).is_none(),
             "the store changed"
         );
         assert!(cache.get(fp, 8, 0).is_none(), "another component");
@@ -110,7 +110,7 @@ mod tests {
     #[test]
     fn tokens_needing_a_refresh_are_not_kept_long_lived_ones_are() {
         let cache = HeaderCache::default();
-        let fp = Fingerprint::new([0; 5]);
+        let fp = Fingerprint::of(&[0; 5]);
         cache.put(
             fp,
             1,

@@ -166,13 +166,13 @@ impl CredentialStore for FileCredentialStore {
                 .wrapping_mul(1_000_000_000)
                 .wrapping_add(nsec as u64)
         };
-        Some(Fingerprint::new([
+        Some(Fingerprint::of(&(
             meta.dev(),
             meta.ino(),
             meta.size(),
             nanos(meta.mtime(), meta.mtime_nsec()),
             nanos(meta.ctime(), meta.ctime_nsec()),
-        ]))
+        )))
     }
 
     /// Size and modification and creation times: without an inode number, a file replaced by
@@ -185,13 +185,11 @@ impl CredentialStore for FileCredentialStore {
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_nanos() as u64)
         };
-        Some(Fingerprint::new([
-            0,
-            0,
+        Some(Fingerprint::of(&(
             meta.len(),
             nanos(meta.modified()),
             nanos(meta.created()),
-        ]))
+        )))
     }
 }
 

@@ -90,12 +90,6 @@ impl CredentialStore for MemoryCredentialStore {
     }
 
     fn fingerprint(&self) -> Option<Fingerprint> {
-        Some(Fingerprint::new([
-            self.writes.load(Ordering::SeqCst),
-            0,
-            0,
-            0,
-            0,
-        ]))
+        Some(Fingerprint::of(&self.writes.load(Ordering::SeqCst)))
     }
 }

@@ -177,15 +177,32 @@ pub type SendCheck = Arc<
         + Sync,
 >;
 
-/// Identifies one state of a stored document: any write changes it.
+/// Identifies one state of a stored document: any write changes it. Opaque: made with
+/// [`Fingerprint::of`] from whatever identifies the state, and only compared within a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Fingerprint([u64; 5]);
+pub struct Fingerprint([u8; 16]);
 
 impl Fingerprint {
-    /// A fingerprint from whatever identifies the state (for a file: device, inode, size,
-    /// modification and change times).
-    pub const fn new(parts: [u64; 5]) -> Self {
-        Self(parts)
+    /// The fingerprint of `state`, anything that identifies one state of the document (for a
+    /// file: device, inode, size, modification and change times; for a counter: its value).
+    /// Two states are told apart unless their SHA-256 digests share 128 bits.
+    pub fn of(state: &impl std::hash::Hash) -> Self {
+        use sha2::{Digest, Sha256};
+        /// Every byte `Hash` feeds, into SHA-256 (`finish` is never asked for).
+        struct Fed(Sha256);
+        impl std::hash::Hasher for Fed {
+            fn write(&mut self, bytes: &[u8]) {
+                self.0.update(bytes);
+            }
+            fn finish(&self) -> u64 {
+                0
+            }
+        }
+        let mut fed = Fed(Sha256::new());
+        state.hash(&mut fed);
+        let mut out = [0; 16];
+        out.copy_from_slice(&fed.0.finalize()[..16]);
+        Self(out)
     }
 }
 
@@ -388,4 +405,22 @@ pub(crate) async fn blocking<T: Send + 'static>(
                 source: io::Error::other(join.to_string()),
             })
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Fingerprint;
+
+    #[test]
+    fn a_fingerprint_tells_states_apart_and_only_them() {
+        let file = |inode: u64, size: u64| Fingerprint::of(&(1_u64, inode, size, 7_u64, 7_u64));
+        assert_eq!(file(2, 3), file(2, 3));
+        assert_ne!(file(2, 3), file(2, 4));
+        assert_ne!(file(2, 3), file(3, 3));
+        // The epoch of a Redis login is text: where one ends is part of the state.
+        let redis = |generation: u64, epoch: Option<&str>| Fingerprint::of(&(generation, epoch));
+        assert_ne!(redis(1, Some("ab")), redis(1, Some("abc")));
+        assert_ne!(redis(1, None), redis(1, Some("")));
+        assert_eq!(redis(1, Some("ab")), redis(1, Some("ab")));
+    }
 }

@@ -567,13 +567,7 @@ impl CredentialStore for RedisCredentialStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if let Ok((generation, epoch)) = read {
-            *last = Some(Fingerprint::new([
-                generation_of(generation),
-                u64::from(epoch.is_some()),
-                fold(epoch.as_deref().unwrap_or_default()),
-                0,
-                0,
-            ]));
+            *last = Some(Fingerprint::of(&(generation_of(generation), epoch)));
         }
         *last
     }
@@ -582,13 +576,6 @@ impl CredentialStore for RedisCredentialStore {
 /// The stored `generation` field as a number (0: no login).
 fn generation_of(stored: Option<String>) -> u64 {
     stored.and_then(|g| g.parse().ok()).unwrap_or(0)
-}
-
-/// An epoch (hex) folded into a number; equal epochs fold equal.
-fn fold(epoch: &str) -> u64 {
-    epoch.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
 }
 
 /// `n` random bytes as hex.
