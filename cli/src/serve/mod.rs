@@ -57,23 +57,7 @@ mod unix {
         provider: ClaudeCodeOAuthProvider,
         shutdown: Arc<Notify>,
     ) -> Result<(), Failure> {
-        let owner = args
-            .mirror_owner
-            .as_deref()
-            .map(Owner::parse)
-            .transpose()
-            .map_err(Failure::Refused)?;
-        let mirrors = args
-            .mirrors
-            .iter()
-            .map(|dir| Mirror::open(dir, owner))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(Failure::Refused)?;
-        if mirrors.is_empty() && args.socket.is_none() {
-            return Err(Failure::Refused(
-                "serve hands out tokens through --mirror DIR or --socket PATH: give one".into(),
-            ));
-        }
+        let mirrors = open_mirrors(&args)?;
         let group = args.socket_group.as_deref().map(group_id).transpose()?;
         let broker = Arc::new(Broker::new(provider.clone(), mirrors));
         let current = broker.current().await?;
@@ -96,25 +80,9 @@ mod unix {
             None => None,
         };
         let stop_socket = Arc::new(Notify::new());
-        let serving = socket.clone().map(|socket| {
-            let me = rustix::process::geteuid().as_raw();
-            let allowed = Arc::new(if args.allow_uids.is_empty() {
-                vec![me]
-            } else {
-                args.allow_uids.clone()
-            });
-            log(&format!(
-                "listening on {} for uid {}",
-                args.socket.as_deref().unwrap_or(Path::new("")).display(),
-                allowed
-                    .iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-            let (broker, stop) = (broker.clone(), stop_socket.clone());
-            tokio::spawn(async move { socket.serve(broker, allowed, &stop).await })
-        });
+        let serving = socket
+            .clone()
+            .map(|socket| listen(&args, socket, broker.clone(), stop_socket.clone()));
         if let Some(ready) = &args.ready_file {
             write_ready(ready).map_err(|e| {
                 Failure::Refused(format!(
@@ -123,21 +91,7 @@ mod unix {
                 ))
             })?;
         }
-        let mut next = next_look(&current.status, args.lead);
-        loop {
-            tokio::select! {
-                () = shutdown.notified() => break,
-                () = tokio::time::sleep(next) => {
-                    next = match broker.current().await {
-                        Ok(current) => next_look(&current.status, args.lead),
-                        Err(error) => {
-                            log(&format!("the login could not be refreshed: {error}"));
-                            LOOK_EVERY
-                        }
-                    };
-                }
-            }
-        }
+        keep_fresh(&broker, &current.status, args.lead, &shutdown).await;
         log("stopping: a refresh in flight completes first");
         stop_socket.notify_one();
         if let Some(socket) = &socket {
@@ -152,6 +106,78 @@ mod unix {
         }
         log("stopped");
         Ok(())
+    }
+
+    /// The `--mirror` directories, owned as `--mirror-owner` says; at least one way out.
+    fn open_mirrors(args: &ServeArgs) -> Result<Vec<Mirror>, Failure> {
+        let owner = args
+            .mirror_owner
+            .as_deref()
+            .map(Owner::parse)
+            .transpose()
+            .map_err(Failure::Refused)?;
+        let mirrors = args
+            .mirrors
+            .iter()
+            .map(|dir| Mirror::open(dir, owner))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Failure::Refused)?;
+        if mirrors.is_empty() && args.socket.is_none() {
+            return Err(Failure::Refused(
+                "serve hands out tokens through --mirror DIR or --socket PATH: give one".into(),
+            ));
+        }
+        Ok(mirrors)
+    }
+
+    /// Answer on `socket` the uids `--allow-uid` names (else ours) until `stop`.
+    fn listen(
+        args: &ServeArgs,
+        socket: Arc<Socket>,
+        broker: Arc<Broker>,
+        stop: Arc<Notify>,
+    ) -> tokio::task::JoinHandle<()> {
+        let me = rustix::process::geteuid().as_raw();
+        let allowed = Arc::new(if args.allow_uids.is_empty() {
+            vec![me]
+        } else {
+            args.allow_uids.clone()
+        });
+        log(&format!(
+            "listening on {} for uid {}",
+            args.socket.as_deref().unwrap_or(Path::new("")).display(),
+            allowed
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        tokio::spawn(async move { socket.serve(broker, allowed, &stop).await })
+    }
+
+    /// Look at the login when its token enters `lead` (refreshing it, the mirrors re-stamped),
+    /// and at least every [`LOOK_EVERY`], until `shutdown`.
+    async fn keep_fresh(
+        broker: &Broker,
+        status: &entelix_auth_claude_code::TokenStatus,
+        lead: Duration,
+        shutdown: &Notify,
+    ) {
+        let mut next = next_look(status, lead);
+        loop {
+            tokio::select! {
+                () = shutdown.notified() => return,
+                () = tokio::time::sleep(next) => {
+                    next = match broker.current().await {
+                        Ok(current) => next_look(&current.status, lead),
+                        Err(error) => {
+                            log(&format!("the login could not be refreshed: {error}"));
+                            LOOK_EVERY
+                        }
+                    };
+                }
+            }
+        }
     }
 
     /// When to look again: when the token enters the lead (the refresh is due), and at least
