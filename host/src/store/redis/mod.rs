@@ -232,60 +232,13 @@ impl RedisStoreBuilder {
     /// The store. Nothing is contacted yet: a Redis that is down shows at the first call.
     pub fn build(self) -> ClaudeCodeAuthResult<RedisCredentialStore> {
         let shown = format!("{} key {}", shown_url(&self.url), self.name);
-        let refused = |reason: String| ClaudeCodeAuthError::StoreInvalid {
-            store: shown_url(&self.url),
-            reason,
-        };
         if self.name.is_empty() || self.name.contains(['{', '}']) || self.name.len() > 200 {
-            return Err(refused(
-                "the store key's name must be 1 to 200 bytes without `{` or `}`".into(),
-            ));
+            return Err(self
+                .refused("the store key's name must be 1 to 200 bytes without `{` or `}`".into()));
         }
-        let not_a_url = || {
-            refused(
-                "not a Redis URL: redis://[user:password@]host[:port][/db], or rediss:// for TLS"
-                    .into(),
-            )
-        };
-        let ca_files: Vec<PathBuf> = self.ca_file.iter().cloned().collect();
-        if !ca_files.is_empty() {
-            if !self.url.to_ascii_lowercase().starts_with("rediss://") {
-                return Err(refused("a CA file is for rediss:// (TLS) URLs only".into()));
-            }
-            // Read now, so a wrong file shows when the store is made.
-            crate::tls::connector(&ca_files).map_err(|problem| {
-                refused(format!(
-                    "its CA file `{}` is unusable: {problem}",
-                    ca_files[0].display()
-                ))
-            })?;
-        }
-        let connection = Connection::new(&self.url, ca_files).ok_or_else(not_a_url)?;
-        let sealing = match (&self.secret, self.plaintext) {
-            (Some(path), _) => Sealing::Sealed {
-                current: SealKey::from_file(path)?,
-                previous: self
-                    .previous
-                    .iter()
-                    .map(|p| SealKey::from_file(p))
-                    .collect::<Result<_, _>>()?,
-            },
-            (None, true) => Sealing::Plaintext,
-            (None, false) => {
-                return Err(ClaudeCodeAuthError::StoreSecret {
-                    path: shown,
-                    problem: "none was given, and logins are sealed at rest unless plaintext is asked for explicitly (a secret file: RedisStoreBuilder::secret_file, the CLI's --store-secret-file)".into(),
-                });
-            }
-        };
-        let lease = self.lease.unwrap_or(self.refresh_budget * 2);
-        if lease <= self.refresh_budget {
-            return Err(refused(format!(
-                "the lease ({}s) must be longer than the refresh budget ({}s)",
-                lease.as_secs(),
-                self.refresh_budget.as_secs()
-            )));
-        }
+        let connection = self.connection()?;
+        let sealing = self.sealing(&shown)?;
+        let lease = self.lease_length()?;
         let marks = marks::Marks::new(&shown, self.state_dir.as_deref());
         Ok(RedisCredentialStore {
             inner: Arc::new(Inner {
@@ -306,6 +259,69 @@ impl RedisStoreBuilder {
                 checked: tokio::sync::OnceCell::new(),
             }),
         })
+    }
+
+    /// The builder's setting is refused, with `reason`.
+    fn refused(&self, reason: String) -> ClaudeCodeAuthError {
+        ClaudeCodeAuthError::StoreInvalid {
+            store: shown_url(&self.url),
+            reason,
+        }
+    }
+
+    /// The connection to the URL, trusting the CA file (read now, so a wrong file shows when
+    /// the store is made).
+    fn connection(&self) -> ClaudeCodeAuthResult<Connection> {
+        let ca_files: Vec<PathBuf> = self.ca_file.iter().cloned().collect();
+        if !ca_files.is_empty() {
+            if !self.url.to_ascii_lowercase().starts_with("rediss://") {
+                return Err(self.refused("a CA file is for rediss:// (TLS) URLs only".into()));
+            }
+            crate::tls::connector(&ca_files).map_err(|problem| {
+                self.refused(format!(
+                    "its CA file `{}` is unusable: {problem}",
+                    ca_files[0].display()
+                ))
+            })?;
+        }
+        Connection::new(&self.url, ca_files).ok_or_else(|| {
+            self.refused(
+                "not a Redis URL: redis://[user:password@]host[:port][/db], or rediss:// for TLS"
+                    .into(),
+            )
+        })
+    }
+
+    /// How the login is kept: sealed under the secret files, or plaintext when asked for.
+    fn sealing(&self, shown: &str) -> ClaudeCodeAuthResult<Sealing> {
+        match (&self.secret, self.plaintext) {
+            (Some(path), _) => Ok(Sealing::Sealed {
+                current: SealKey::from_file(path)?,
+                previous: self
+                    .previous
+                    .iter()
+                    .map(|p| SealKey::from_file(p))
+                    .collect::<Result<_, _>>()?,
+            }),
+            (None, true) => Ok(Sealing::Plaintext),
+            (None, false) => Err(ClaudeCodeAuthError::StoreSecret {
+                path: shown.to_owned(),
+                problem: "none was given, and logins are sealed at rest unless plaintext is asked for explicitly (a secret file: RedisStoreBuilder::secret_file, the CLI's --store-secret-file)".into(),
+            }),
+        }
+    }
+
+    /// The lease: as set, else twice the refresh budget; always longer than the budget.
+    fn lease_length(&self) -> ClaudeCodeAuthResult<Duration> {
+        let lease = self.lease.unwrap_or(self.refresh_budget * 2);
+        if lease <= self.refresh_budget {
+            return Err(self.refused(format!(
+                "the lease ({}s) must be longer than the refresh budget ({}s)",
+                lease.as_secs(),
+                self.refresh_budget.as_secs()
+            )));
+        }
+        Ok(lease)
     }
 }
 
