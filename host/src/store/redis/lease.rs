@@ -39,6 +39,67 @@ pub(super) struct LeaseState {
     spending: AtomicBool,
 }
 
+/// Take the lease for `owner`, polling (5 ms, doubling to 50 ms) for at most `wait` while
+/// another holder has it: whether it had to wait. A provider that stops ends the wait at once
+/// (nothing is held while waiting); another holder's write ends it with a `StoreConflict`.
+async fn take(
+    inner: &Arc<Inner>,
+    owner: &str,
+    seen: u64,
+    wait: Duration,
+) -> ClaudeCodeAuthResult<bool> {
+    let started = Instant::now();
+    let mut pause = FIRST_PAUSE;
+    let mut waited = false;
+    let stop = crate::stop::current();
+    loop {
+        if stop.as_ref().is_some_and(|stop| stop.is_requested()) {
+            return Err(ClaudeCodeAuthError::Draining);
+        }
+        if set_if_free(inner, owner).await? {
+            return Ok(waited);
+        }
+        // Another holder wrote meanwhile: its login is there to load, no lease needed.
+        if inner.generation().await? != seen {
+            return Err(moved(inner));
+        }
+        waited = true;
+        let elapsed = started.elapsed();
+        if elapsed >= wait {
+            return Err(ClaudeCodeAuthError::LockTimeout {
+                lock: format!("the refresh lease of {}", inner.shown),
+                waited: elapsed,
+            });
+        }
+        let sleep = tokio::time::sleep(pause.min(wait - elapsed));
+        match &stop {
+            Some(stop) => tokio::select! {
+                () = sleep => {}
+                () = stop.requested() => return Err(ClaudeCodeAuthError::Draining),
+            },
+            None => sleep.await,
+        }
+        pause = (pause * 2).min(MAX_PAUSE);
+    }
+}
+
+/// `SET lease owner NX PX <lease>`: whether `owner` has the lease now.
+async fn set_if_free(inner: &Inner, owner: &str) -> ClaudeCodeAuthResult<bool> {
+    let set: Option<String> = inner
+        .connection
+        .query(
+            redis::cmd("SET")
+                .arg(&inner.keys.lease)
+                .arg(owner)
+                .arg("NX")
+                .arg("PX")
+                .arg(millis(inner.lease)),
+        )
+        .await
+        .map_err(|e| inner.failed(&e))?;
+    Ok(set.is_some())
+}
+
 impl Lease {
     /// Take the lease, waiting at most `wait` while another holder has it. A `StoreConflict`
     /// when the stored generation moved while this one waited: another holder refreshed, and
@@ -47,53 +108,18 @@ impl Lease {
         inner.checked().await?;
         let owner = super::random_hex(16)?;
         let seen = inner.generation().await?;
-        let started = Instant::now();
-        let mut pause = FIRST_PAUSE;
-        let mut waited = false;
-        // A provider that stops ends the wait at once (nothing is held while waiting).
-        let stop = crate::stop::current();
-        let stopped = || stop.as_ref().is_some_and(|stop| stop.is_requested());
-        loop {
-            if stopped() {
-                return Err(ClaudeCodeAuthError::Draining);
-            }
-            let set: Option<String> = inner
-                .connection
-                .query(
-                    redis::cmd("SET")
-                        .arg(&inner.keys.lease)
-                        .arg(&owner)
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(millis(inner.lease)),
-                )
-                .await
-                .map_err(|e| inner.failed(&e))?;
-            if set.is_some() {
-                break;
-            }
-            // Another holder wrote meanwhile: its login is there to load, no lease needed.
-            if inner.generation().await? != seen {
-                return Err(moved(inner));
-            }
-            waited = true;
-            let elapsed = started.elapsed();
-            if elapsed >= wait {
-                return Err(ClaudeCodeAuthError::LockTimeout {
-                    lock: format!("the refresh lease of {}", inner.shown),
-                    waited: elapsed,
-                });
-            }
-            let sleep = tokio::time::sleep(pause.min(wait - elapsed));
-            match &stop {
-                Some(stop) => tokio::select! {
-                    () = sleep => {}
-                    () = stop.requested() => return Err(ClaudeCodeAuthError::Draining),
-                },
-                None => sleep.await,
-            }
-            pause = (pause * 2).min(MAX_PAUSE);
-        }
+        let waited = take(inner, &owner, seen, wait).await?;
+        Self::held(inner, owner, seen, waited).await
+    }
+
+    /// The lease `owner` took, renewed from now on, with the generation it read; given back
+    /// when the generation moved while it waited.
+    async fn held(
+        inner: &Arc<Inner>,
+        owner: String,
+        seen: u64,
+        waited: bool,
+    ) -> ClaudeCodeAuthResult<Self> {
         let state = Arc::new(LeaseState {
             inner: inner.clone(),
             owner,
