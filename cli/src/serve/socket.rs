@@ -195,6 +195,7 @@ fn failed(error: &ClaudeCodeAuthError) -> Answer {
     )
 }
 
+/// The answer to `request` from `peer` (`permitted` or not by `--allow-uid`).
 async fn answer(
     request: Request<Incoming>,
     broker: &Broker,
@@ -215,49 +216,13 @@ async fn answer(
     let method = request.method().clone();
     let known = [TOKEN_PATH, HEADER_PATH, STATUS_PATH, REFRESH_PATH];
     match (method, path.as_str()) {
-        (Method::GET, TOKEN_PATH) => match broker.current().await {
-            Ok(current) => json(
-                StatusCode::OK,
-                &TokenAnswer {
-                    access_token: current.token.expose_secret().to_owned(),
-                    expires_at: current.status.expires_at_ms,
-                    refreshed: None,
-                },
-            ),
-            Err(error) => failed(&error),
-        },
-        (Method::GET, HEADER_PATH) => match broker.current().await {
-            Ok(current) => json(
-                StatusCode::OK,
-                &HeaderAnswer {
-                    name: "Authorization".into(),
-                    value: format!("Bearer {}", current.token.expose_secret()),
-                    expires_at: current.status.expires_at_ms,
-                },
-            ),
-            Err(error) => failed(&error),
-        },
+        (Method::GET, TOKEN_PATH) => token(broker).await,
+        (Method::GET, HEADER_PATH) => header(broker).await,
         (Method::GET, STATUS_PATH) => match broker.provider().status().await {
             Ok(status) => json(StatusCode::OK, &status),
             Err(error) => failed(&error),
         },
-        (Method::POST, REFRESH_PATH) => {
-            let ask = match read_ask(request).await {
-                Ok(ask) => ask,
-                Err(refused) => return *refused,
-            };
-            match broker.replace(&ask.rejected).await {
-                Ok((current, refreshed)) => json(
-                    StatusCode::OK,
-                    &TokenAnswer {
-                        access_token: current.token.expose_secret().to_owned(),
-                        expires_at: current.status.expires_at_ms,
-                        refreshed: Some(refreshed),
-                    },
-                ),
-                Err(error) => failed(&error),
-            }
-        }
+        (Method::POST, REFRESH_PATH) => refresh(request, broker).await,
         (_, path) if known.contains(&path) => refusal(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -274,6 +239,55 @@ async fn answer(
                 path.chars().take(64).collect::<String>()
             ),
         ),
+    }
+}
+
+/// `GET /v1/token`.
+async fn token(broker: &Broker) -> Answer {
+    match broker.current().await {
+        Ok(current) => json(
+            StatusCode::OK,
+            &TokenAnswer {
+                access_token: current.token.expose_secret().to_owned(),
+                expires_at: current.status.expires_at_ms,
+                refreshed: None,
+            },
+        ),
+        Err(error) => failed(&error),
+    }
+}
+
+/// `GET /v1/header`.
+async fn header(broker: &Broker) -> Answer {
+    match broker.current().await {
+        Ok(current) => json(
+            StatusCode::OK,
+            &HeaderAnswer {
+                name: "Authorization".into(),
+                value: format!("Bearer {}", current.token.expose_secret()),
+                expires_at: current.status.expires_at_ms,
+            },
+        ),
+        Err(error) => failed(&error),
+    }
+}
+
+/// `POST /v1/refresh`: the token the asker's 401 refused is replaced, once however many ask.
+async fn refresh(request: Request<Incoming>, broker: &Broker) -> Answer {
+    let ask = match read_ask(request).await {
+        Ok(ask) => ask,
+        Err(refused) => return *refused,
+    };
+    match broker.replace(&ask.rejected).await {
+        Ok((current, refreshed)) => json(
+            StatusCode::OK,
+            &TokenAnswer {
+                access_token: current.token.expose_secret().to_owned(),
+                expires_at: current.status.expires_at_ms,
+                refreshed: Some(refreshed),
+            },
+        ),
+        Err(error) => failed(&error),
     }
 }
 
