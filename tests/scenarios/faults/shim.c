@@ -133,6 +133,16 @@ static int refused(const char *path, int flags) {
            ends_with(path, "/.credentials.json");
 }
 
+/* The real `symbol` (open or open64) on `path`, unless the write is to be refused. */
+static int open_with(const char *symbol, const char *path, int flags, mode_t mode) {
+    if (refused(path, flags)) {
+        errno = EROFS;
+        return -1;
+    }
+    int (*real)(const char *, int, ...) = (int (*)(const char *, int, ...))dlsym(RTLD_NEXT, symbol);
+    return real(path, flags, mode);
+}
+
 int open64(const char *path, int flags, ...) {
     mode_t mode = 0;
     if (flags & (O_CREAT | O_TMPFILE)) {
@@ -141,12 +151,7 @@ int open64(const char *path, int flags, ...) {
         mode = (mode_t)va_arg(args, int);
         va_end(args);
     }
-    if (refused(path, flags)) {
-        errno = EROFS;
-        return -1;
-    }
-    int (*real)(const char *, int, ...) = (int (*)(const char *, int, ...))dlsym(RTLD_NEXT, "open64");
-    return real(path, flags, mode);
+    return open_with("open64", path, flags, mode);
 }
 
 int open(const char *path, int flags, ...) {
@@ -157,12 +162,7 @@ int open(const char *path, int flags, ...) {
         mode = (mode_t)va_arg(args, int);
         va_end(args);
     }
-    if (refused(path, flags)) {
-        errno = EROFS;
-        return -1;
-    }
-    int (*real)(const char *, int, ...) = (int (*)(const char *, int, ...))dlsym(RTLD_NEXT, "open");
-    return real(path, flags, mode);
+    return open_with("open", path, flags, mode);
 }
 
 int rename(const char *from, const char *to) {
