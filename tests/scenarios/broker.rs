@@ -471,20 +471,9 @@ async fn a_broker_killed_or_stopped_mid_refresh_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mark = dir.path().join("paused");
     let mut killed = Broker::spawn(&scenario, &endpoint, dir.path(), &[], |command| {
-        command
-            .env("LD_PRELOAD", crate::faults::shim())
-            .env("CCAUTH_PAUSE", "fsync")
-            .env("CCAUTH_PAUSE_MARK", &mark)
-            .env("CCAUTH_PAUSE_MS", "60000");
+        crate::faults::paused_at(command, "fsync", &mark, 60_000);
     });
-    let started = Instant::now();
-    while !mark.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "never reached the fsync"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    crate::faults::until_paused(&mark, "reached the fsync").await;
     killed.child.kill().unwrap();
     assert_eq!(killed.child.wait().unwrap().signal(), Some(9));
     assert_eq!(endpoint.grants_served(), 1);
@@ -509,9 +498,7 @@ async fn a_broker_killed_or_stopped_mid_refresh_loses_nothing() {
     endpoint.set_latency(Duration::from_millis(1500)..Duration::from_millis(1501));
     let dir = tempfile::tempdir().unwrap();
     let mut stopped = Broker::spawn(&scenario, &endpoint, dir.path(), &[], |_| {});
-    while endpoint.requests().is_empty() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    crate::support::until_requests(&endpoint, 1).await;
     stopped.signal("TERM");
     let status = stopped.child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{status:?}");

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::support::text;
+use crate::support::{finish, text, until_requests};
 use claude_code_auth_testkit::loopback::{Handler, MessagesApi, Reply, Response, TokenEndpoint};
 use serde_json::{Value, json};
 
@@ -472,24 +472,6 @@ fn spawn(mut command: Command) -> std::process::Child {
     command.spawn().unwrap()
 }
 
-async fn wait_for(child: std::process::Child) -> Output {
-    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap()
-}
-
-/// Wait until the token endpoint has seen `n` requests.
-async fn until_requests(endpoint: &TokenEndpoint, n: usize) {
-    let started = Instant::now();
-    while endpoint.requests().len() < n {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no request came"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 fn ours_printed_the_stored_token(output: &Output, bed: &Bed) {
     let (stdout, stderr) = text(output);
     assert!(output.status.success(), "ours: {stderr}\n{}", bed.report());
@@ -545,8 +527,8 @@ mod inside {
         };
         let first = spawn(first);
         until_requests(&bed.endpoint, 1).await;
-        let second = wait_for(spawn(second)).await;
-        let first = wait_for(first).await;
+        let second = finish(spawn(second)).await;
+        let first = finish(first).await;
         let (ours, claude) = if cli_first {
             (second, first)
         } else {
@@ -583,7 +565,7 @@ mod inside {
             children.push((i % 3 == 0, command.spawn().unwrap()));
         }
         for (is_claude, child) in children {
-            let output = wait_for(child).await;
+            let output = finish(child).await;
             if is_claude {
                 claude_succeeded(&output, &bed);
             } else {
@@ -671,10 +653,7 @@ mod inside {
         bed.expired_login();
         let mark = bed.home.path().join("paused-here");
         let mut ours = bed.ours(&["token"]);
-        ours.env("LD_PRELOAD", crate::faults::shim())
-            .env("CCAUTH_PAUSE", "owner")
-            .env("CCAUTH_PAUSE_MARK", &mark)
-            .env("CCAUTH_PAUSE_MS", "120000");
+        crate::faults::paused_at(&mut ours, "owner", &mark, 120_000);
         let mut ours = spawn(ours);
         until("ours holds the locks with its record", || mark.exists()).await;
         ours.kill().unwrap();
@@ -1130,8 +1109,8 @@ mod inside {
                     "sandbox {i}, cycle {cycle}: {out}{err}"
                 );
             }
-            claude_succeeded(&wait_for(host).await, &bed);
-            let asked = wait_for(ask).await;
+            claude_succeeded(&finish(host).await, &bed);
+            let asked = finish(ask).await;
             assert!(asked.status.success(), "{}", text(&asked).1);
             assert_eq!(
                 bed.endpoint.grants_served(),

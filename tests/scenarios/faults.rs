@@ -47,6 +47,29 @@ pub(crate) fn shim() -> PathBuf {
         .clone()
 }
 
+/// `command` held by the fault shim at `point` (see `faults/shim.c`) for `millis`, once: `mark`
+/// is created when it gets there.
+pub(crate) fn paused_at(command: &mut Command, point: &str, mark: &Path, millis: u128) {
+    command
+        .env("LD_PRELOAD", shim())
+        .env("CCAUTH_PAUSE", point)
+        .env("CCAUTH_PAUSE_MARK", mark)
+        .env("CCAUTH_PAUSE_MS", millis.to_string());
+}
+
+/// Wait (at most 30 s) until a process [`paused_at`] a point made `mark`; `what` names the
+/// point for the failure.
+pub(crate) async fn until_paused(mark: &Path, what: &str) {
+    let started = std::time::Instant::now();
+    while !mark.exists() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "never {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 /// `claude-code-auth <args>` on `path` with `fault` injected.
 async fn with_fault(path: &Path, url: &str, args: &[&str], fault: &str) -> std::process::Output {
     let home = path.parent().unwrap();

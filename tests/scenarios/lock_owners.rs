@@ -6,7 +6,7 @@
 //! (60 s, both locks, as for the CLI). The real CLI's side of it is in `claude_cli.rs`.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use claude_code_auth_testkit::loopback::TokenEndpoint;
@@ -86,34 +86,27 @@ fn held_by(dir: &Path, pid: u32, start: &str, edit: impl FnOnce(&mut Value)) {
     std::fs::write(dir.join(RECORD), record.to_string()).unwrap();
 }
 
-/// Our `token` on `scenario`, paused by the fault shim once its owner record is in place (both
-/// refresh locks held, nothing sent); the mark file says it is there.
-fn paused_with_the_record(
-    scenario: &Scenario,
-    endpoint: &TokenEndpoint,
-) -> (std::process::Child, PathBuf) {
+/// Our `token` on `scenario`, held by the fault shim at `point` (60 s); the mark file says it
+/// got there.
+fn paused_at(scenario: &Scenario, endpoint: &TokenEndpoint, point: &str) -> (Child, PathBuf) {
     let mark = scenario.dir().join("paused-here");
-    let child = cli_command(scenario.dir())
+    let mut command = cli_command(scenario.dir());
+    command
         .args(["token", "--credentials"])
         .arg(&scenario.path)
         .args(["--token-url", &endpoint.url()])
-        .env("LD_PRELOAD", crate::faults::shim())
-        .env("CCAUTH_PAUSE", "owner")
-        .env("CCAUTH_PAUSE_MARK", &mark)
-        .env("CCAUTH_PAUSE_MS", "60000")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while !mark.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "ours never left an owner record beside the lock"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    (child, mark)
+        .stderr(Stdio::piped());
+    crate::faults::paused_at(&mut command, point, &mark, 60_000);
+    (command.spawn().unwrap(), mark)
+}
+
+/// Our `token` on `scenario`, paused once its owner record is in place (both refresh locks
+/// held, nothing sent).
+async fn paused_with_the_record(scenario: &Scenario, endpoint: &TokenEndpoint) -> Child {
+    let (child, mark) = paused_at(scenario, endpoint, "owner");
+    crate::faults::until_paused(&mark, "left an owner record beside the lock").await;
+    child
 }
 
 /// While ours holds the locks, the record beside them is the CLI's, field for field: its pid,
@@ -122,7 +115,7 @@ fn paused_with_the_record(
 async fn ours_leaves_the_clis_owner_record_while_it_holds_the_locks() {
     let endpoint = TokenEndpoint::start().await.unwrap();
     let scenario = expired_login(&endpoint);
-    let (mut child, _) = paused_with_the_record(&scenario, &endpoint);
+    let mut child = paused_with_the_record(&scenario, &endpoint).await;
     let (lock, legacy) = lock_dirs(scenario.dir());
     let text_of_record = std::fs::read_to_string(scenario.dir().join(RECORD)).unwrap();
     let record: serde_json::Map<String, Value> = serde_json::from_str(&text_of_record).unwrap();
@@ -166,27 +159,8 @@ async fn ours_leaves_the_clis_owner_record_while_it_holds_the_locks() {
 async fn the_record_is_gone_once_the_answer_is_in() {
     let endpoint = TokenEndpoint::start().await.unwrap();
     let scenario = expired_login(&endpoint);
-    let mark = scenario.dir().join("paused-here");
-    let mut child = cli_command(scenario.dir())
-        .args(["token", "--credentials"])
-        .arg(&scenario.path)
-        .args(["--token-url", &endpoint.url()])
-        .env("LD_PRELOAD", crate::faults::shim())
-        .env("CCAUTH_PAUSE", "fill")
-        .env("CCAUTH_PAUSE_MARK", &mark)
-        .env("CCAUTH_PAUSE_MS", "60000")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while !mark.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "never answered"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let (mut child, mark) = paused_at(&scenario, &endpoint, "fill");
+    crate::faults::until_paused(&mark, "answered").await;
     let (lock, _) = lock_dirs(scenario.dir());
     assert!(lock.exists(), "still holding the lock");
     assert!(
@@ -209,7 +183,7 @@ async fn the_record_is_gone_once_the_answer_is_in() {
 async fn a_holder_of_ours_killed_holding_the_locks_blocks_the_next_for_seconds() {
     let endpoint = TokenEndpoint::start().await.unwrap();
     let scenario = expired_login(&endpoint);
-    let (mut child, _) = paused_with_the_record(&scenario, &endpoint);
+    let mut child = paused_with_the_record(&scenario, &endpoint).await;
     child.kill().unwrap();
     child.wait().unwrap();
     let (lock, legacy) = lock_dirs(scenario.dir());

@@ -572,9 +572,7 @@ async fn an_import_during_a_refresh_lands_after_it_and_stays() {
     let scenario = expired_login(&endpoint);
     let refreshing =
         crate::support::spawn_cli(&scenario.path, &endpoint.url(), &["refresh", "--force"]);
-    while endpoint.requests().is_empty() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    crate::support::until_requests(&endpoint, 1).await;
     let other = expired_login(&endpoint);
     let store = scenario.path.to_str().unwrap().to_owned();
     let import = cli(

@@ -79,11 +79,7 @@ impl Run {
             .stderr(Stdio::piped());
         match point.shim_name() {
             Some(name) => {
-                command
-                    .env("LD_PRELOAD", crate::faults::shim())
-                    .env("CCAUTH_PAUSE", name)
-                    .env("CCAUTH_PAUSE_MARK", &mark)
-                    .env("CCAUTH_PAUSE_MS", HELD.as_millis().to_string());
+                crate::faults::paused_at(&mut command, name, &mark, HELD.as_millis());
             }
             None => endpoint.set_latency(HELD..HELD + Duration::from_millis(1)),
         }
@@ -340,9 +336,7 @@ async fn drain_waits_for_the_refresh_in_flight_and_starts_no_other() {
         let provider = provider.clone();
         async move { provider.header_value().await }
     });
-    while endpoint.requests().is_empty() {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    crate::support::until_requests(&endpoint, 1).await;
     let started = Instant::now();
     provider.drain().await;
     assert!(

@@ -352,9 +352,7 @@ async fn redis_unreachable_between_the_answer_and_the_write_is_rescued_and_writt
         .arg("token")
         .spawn()
         .unwrap();
-    while endpoint.requests().is_empty() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    crate::support::until_requests(&endpoint, 1).await;
     server.pause();
     let output = finish(a).await;
     server.resume();
@@ -405,9 +403,7 @@ async fn a_rescue_never_overwrites_a_login_imported_meanwhile() {
         .args(["refresh", "--force"])
         .spawn()
         .unwrap();
-    while endpoint.requests().is_empty() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    crate::support::until_requests(&endpoint, 1).await;
     // The lease lost (a failover, an eviction), and the operator's import.
     server.cli(&["DEL", LEASE]);
     let (other, other_json) = expired_document(&endpoint);
@@ -598,9 +594,7 @@ async fn a_lease_taken_mid_refresh_lets_no_one_present_the_token_twice() {
         .arg("token")
         .spawn()
         .unwrap();
-    while endpoint.requests().is_empty() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    crate::support::until_requests(&endpoint, 1).await;
     server.cli(&["DEL", LEASE]);
     let b = fleet_command(b_home.path(), &server.url(), &key, &endpoint)
         .arg("token")

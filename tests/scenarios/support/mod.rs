@@ -290,6 +290,18 @@ pub async fn finish(child: Child) -> Output {
         .unwrap()
 }
 
+/// Wait until the token endpoint has seen `n` requests (at most 30 s).
+pub async fn until_requests(endpoint: &TokenEndpoint, n: usize) {
+    let started = std::time::Instant::now();
+    while endpoint.requests().len() < n {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no request came"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 /// [`finish`] for each of `children`, in order.
 pub async fn finish_all(children: Vec<Child>) -> Vec<Output> {
     tokio::task::spawn_blocking(move || {
