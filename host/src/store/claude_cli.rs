@@ -171,7 +171,7 @@ mod tests {
             program: &str,
             args: &[&str],
             _stdin: Option<&[u8]>,
-        ) -> std::io::Result<super::super::CommandOutput> {
+        ) -> std::io::Result<super::super::keychain::CommandOutput> {
             let mut call = vec![program.to_owned()];
             call.extend(args.iter().map(|a| (*a).to_owned()));
             self.calls.lock().unwrap().push(call);
@@ -184,7 +184,7 @@ mod tests {
                     "-s",
                     "Claude Code-credentials-6a5b8464",
                 ];
-            Ok(super::super::CommandOutput {
+            Ok(super::super::keychain::CommandOutput {
                 status: Some(if found { 0 } else { 44 }),
                 stdout: if found {
                     format!("{}\n", self.item).into_bytes()

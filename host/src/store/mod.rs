@@ -30,8 +30,6 @@ pub use claude_cli::{ClaudeCliLogin, ClaudeCliSource};
 pub use cli_dirs::{CONFIG_DIR_ENV, SECURE_STORAGE_DIR_ENV};
 pub use env_token::{EnvTokenStore, OAUTH_TOKEN_ENV};
 pub use file::FileCredentialStore;
-#[cfg(test)]
-pub(crate) use keychain::CommandOutput;
 pub(crate) use keychain::{CommandRunner, SystemRunner};
 pub use keychain::{KEYCHAIN_SERVICE, KeychainCredentialStore};
 pub use memory::MemoryCredentialStore;
