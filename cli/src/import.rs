@@ -106,11 +106,10 @@ async fn write(
             )));
         }
     }
-    store
-        .prepare_save(lock, u64::try_from(document.len()).unwrap_or(u64::MAX))
+    lock.prepare_save(u64::try_from(document.len()).unwrap_or(u64::MAX))
         .await?;
-    store.lock_write(lock, wait).await?;
-    store.save_refreshed(lock, document).await?;
+    lock.lock_write(wait).await?;
+    lock.save_refreshed(store, document).await?;
     Ok(Written::Imported)
 }
 

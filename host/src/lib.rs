@@ -66,7 +66,7 @@ pub use secret::SecretToken;
 pub use status::{RefreshMode, RefreshOutcome, RefreshReport, TokenStatus};
 pub use store::{
     ClaudeCliLogin, ClaudeCliSource, CredentialStore, EnvTokenStore, FileCredentialStore,
-    Fingerprint, KeychainCredentialStore, MemoryCredentialStore, RefreshLock, Release, SendCheck,
+    Fingerprint, HeldLock, KeychainCredentialStore, MemoryCredentialStore, RefreshLock, SendCheck,
 };
 #[cfg(feature = "redis")]
 pub use store::{RedisCredentialStore, RedisStoreBuilder};

@@ -20,8 +20,8 @@ use async_trait::async_trait;
 use claude_code_auth_testkit::loopback::TokenEndpoint;
 use entelix_auth_claude_code::{
     ClaudeCodeAuthError, ClaudeCodeAuthResult, ClaudeCodeOAuthConfig, ClaudeCodeOAuthProvider,
-    CredentialFile, CredentialStore, FileCredentialStore, MemoryCredentialStore, RefreshLock,
-    RefreshMode, RefreshOutcome,
+    CredentialFile, CredentialStore, FileCredentialStore, HeldLock, MemoryCredentialStore,
+    RefreshLock, RefreshMode, RefreshOutcome,
 };
 use secrecy::ExposeSecret;
 use serde_json::Value;
@@ -352,11 +352,11 @@ async fn a_2xx_with_only_a_refresh_token_keeps_it_and_says_so() {
     assert_eq!(endpoint.revoked_families(), 0);
 }
 
-/// A file store that refuses refreshed writes while `refusing` is set (a read-only or failing
+/// A store that refuses refreshed writes while `refusing` is set (a read-only or failing
 /// medium, a keychain that says no).
 struct Refusing {
-    inner: MemoryCredentialStore,
-    refusing: AtomicBool,
+    inner: Arc<MemoryCredentialStore>,
+    refusing: Arc<AtomicBool>,
 }
 
 #[async_trait]
@@ -373,21 +373,33 @@ impl CredentialStore for Refusing {
         self.inner.load_document().await
     }
 
-    async fn save_refreshed(
-        &self,
-        _: &mut RefreshLock,
-        document: &str,
-    ) -> ClaudeCodeAuthResult<()> {
+    async fn lock_refresh(&self, _: Duration) -> ClaudeCodeAuthResult<RefreshLock> {
+        Ok(RefreshLock::new(RefusingLock {
+            inner: self.inner.clone(),
+            refusing: self.refusing.clone(),
+        }))
+    }
+
+    fn location(&self) -> String {
+        "refusing test store".into()
+    }
+}
+
+/// [`Refusing`]'s refresh lock: it says no to the refreshed document while told to.
+struct RefusingLock {
+    inner: Arc<MemoryCredentialStore>,
+    refusing: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl HeldLock for RefusingLock {
+    async fn save_refreshed(&mut self, document: &str) -> ClaudeCodeAuthResult<()> {
         if self.refusing.load(Ordering::SeqCst) {
             return Err(ClaudeCodeAuthError::ReadOnly {
                 store: "refusing test store".into(),
             });
         }
         self.inner.save_document(document).await
-    }
-
-    fn location(&self) -> String {
-        "refusing test store".into()
     }
 }
 
@@ -397,8 +409,8 @@ async fn a_store_that_refuses_the_write_gets_the_login_back_from_a_rescue_file()
     let scenario = expired_login(&endpoint);
     let original = String::from_utf8(scenario.bytes()).unwrap();
     let store = Arc::new(Refusing {
-        inner: MemoryCredentialStore::with_document(original.clone()),
-        refusing: AtomicBool::new(true),
+        inner: Arc::new(MemoryCredentialStore::with_document(original.clone())),
+        refusing: Arc::new(AtomicBool::new(true)),
     });
     let rescue_dir = tempfile::tempdir().unwrap();
     let config = ClaudeCodeOAuthConfig::new()
@@ -474,22 +486,6 @@ impl CredentialStore for SlowReads {
 
     async fn lock_refresh(&self, wait: Duration) -> ClaudeCodeAuthResult<RefreshLock> {
         self.inner.lock_refresh(wait).await
-    }
-
-    async fn prepare_save(&self, lock: &mut RefreshLock, size: u64) -> ClaudeCodeAuthResult<()> {
-        self.inner.prepare_save(lock, size).await
-    }
-
-    async fn lock_write(&self, lock: &mut RefreshLock, wait: Duration) -> ClaudeCodeAuthResult<()> {
-        self.inner.lock_write(lock, wait).await
-    }
-
-    async fn save_refreshed(
-        &self,
-        lock: &mut RefreshLock,
-        document: &str,
-    ) -> ClaudeCodeAuthResult<()> {
-        self.inner.save_refreshed(lock, document).await
     }
 }
 
@@ -571,26 +567,47 @@ impl CredentialStore for LockTakenMeanwhile {
     }
 
     async fn lock_refresh(&self, wait: Duration) -> ClaudeCodeAuthResult<RefreshLock> {
-        self.inner.lock_refresh(wait).await
+        let lock = self.lock.clone();
+        let store = self.inner.clone();
+        Ok(self
+            .inner
+            .lock_refresh(wait)
+            .await?
+            .wrapped(|inner| TakenMeanwhile { inner, store, lock }))
     }
+}
 
-    async fn prepare_save(&self, lock: &mut RefreshLock, size: u64) -> ClaudeCodeAuthResult<()> {
+/// [`LockTakenMeanwhile`]'s refresh lock: the file store's, its lock directory taken over right
+/// before it prepares the write.
+struct TakenMeanwhile {
+    inner: RefreshLock,
+    store: FileCredentialStore,
+    lock: PathBuf,
+}
+
+#[async_trait]
+impl HeldLock for TakenMeanwhile {
+    async fn prepare_save(&mut self, size: u64) -> ClaudeCodeAuthResult<()> {
         // Taken over: removed as stale and made again by its new holder.
         std::fs::remove_dir(&self.lock).unwrap();
         std::fs::create_dir(&self.lock).unwrap();
-        self.inner.prepare_save(lock, size).await
+        self.inner.prepare_save(size).await
     }
 
-    async fn lock_write(&self, lock: &mut RefreshLock, wait: Duration) -> ClaudeCodeAuthResult<()> {
-        self.inner.lock_write(lock, wait).await
+    async fn lock_write(&mut self, wait: Duration) -> ClaudeCodeAuthResult<()> {
+        self.inner.lock_write(wait).await
     }
 
-    async fn save_refreshed(
-        &self,
-        lock: &mut RefreshLock,
-        document: &str,
-    ) -> ClaudeCodeAuthResult<()> {
-        self.inner.save_refreshed(lock, document).await
+    async fn save_refreshed(&mut self, document: &str) -> ClaudeCodeAuthResult<()> {
+        self.inner.save_refreshed(&self.store, document).await
+    }
+
+    fn send_check(&self) -> Option<entelix_auth_claude_code::SendCheck> {
+        self.inner.send_check()
+    }
+
+    async fn release(&mut self) {
+        self.inner.release().await;
     }
 }
 

@@ -524,30 +524,6 @@ impl CredentialStore for CountingLocks {
         self.inner.lock_refresh(wait).await
     }
 
-    async fn prepare_save(
-        &self,
-        lock: &mut entelix_auth_claude_code::RefreshLock,
-        size: u64,
-    ) -> entelix_auth_claude_code::ClaudeCodeAuthResult<()> {
-        self.inner.prepare_save(lock, size).await
-    }
-
-    async fn lock_write(
-        &self,
-        lock: &mut entelix_auth_claude_code::RefreshLock,
-        wait: std::time::Duration,
-    ) -> entelix_auth_claude_code::ClaudeCodeAuthResult<()> {
-        self.inner.lock_write(lock, wait).await
-    }
-
-    async fn save_refreshed(
-        &self,
-        lock: &mut entelix_auth_claude_code::RefreshLock,
-        document: &str,
-    ) -> entelix_auth_claude_code::ClaudeCodeAuthResult<()> {
-        self.inner.save_refreshed(lock, document).await
-    }
-
     fn fingerprint(&self) -> Option<entelix_auth_claude_code::Fingerprint> {
         self.inner.fingerprint()
     }

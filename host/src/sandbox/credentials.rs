@@ -11,7 +11,7 @@ use crate::error::ClaudeCodeAuthError;
 use crate::store::handover::{self, Verdict};
 use crate::store::rescue::{Replaced, Rescued};
 
-use super::state::{HeldLock, HostState};
+use super::state::{ComponentLock, HostState};
 
 /// Where a committed document was kept.
 pub(crate) enum Kept {
@@ -58,7 +58,7 @@ impl HostState {
     /// `Ok(None)`: a refresh in this process finished while waiting (no lock held).
     pub(crate) async fn lock_for_component(
         &mut self,
-    ) -> Result<Option<Resource<HeldLock>>, ClaudeCodeAuthError> {
+    ) -> Result<Option<Resource<ComponentLock>>, ClaudeCodeAuthError> {
         let Some(mut held) = self.take_lock().await? else {
             return Ok(None);
         };
@@ -77,13 +77,12 @@ impl HostState {
     /// refusal here says the write is impossible ([`ClaudeCodeAuthError::NotWritable`]).
     pub(crate) async fn prepare(
         &mut self,
-        lock: &Resource<HeldLock>,
+        lock: &Resource<ComponentLock>,
         size: u64,
     ) -> Result<(), ClaudeCodeAuthError> {
-        let credentials = self.credentials.clone();
-        let held = self.held(lock)?;
-        credentials
-            .prepare_save(&mut held.lock, size)
+        self.held(lock)?
+            .lock
+            .prepare_save(size)
             .await
             .map_err(|error| match error {
                 ClaudeCodeAuthError::Io { path, source } => {
@@ -96,11 +95,10 @@ impl HostState {
     /// Take the store's write lock and load the document under it.
     pub(crate) async fn load_for_write(
         &mut self,
-        lock: &Resource<HeldLock>,
+        lock: &Resource<ComponentLock>,
     ) -> Result<Option<Zeroizing<String>>, ClaudeCodeAuthError> {
-        let (credentials, wait) = (self.credentials.clone(), self.lock_timeout);
-        let held = self.held(lock)?;
-        credentials.lock_write(&mut held.lock, wait).await?;
+        let wait = self.lock_timeout;
+        self.held(lock)?.lock.lock_write(wait).await?;
         self.load_document().await
     }
 
@@ -109,12 +107,12 @@ impl HostState {
     /// means it could be kept nowhere.
     pub(crate) async fn commit(
         &mut self,
-        lock: &Resource<HeldLock>,
+        lock: &Resource<ComponentLock>,
         document: Zeroizing<String>,
     ) -> Result<Kept, ClaudeCodeAuthError> {
         let credentials = self.credentials.clone();
         let held = self.held(lock)?;
-        let error = match credentials.save_refreshed(&mut held.lock, &document).await {
+        let error = match held.lock.save_refreshed(&*credentials, &document).await {
             Ok(()) => {
                 // Whatever a rescue file held is older than what the store now holds.
                 self.rescue.remove_all();
@@ -147,7 +145,7 @@ impl HostState {
     }
 
     /// The component gave the lock back.
-    pub(crate) async fn unlock(&mut self, lock: Resource<HeldLock>) -> wasmtime::Result<()> {
+    pub(crate) async fn unlock(&mut self, lock: Resource<ComponentLock>) -> wasmtime::Result<()> {
         let mut held = self.table.delete(lock)?;
         held.release().await;
         drop(held);
@@ -158,7 +156,10 @@ impl HostState {
         Ok(())
     }
 
-    fn held(&mut self, lock: &Resource<HeldLock>) -> Result<&mut HeldLock, ClaudeCodeAuthError> {
+    fn held(
+        &mut self,
+        lock: &Resource<ComponentLock>,
+    ) -> Result<&mut ComponentLock, ClaudeCodeAuthError> {
         self.table
             .get_mut(lock)
             .map_err(|e| ClaudeCodeAuthError::Sandbox {
@@ -189,7 +190,7 @@ impl HostState {
 
     /// Under a fresh refresh lock: put a rescued login back into the store, or drop a rescue
     /// file that is obsolete. One that cannot go back yet stays, and is answered by `load`.
-    async fn hand_over_rescue(&mut self, held: &mut HeldLock) {
+    async fn hand_over_rescue(&mut self, held: &mut ComponentLock) {
         let Some(rescued) = self.rescue.read() else {
             return;
         };
@@ -202,14 +203,11 @@ impl HostState {
             .map(Zeroizing::new);
         match judge(&rescued, stored.as_deref().map(String::as_str)) {
             Some(Verdict::Adopt(document)) => {
-                let credentials = self.credentials.clone();
                 let lock = &mut held.lock;
                 let written = async {
-                    credentials
-                        .prepare_save(lock, document.len() as u64)
-                        .await?;
-                    credentials.lock_write(lock, self.lock_timeout).await?;
-                    credentials.save_refreshed(lock, &document).await
+                    lock.prepare_save(document.len() as u64).await?;
+                    lock.lock_write(self.lock_timeout).await?;
+                    lock.save_refreshed(&*self.credentials, &document).await
                 }
                 .await;
                 match written {

@@ -30,7 +30,7 @@ pub(crate) struct LocalLock {
 /// A refresh lock handed to the component: the in-process lock, then the store's
 /// cross-process lock. Dropping it (when the component drops the handle, or the call ends in any
 /// way) releases both.
-pub struct HeldLock {
+pub struct ComponentLock {
     pub(crate) lock: RefreshLock,
     local: Arc<LocalLock>,
     _guard: OwnedMutexGuard<()>,
@@ -43,14 +43,14 @@ impl LocalLock {
     }
 }
 
-impl HeldLock {
-    /// Release the store's lock now, awaiting it (see [`crate::store::Release`]).
+impl ComponentLock {
+    /// Give the store's lock back now, awaiting it (see [`crate::store::HeldLock::release`]).
     pub(crate) async fn release(&mut self) {
         self.lock.release().await;
     }
 }
 
-impl Drop for HeldLock {
+impl Drop for ComponentLock {
     fn drop(&mut self) {
         // Counted before the guard (a later field) is released, so the next holder sees it.
         self.local.finished.fetch_add(1, Ordering::SeqCst);
@@ -92,7 +92,7 @@ impl HostState {
     /// `Ok(None)`: a refresh in this process finished while we waited; the component should
     /// load again before deciding (answered as `conflict`, no lock held). While the provider is
     /// draining none is taken, and a wait for one ends at once.
-    pub(crate) async fn take_lock(&mut self) -> Result<Option<HeldLock>, ClaudeCodeAuthError> {
+    pub(crate) async fn take_lock(&mut self) -> Result<Option<ComponentLock>, ClaudeCodeAuthError> {
         if self.drain.draining() {
             return Err(ClaudeCodeAuthError::Draining);
         }
@@ -132,7 +132,7 @@ impl HostState {
         // its record of the exchange.
         self.policy.set_send_check(lock.send_check());
         self.policy.set_exchange_log(lock.exchange_log());
-        Ok(Some(HeldLock {
+        Ok(Some(ComponentLock {
             lock,
             local,
             _guard: guard,

@@ -17,7 +17,7 @@ use crate::status::{RefreshMode, RefreshOutcome, RefreshReport, TokenStatus};
 use super::credentials;
 use super::failure::{Cause, Failure, StoreFailure};
 use super::header::checked_header;
-use super::state::{HeldLock, HostState};
+use super::state::{ComponentLock, HostState};
 use super::{CallContext, ProviderComponent};
 
 wasmtime::component::bindgen!({
@@ -26,7 +26,7 @@ wasmtime::component::bindgen!({
     imports: { default: async },
     exports: { default: async },
     with: {
-        "entelix:claude-code-auth/credential-store.refresh-lock": super::state::HeldLock,
+        "entelix:claude-code-auth/credential-store.refresh-lock": super::state::ComponentLock,
     },
 });
 
@@ -176,7 +176,7 @@ impl store_wit::Host for HostState {
         }
     }
 
-    async fn lock(&mut self) -> Result<Resource<HeldLock>, StoreError> {
+    async fn lock(&mut self) -> Result<Resource<ComponentLock>, StoreError> {
         self.store_error = None;
         match self.lock_for_component().await {
             Ok(Some(handle)) => Ok(handle),
@@ -189,13 +189,20 @@ impl store_wit::Host for HostState {
 }
 
 impl store_wit::HostRefreshLock for HostState {
-    async fn prepare(&mut self, lock: Resource<HeldLock>, size: u64) -> Result<(), StoreError> {
+    async fn prepare(
+        &mut self,
+        lock: Resource<ComponentLock>,
+        size: u64,
+    ) -> Result<(), StoreError> {
         self.store_error = None;
         let prepared = HostState::prepare(self, &lock, size).await;
         prepared.map_err(|error| self.record(error).into())
     }
 
-    async fn load_for_write(&mut self, lock: Resource<HeldLock>) -> Result<String, StoreError> {
+    async fn load_for_write(
+        &mut self,
+        lock: Resource<ComponentLock>,
+    ) -> Result<String, StoreError> {
         self.store_error = None;
         match HostState::load_for_write(self, &lock).await {
             Ok(Some(document)) => Ok(document.to_string()),
@@ -206,7 +213,7 @@ impl store_wit::HostRefreshLock for HostState {
 
     async fn commit(
         &mut self,
-        lock: Resource<HeldLock>,
+        lock: Resource<ComponentLock>,
         document: String,
     ) -> Result<Kept, StoreError> {
         self.store_error = None;
@@ -218,7 +225,7 @@ impl store_wit::HostRefreshLock for HostState {
         }
     }
 
-    async fn drop(&mut self, lock: Resource<HeldLock>) -> wasmtime::Result<()> {
+    async fn drop(&mut self, lock: Resource<ComponentLock>) -> wasmtime::Result<()> {
         self.unlock(lock).await
     }
 }

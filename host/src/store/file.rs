@@ -14,7 +14,9 @@ use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
 use crate::files;
 
 use super::cli_lock::session::{self, Session, Site};
-use super::{CredentialStore, Fingerprint, RefreshLock, blocking, parse_document, render_document};
+use super::{
+    CredentialStore, Fingerprint, HeldLock, RefreshLock, blocking, parse_document, render_document,
+};
 
 /// Largest credential file read. The CLI's is under 4 KiB; anything this large is not one.
 pub const MAX_DOCUMENT_BYTES: u64 = 1 << 20;
@@ -113,32 +115,11 @@ impl CredentialStore for FileCredentialStore {
     }
 
     async fn lock_refresh(&self, wait: Duration) -> ClaudeCodeAuthResult<RefreshLock> {
-        session::lock(self.sites(), vec![self.target()?], wait).await
-    }
-
-    async fn prepare_save(&self, lock: &mut RefreshLock, size: u64) -> ClaudeCodeAuthResult<()> {
-        let target = self.target()?;
-        self.session(lock)?
-            .with(move |held| held.prepare(&target, size))
-            .await
-    }
-
-    async fn lock_write(&self, lock: &mut RefreshLock, wait: Duration) -> ClaudeCodeAuthResult<()> {
-        self.session(lock)?
-            .with(move |held| held.lock_write(wait))
-            .await
-    }
-
-    async fn save_refreshed(
-        &self,
-        lock: &mut RefreshLock,
-        document: &str,
-    ) -> ClaudeCodeAuthResult<()> {
-        let target = self.target()?;
-        let bytes = Zeroizing::new(document.as_bytes().to_vec());
-        self.session(lock)?
-            .with(move |held| held.commit(&target, &bytes))
-            .await
+        let session = session::lock(self.sites(), vec![self.target()?], wait).await?;
+        Ok(session.refresh_lock(FileLock {
+            store: self.clone(),
+            session: session.clone(),
+        }))
     }
 
     fn location(&self) -> String {
@@ -196,6 +177,34 @@ impl CredentialStore for FileCredentialStore {
 /// How long a save outside a refresh waits for the CLI's write lock.
 const SAVE_LOCK_WAIT: Duration = crate::config::DEFAULT_LOCK_TIMEOUT;
 
+/// The file store's refresh lock: the CLI's locks of its sites, the write prepared under them.
+struct FileLock {
+    store: FileCredentialStore,
+    session: Session,
+}
+
+#[async_trait]
+impl HeldLock for FileLock {
+    async fn prepare_save(&mut self, size: u64) -> ClaudeCodeAuthResult<()> {
+        let target = self.store.target()?;
+        self.session
+            .with(move |held| held.prepare(&target, size))
+            .await
+    }
+
+    async fn lock_write(&mut self, wait: Duration) -> ClaudeCodeAuthResult<()> {
+        self.session.with(move |held| held.lock_write(wait)).await
+    }
+
+    async fn save_refreshed(&mut self, document: &str) -> ClaudeCodeAuthResult<()> {
+        let target = self.store.target()?;
+        let bytes = Zeroizing::new(document.as_bytes().to_vec());
+        self.session
+            .with(move |held| held.commit(&target, &bytes))
+            .await
+    }
+}
+
 impl FileCredentialStore {
     /// Where the locks are taken: for the path as given, and for the file it resolves to when a
     /// symlink is on the way (a link in `~/.claude` to a dotfiles folder), so a process using
@@ -236,15 +245,6 @@ impl FileCredentialStore {
         Ok(match (std::fs::canonicalize(&dir), target.file_name()) {
             (Ok(dir), Some(name)) => dir.join(name),
             _ => std::path::absolute(&target).unwrap_or(target),
-        })
-    }
-
-    /// The file store's own state in `lock`.
-    fn session<'a>(&self, lock: &'a RefreshLock) -> ClaudeCodeAuthResult<&'a Session> {
-        lock.guard::<Session>().ok_or_else(|| {
-            self.io_error(io::Error::other(
-                "the refresh lock was not taken by this file store",
-            ))
         })
     }
 

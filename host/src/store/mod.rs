@@ -15,7 +15,6 @@ mod redis;
 pub(crate) mod rescue;
 pub(crate) mod state_dir;
 
-use std::any::Any;
 use std::fmt;
 use std::io;
 use std::sync::Arc;
@@ -43,17 +42,14 @@ pub use state_dir::STATE_DIR_ENV;
 /// defaults built on them. Stores that hold the raw JSON text (files, keychains) override
 /// [`load_document`](Self::load_document) and [`save_document`](Self::save_document) so unknown
 /// content survives byte for byte, and cross-process stores override
-/// [`lock_refresh`](Self::lock_refresh).
-///
-/// A refresh writes through three more methods, all called while the refresh lock is held:
-/// [`prepare_save`](Self::prepare_save) before the refresh token is spent (so a write that cannot
-/// work fails while nothing is lost), then [`lock_write`](Self::lock_write) and
-/// [`save_refreshed`](Self::save_refreshed) once the endpoint has answered, as a
-/// read-modify-write under the lock every writer of the document takes. Their defaults prepare
-/// nothing, take no write lock and call [`save_document`](Self::save_document). If
-/// `save_refreshed` fails, the provider keeps the rotated tokens in a rescue file of its own and
-/// writes them back under the next refresh lock. A store that wraps another forwards all of
-/// these methods, so the inner store's guarantees hold.
+/// [`lock_refresh`](Self::lock_refresh), whose [`RefreshLock`] carries the store's own
+/// [`HeldLock`]: what a refresh does under that lock (prepare the write before the refresh token
+/// is spent, take the write lock, save the rotated tokens, check the lock still holds before the
+/// request leaves, give it back). A store that takes no lock gets its refreshed document saved
+/// through [`save_document`](Self::save_document). If that save fails, the provider keeps the
+/// rotated tokens in a rescue file of its own and writes them back under the next refresh lock.
+/// A store that wraps another forwards [`lock_refresh`](Self::lock_refresh), so the inner
+/// store's guarantees hold.
 #[async_trait]
 pub trait CredentialStore: Send + Sync + 'static {
     /// The stored credential, or `None` when nothing is stored.
@@ -78,40 +74,11 @@ pub trait CredentialStore: Send + Sync + 'static {
     }
 
     /// Take the lock that every process refreshing this credential honours, waiting at most
-    /// `wait`. The default takes none: the provider still lets only one refresh run at a time
-    /// within the process.
+    /// `wait`. The default takes none ([`RefreshLock::none`]): the provider still lets only one
+    /// refresh run at a time within the process.
     async fn lock_refresh(&self, wait: Duration) -> ClaudeCodeAuthResult<RefreshLock> {
         let _ = wait;
         Ok(RefreshLock::none())
-    }
-
-    /// Get ready, under `lock`, to save a document of up to `size` bytes after a refresh: create
-    /// and reserve whatever the write needs. Called before the refresh token is spent; an error
-    /// stops the refresh with nothing lost. The default prepares nothing.
-    async fn prepare_save(&self, lock: &mut RefreshLock, size: u64) -> ClaudeCodeAuthResult<()> {
-        let _ = (lock, size);
-        Ok(())
-    }
-
-    /// Take, under `lock`, the lock every writer of the document takes for a read-modify-write
-    /// (the `claude` CLI's `.storage-write.lock`), waiting at most `wait`; held until
-    /// [`save_refreshed`](Self::save_refreshed) or until `lock` is dropped. The default takes
-    /// none.
-    async fn lock_write(&self, lock: &mut RefreshLock, wait: Duration) -> ClaudeCodeAuthResult<()> {
-        let _ = (lock, wait);
-        Ok(())
-    }
-
-    /// Save `document`, which holds freshly rotated tokens, under `lock`, through what
-    /// [`prepare_save`](Self::prepare_save) set up, and release the write lock. The default calls
-    /// [`save_document`](Self::save_document).
-    async fn save_refreshed(
-        &self,
-        lock: &mut RefreshLock,
-        document: &str,
-    ) -> ClaudeCodeAuthResult<()> {
-        let _ = lock;
-        self.save_document(document).await
     }
 
     /// Where the credential lives, for messages (a path, a keychain item).
@@ -167,7 +134,7 @@ pub trait CredentialStore: Send + Sync + 'static {
 }
 
 /// Checked right before the refresh request leaves, while the refresh lock is held: an error
-/// stops the request, so nothing is spent. See [`RefreshLock::with_send_check`].
+/// stops the request, so nothing is spent. See [`HeldLock::send_check`].
 pub type SendCheck = Arc<
     dyn Fn()
             -> std::pin::Pin<Box<dyn std::future::Future<Output = ClaudeCodeAuthResult<()>> + Send>>
@@ -226,22 +193,6 @@ impl<T: CredentialStore + ?Sized> CredentialStore for Arc<T> {
         (**self).lock_refresh(wait).await
     }
 
-    async fn prepare_save(&self, lock: &mut RefreshLock, size: u64) -> ClaudeCodeAuthResult<()> {
-        (**self).prepare_save(lock, size).await
-    }
-
-    async fn lock_write(&self, lock: &mut RefreshLock, wait: Duration) -> ClaudeCodeAuthResult<()> {
-        (**self).lock_write(lock, wait).await
-    }
-
-    async fn save_refreshed(
-        &self,
-        lock: &mut RefreshLock,
-        document: &str,
-    ) -> ClaudeCodeAuthResult<()> {
-        (**self).save_refreshed(lock, document).await
-    }
-
     fn location(&self) -> String {
         (**self).location()
     }
@@ -271,53 +222,83 @@ impl<T: CredentialStore + ?Sized> CredentialStore for Arc<T> {
     }
 }
 
-/// A held refresh lock; dropping it releases the lock.
+/// What a store does while its refresh lock is held; dropping it releases the lock. The provider
+/// calls, in order: [`prepare_save`](Self::prepare_save) before the refresh token is spent (so a
+/// write that cannot work fails while nothing is lost), [`send_check`](Self::send_check)'s check
+/// right before the request leaves, then [`lock_write`](Self::lock_write) and
+/// [`save_refreshed`](Self::save_refreshed) once the endpoint has answered, as a
+/// read-modify-write under the lock every writer of the document takes, and
+/// [`release`](Self::release) when it is done.
+#[async_trait]
+pub trait HeldLock: Send + Sync + 'static {
+    /// Get ready to save a document of up to `size` bytes after the refresh: create and reserve
+    /// whatever the write needs. An error stops the refresh with nothing lost. The default
+    /// prepares nothing.
+    async fn prepare_save(&mut self, size: u64) -> ClaudeCodeAuthResult<()> {
+        let _ = size;
+        Ok(())
+    }
+
+    /// Take the lock every writer of the document takes for a read-modify-write (the `claude`
+    /// CLI's `.storage-write.lock`), waiting at most `wait`; held until
+    /// [`save_refreshed`](Self::save_refreshed) or until this is dropped. The default takes none.
+    async fn lock_write(&mut self, wait: Duration) -> ClaudeCodeAuthResult<()> {
+        let _ = wait;
+        Ok(())
+    }
+
+    /// Save `document`, which holds freshly rotated tokens, through what
+    /// [`prepare_save`](Self::prepare_save) set up, and release the write lock.
+    async fn save_refreshed(&mut self, document: &str) -> ClaudeCodeAuthResult<()>;
+
+    /// The check to run right before the refresh request leaves: a lock that can be lost while
+    /// held (a lease that runs out) says there whether it still holds, and an error keeps the
+    /// request from leaving. The default is none.
+    fn send_check(&self) -> Option<SendCheck> {
+        None
+    }
+
+    /// Give the lock back now, for a lock that lives on a server (a lease): a drop can only
+    /// start that, and a process that exits right after would leave it to run out. Dropping does
+    /// the rest. The default does nothing.
+    async fn release(&mut self) {}
+}
+
+/// A refresh lock as [`CredentialStore::lock_refresh`] hands it out: the store's [`HeldLock`],
+/// or none for a store without cross-process locking. Dropping it releases the lock.
 pub struct RefreshLock {
-    _guard: Option<Box<dyn Any + Send + Sync>>,
-    send_check: Option<SendCheck>,
-    release: Option<Release>,
+    held: Option<Box<dyn HeldLock>>,
     exchange_log: Option<Arc<dyn exchange::ExchangeLog>>,
 }
 
-/// Releases a lock that lives on a server, awaited when the holder is done with it (a drop
-/// could only start it, and a process that exits right after would leave the lock to expire).
-pub type Release = Box<
-    dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync,
->;
-
 impl RefreshLock {
-    /// A lock that holds nothing (for stores without cross-process locking).
+    /// A lock that holds nothing (for stores without cross-process locking): a refresh under it
+    /// saves through the store's [`save_document`](CredentialStore::save_document).
     pub fn none() -> Self {
         Self {
-            _guard: None,
-            send_check: None,
-            release: None,
+            held: None,
             exchange_log: None,
         }
     }
 
-    /// A lock released when `guard` is dropped.
-    pub fn new(guard: impl Any + Send + Sync) -> Self {
+    /// The lock `held`.
+    pub fn new(held: impl HeldLock) -> Self {
         Self {
-            _guard: Some(Box::new(guard)),
-            send_check: None,
-            release: None,
+            held: Some(Box::new(held)),
             exchange_log: None,
         }
     }
 
-    /// This lock, with `check` run right before the refresh request is sent: a lock that can be
-    /// lost while held (a lease that runs out) says there whether it still holds, and an error
-    /// keeps the request from leaving.
-    pub fn with_send_check(mut self, check: SendCheck) -> Self {
-        self.send_check = Some(check);
-        self
-    }
-
-    /// This lock, with `release` awaited when its holder is done with it, before it is dropped.
-    pub fn with_release(mut self, release: Release) -> Self {
-        self.release = Some(release);
-        self
+    /// This lock with its steps taken by `wrap` of it: how a store that wraps another adds to
+    /// the inner store's steps. The wrapper's [`HeldLock`] calls this lock's own for every step
+    /// it keeps, each of them (the trait's defaults do nothing: a step not forwarded is not
+    /// taken). What the inner store records of the exchange while it happens stays with it.
+    pub fn wrapped<H: HeldLock>(self, wrap: impl FnOnce(RefreshLock) -> H) -> RefreshLock {
+        let exchange_log = self.exchange_log.clone();
+        RefreshLock {
+            held: Some(Box::new(wrap(self))),
+            exchange_log,
+        }
     }
 
     /// This lock, with `log` told of the refresh exchange as it happens (see
@@ -332,30 +313,51 @@ impl RefreshLock {
         self.exchange_log.clone()
     }
 
-    /// Give the lock back now, waiting for a store whose lock lives on a server (a lease) to
-    /// take it back; dropping the lock does the rest. Call it before a process exits: a drop
-    /// alone can only start that, and the lease would be left to run out.
-    pub async fn release(&mut self) {
-        if let Some(release) = self.release.take() {
-            release().await;
+    /// See [`HeldLock::prepare_save`].
+    pub async fn prepare_save(&mut self, size: u64) -> ClaudeCodeAuthResult<()> {
+        match &mut self.held {
+            Some(held) => held.prepare_save(size).await,
+            None => Ok(()),
         }
     }
 
-    /// The check to run before sending, if the store gave one.
-    pub(crate) fn send_check(&self) -> Option<SendCheck> {
-        self.send_check.clone()
+    /// See [`HeldLock::lock_write`].
+    pub async fn lock_write(&mut self, wait: Duration) -> ClaudeCodeAuthResult<()> {
+        match &mut self.held {
+            Some(held) => held.lock_write(wait).await,
+            None => Ok(()),
+        }
     }
 
-    /// The guard this lock was made with, if it is a `T`: how a store reaches its own state
-    /// (a prepared write, a held write lock) in the methods that take the lock.
-    pub fn guard<T: Any>(&self) -> Option<&T> {
-        self._guard.as_ref()?.downcast_ref()
+    /// Save `document` under this lock (see [`HeldLock::save_refreshed`]); a lock that holds
+    /// nothing saves it through `store`, the store that handed it out.
+    pub async fn save_refreshed(
+        &mut self,
+        store: &(impl CredentialStore + ?Sized),
+        document: &str,
+    ) -> ClaudeCodeAuthResult<()> {
+        match &mut self.held {
+            Some(held) => held.save_refreshed(document).await,
+            None => store.save_document(document).await,
+        }
+    }
+
+    /// See [`HeldLock::send_check`].
+    pub fn send_check(&self) -> Option<SendCheck> {
+        self.held.as_ref()?.send_check()
+    }
+
+    /// Give the lock back now (see [`HeldLock::release`]). Call it before a process exits.
+    pub async fn release(&mut self) {
+        if let Some(held) = &mut self.held {
+            held.release().await;
+        }
     }
 }
 
 impl fmt::Debug for RefreshLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self._guard.is_some() {
+        f.write_str(if self.held.is_some() {
             "RefreshLock(held)"
         } else {
             "RefreshLock(none)"
@@ -407,7 +409,105 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 #[cfg(test)]
 mod tests {
-    use super::Fingerprint;
+    use std::io;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+
+    use super::exchange::{Answer, ExchangeLog};
+    use super::{CredentialStore, Fingerprint, HeldLock, MemoryCredentialStore, RefreshLock};
+    use crate::error::ClaudeCodeAuthResult;
+
+    /// A lock that records the steps taken under it.
+    struct Steps(Arc<Mutex<Vec<String>>>);
+
+    #[async_trait]
+    impl HeldLock for Steps {
+        async fn prepare_save(&mut self, size: u64) -> ClaudeCodeAuthResult<()> {
+            self.0.lock().unwrap().push(format!("prepare {size}"));
+            Ok(())
+        }
+
+        async fn lock_write(&mut self, _: Duration) -> ClaudeCodeAuthResult<()> {
+            self.0.lock().unwrap().push("lock write".into());
+            Ok(())
+        }
+
+        async fn save_refreshed(&mut self, document: &str) -> ClaudeCodeAuthResult<()> {
+            self.0.lock().unwrap().push(format!("save {document}"));
+            Ok(())
+        }
+
+        async fn release(&mut self) {
+            self.0.lock().unwrap().push("release".into());
+        }
+    }
+
+    /// A wrapper that adds a step of its own before the inner lock's prepare.
+    struct Wrapper(RefreshLock, Arc<Mutex<Vec<String>>>);
+
+    #[async_trait]
+    impl HeldLock for Wrapper {
+        async fn prepare_save(&mut self, size: u64) -> ClaudeCodeAuthResult<()> {
+            self.1.lock().unwrap().push("wrapper".into());
+            self.0.prepare_save(size).await
+        }
+
+        async fn save_refreshed(&mut self, document: &str) -> ClaudeCodeAuthResult<()> {
+            self.0
+                .save_refreshed(&MemoryCredentialStore::new(), document)
+                .await
+        }
+    }
+
+    struct NoLog;
+
+    #[async_trait]
+    impl ExchangeLog for NoLog {
+        async fn sending(&self, _: &str) -> ClaudeCodeAuthResult<()> {
+            Ok(())
+        }
+        async fn answered(&self, _: &Answer) -> io::Result<()> {
+            Ok(())
+        }
+        async fn replay(&self, _: &str) -> Option<Answer> {
+            None
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lock_that_holds_nothing_saves_through_the_store() {
+        let store = MemoryCredentialStore::new();
+        let mut lock = store.lock_refresh(Duration::ZERO).await.unwrap();
+        lock.prepare_save(10).await.unwrap();
+        lock.lock_write(Duration::ZERO).await.unwrap();
+        lock.save_refreshed(&store, r#"{"a":1}"#).await.unwrap();
+        assert_eq!(store.document().as_deref(), Some(r#"{"a":1}"#));
+        assert!(lock.send_check().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_held_lock_takes_every_step_and_a_wrapper_keeps_the_exchange_log() {
+        let steps = Arc::new(Mutex::new(Vec::new()));
+        let store = MemoryCredentialStore::new();
+        let lock = RefreshLock::new(Steps(steps.clone())).with_exchange_log(Arc::new(NoLog));
+        let mut lock = lock.wrapped(|inner| Wrapper(inner, steps.clone()));
+        assert!(
+            lock.exchange_log().is_some(),
+            "the inner store's record stays"
+        );
+        lock.prepare_save(7).await.unwrap();
+        lock.lock_write(Duration::ZERO).await.unwrap();
+        lock.save_refreshed(&store, "doc").await.unwrap();
+        lock.release().await;
+        assert_eq!(
+            *steps.lock().unwrap(),
+            ["wrapper", "prepare 7", "save doc"],
+            "the wrapper's defaults (no write lock, no release) are its own"
+        );
+        assert_eq!(store.document(), None, "a held lock saves through itself");
+    }
 
     #[test]
     fn a_fingerprint_tells_states_apart_and_only_them() {

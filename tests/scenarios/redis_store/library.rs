@@ -104,11 +104,11 @@ async fn a_write_over_a_moved_generation_or_without_the_lease_is_refused() {
     let newer = document.replace("fleetNote", "newerNote");
     store(&server, &key).save_document(&newer).await.unwrap();
     // Before sending: the lease is gone, so nothing may be sent.
-    let error = ours.prepare_save(&mut lock, 1000).await.unwrap_err();
+    let error = lock.prepare_save(1000).await.unwrap_err();
     assert_eq!(error.reaction(), Reaction::Unreachable, "{error}");
     assert!(error.to_string().contains("nothing was sent"), "{error}");
     // And a write is refused: the newer login stays.
-    let error = ours.save_refreshed(&mut lock, &document).await.unwrap_err();
+    let error = lock.save_refreshed(&ours, &document).await.unwrap_err();
     assert!(
         matches!(error, ClaudeCodeAuthError::StoreConflict { .. }),
         "{error:?}"
@@ -119,7 +119,7 @@ async fn a_write_over_a_moved_generation_or_without_the_lease_is_refused() {
     // Holding the lease is not enough: the generation it read must still be the stored one.
     let mut lock = ours.lock_refresh(Duration::from_secs(1)).await.unwrap();
     server.cli(&["HINCRBY", "{claude-code-auth}:login", "generation", "1"]);
-    let error = ours.save_refreshed(&mut lock, &document).await.unwrap_err();
+    let error = lock.save_refreshed(&ours, &document).await.unwrap_err();
     assert!(
         error.to_string().contains("moved from generation 2 to 3"),
         "{error}"

@@ -29,7 +29,7 @@ use crate::files::{self, Prepared};
 
 use crate::store::exchange::{Answer, ExchangeLog};
 use crate::store::handover::{self, Verdict};
-use crate::store::{RefreshLock, blocking};
+use crate::store::{HeldLock, RefreshLock, blocking};
 
 /// One place whose locks are taken: our lock file, and the config dir whose CLI locks count.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,10 +58,8 @@ pub(crate) async fn lock(
     sites: Vec<Site>,
     targets: Vec<PathBuf>,
     wait: Duration,
-) -> ClaudeCodeAuthResult<RefreshLock> {
-    let session = blocking(move || Session::acquire(&sites, &targets, wait)).await?;
-    let log: Arc<dyn ExchangeLog> = Arc::new(session.clone());
-    Ok(RefreshLock::new(session).with_exchange_log(log))
+) -> ClaudeCodeAuthResult<Session> {
+    blocking(move || Session::acquire(&sites, &targets, wait)).await
 }
 
 /// Write `document` over `target` outside any refresh, as the CLI writes outside its refreshes:
@@ -223,6 +221,13 @@ impl Session {
     ) -> ClaudeCodeAuthResult<T> {
         let inner = self.0.clone();
         blocking(move || work(&mut inner.lock().unwrap_or_else(PoisonError::into_inner))).await
+    }
+
+    /// The refresh lock a store hands out over this session: `held`, the store's own steps over
+    /// it, with the session as the record of the exchange.
+    pub(crate) fn refresh_lock(&self, held: impl HeldLock) -> RefreshLock {
+        let log: Arc<dyn ExchangeLog> = Arc::new(self.clone());
+        RefreshLock::new(held).with_exchange_log(log)
     }
 }
 

@@ -31,7 +31,7 @@ use crate::files;
 
 use super::cli_dirs::{config_dir_from, keychain_service_for};
 use super::cli_lock::session::{self, Session, Site};
-use super::{CredentialStore, RefreshLock, blocking, parse_document, render_document};
+use super::{CredentialStore, HeldLock, RefreshLock, blocking, parse_document, render_document};
 use command::{
     ID, ITEM_NOT_FOUND, KEYCHAIN_LOCKED, SECURITY, WriteCommand, account_for, delete_args,
     read_args, write_command,
@@ -435,34 +435,11 @@ impl CredentialStore for KeychainCredentialStore {
     async fn lock_refresh(&self, wait: Duration) -> ClaudeCodeAuthResult<RefreshLock> {
         // A keychain item is written through `security`, never through a temporary file: no
         // killed writer's file is ever handed over.
-        session::lock(self.sites(), Vec::new(), wait).await
-    }
-
-    /// The CLI takes `.storage-write.lock` of its config dir around keychain writes too.
-    async fn lock_write(&self, lock: &mut RefreshLock, wait: Duration) -> ClaudeCodeAuthResult<()> {
-        match lock.guard::<Session>() {
-            Some(session) => session.with(move |held| held.lock_write(wait)).await,
-            None => Ok(()),
-        }
-    }
-
-    async fn save_refreshed(
-        &self,
-        lock: &mut RefreshLock,
-        document: &str,
-    ) -> ClaudeCodeAuthResult<()> {
-        let store = self.clone();
-        let document = Zeroizing::new(document.to_owned());
-        let written = blocking(move || store.write(&document)).await;
-        if let Some(session) = lock.guard::<Session>() {
-            session
-                .with(|held| {
-                    held.unlock_write();
-                    Ok(())
-                })
-                .await?;
-        }
-        written
+        let session = session::lock(self.sites(), Vec::new(), wait).await?;
+        Ok(session.refresh_lock(KeychainLock {
+            store: self.clone(),
+            session: session.clone(),
+        }))
     }
 
     fn location(&self) -> String {
@@ -470,6 +447,33 @@ impl CredentialStore for KeychainCredentialStore {
             "macOS keychain item `{}` (account `{}`)",
             self.service, self.account
         )
+    }
+}
+
+/// The keychain store's refresh lock: the CLI's locks of its config dir.
+struct KeychainLock {
+    store: KeychainCredentialStore,
+    session: Session,
+}
+
+#[async_trait]
+impl HeldLock for KeychainLock {
+    /// The CLI takes `.storage-write.lock` of its config dir around keychain writes too.
+    async fn lock_write(&mut self, wait: Duration) -> ClaudeCodeAuthResult<()> {
+        self.session.with(move |held| held.lock_write(wait)).await
+    }
+
+    async fn save_refreshed(&mut self, document: &str) -> ClaudeCodeAuthResult<()> {
+        let store = self.store.clone();
+        let document = Zeroizing::new(document.to_owned());
+        let written = blocking(move || store.write(&document)).await;
+        self.session
+            .with(|held| {
+                held.unlock_write();
+                Ok(())
+            })
+            .await?;
+        written
     }
 }
 

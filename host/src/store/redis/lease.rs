@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use super::{Inner, scripts};
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
+use crate::store::{HeldLock, SendCheck};
 use crate::time::millis;
 
 /// The first pause while another holder has the lease; it doubles up to [`MAX_PAUSE`]. Short:
@@ -135,7 +136,7 @@ impl Lease {
         let generation = inner.generation().await?;
         lease.state.generation.store(generation, Ordering::SeqCst);
         if waited && generation != seen {
-            lease.release_hook()().await;
+            lease.state.release().await;
             return Err(moved(inner));
         }
         Ok(lease)
@@ -145,11 +146,33 @@ impl Lease {
     pub(super) fn state(&self) -> Arc<LeaseState> {
         self.state.clone()
     }
+}
 
-    /// The release a [`crate::RefreshLock`] awaits when its holder is done.
-    pub(super) fn release_hook(&self) -> crate::store::Release {
+/// The lease is the store's refresh lock and its write lock too: only its holder writes, and
+/// only over the generation it read.
+#[async_trait::async_trait]
+impl HeldLock for Lease {
+    /// Nothing to create; the lease must still be held, or nothing may be sent.
+    async fn prepare_save(&mut self, size: u64) -> ClaudeCodeAuthResult<()> {
+        let _ = size;
+        self.state.confirm().await
+    }
+
+    async fn save_refreshed(&mut self, document: &str) -> ClaudeCodeAuthResult<()> {
+        self.state.inner().write(&self.state, document).await
+    }
+
+    /// Whether the lease still holds, asked of Redis right before the request leaves.
+    fn send_check(&self) -> Option<SendCheck> {
         let state = self.state.clone();
-        Box::new(move || Box::pin(async move { state.release().await }))
+        Some(Arc::new(move || {
+            let state = state.clone();
+            Box::pin(async move { state.confirm().await })
+        }))
+    }
+
+    async fn release(&mut self) {
+        self.state.release().await;
     }
 }
 
@@ -169,7 +192,7 @@ impl Drop for Lease {
         }
         let state = self.state.clone();
         // Started only: without a runtime, or in a process that exits first, the lease runs
-        // out by itself. The provider awaits `release` instead (see `Lease::release_hook`).
+        // out by itself. The provider awaits `release` instead (see `HeldLock::release`).
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move { state.release().await });
         }
@@ -178,7 +201,7 @@ impl Drop for Lease {
 
 impl LeaseState {
     /// Give the lease back (compare-and-delete: only if still ours). Once.
-    async fn release(&self) {
+    pub(super) async fn release(&self) {
         if self.released.swap(true, Ordering::SeqCst) {
             return;
         }

@@ -28,9 +28,7 @@ use async_trait::async_trait;
 use zeroize::Zeroizing;
 
 use super::exchange::ExchangeLog;
-use super::{
-    CredentialStore, Fingerprint, RefreshLock, SendCheck, parse_document, render_document,
-};
+use super::{CredentialStore, Fingerprint, RefreshLock, parse_document, render_document};
 use crate::config::DEFAULT_REFRESH_TIMEOUT;
 use crate::credential::CredentialFile;
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
@@ -467,15 +465,6 @@ impl Inner {
     }
 }
 
-/// The lease inside a [`RefreshLock`] this store made.
-fn lease_of<'a>(lock: &'a RefreshLock, store: &Inner) -> ClaudeCodeAuthResult<&'a Lease> {
-    lock.guard::<Lease>()
-        .ok_or_else(|| ClaudeCodeAuthError::StoreConflict {
-            store: store.shown.clone(),
-            message: "the refresh lock is not this store's lease".into(),
-        })
-}
-
 #[async_trait]
 impl CredentialStore for RedisCredentialStore {
     async fn load(&self) -> ClaudeCodeAuthResult<Option<CredentialFile>> {
@@ -500,44 +489,14 @@ impl CredentialStore for RedisCredentialStore {
         parse_document(document, || self.location())?;
         let lease = Lease::acquire(&self.inner, self.inner.lease).await?;
         let written = self.inner.write(&lease.state(), document).await;
-        lease.release_hook()().await;
+        lease.state().release().await;
         written
     }
 
     async fn lock_refresh(&self, wait: Duration) -> ClaudeCodeAuthResult<RefreshLock> {
         let lease = Lease::acquire(&self.inner, wait).await?;
-        let state = lease.state();
-        let check: SendCheck = Arc::new(move || {
-            let state = state.clone();
-            Box::pin(async move { state.confirm().await })
-        });
-        let release = lease.release_hook();
         let log: Arc<dyn ExchangeLog> = Arc::new(answer::AnswerLog::new(lease.state()));
-        Ok(RefreshLock::new(lease)
-            .with_send_check(check)
-            .with_release(release)
-            .with_exchange_log(log))
-    }
-
-    async fn prepare_save(&self, lock: &mut RefreshLock, size: u64) -> ClaudeCodeAuthResult<()> {
-        let _ = size;
-        lease_of(lock, &self.inner)?.state().confirm().await
-    }
-
-    async fn lock_write(&self, lock: &mut RefreshLock, wait: Duration) -> ClaudeCodeAuthResult<()> {
-        let _ = wait;
-        // The lease is the write lock too: only its holder writes.
-        lease_of(lock, &self.inner)?;
-        Ok(())
-    }
-
-    async fn save_refreshed(
-        &self,
-        lock: &mut RefreshLock,
-        document: &str,
-    ) -> ClaudeCodeAuthResult<()> {
-        let state = lease_of(lock, &self.inner)?.state();
-        self.inner.write(&state, document).await
+        Ok(RefreshLock::new(lease).with_exchange_log(log))
     }
 
     fn location(&self) -> String {
