@@ -276,9 +276,8 @@ impl ClaudeCodeOAuthConfig {
         self
     }
 
-    /// Cap the answer's body the component may read. Known limit: the component of contract
-    /// 0.2.0 also caps what it reads at 1 MiB on its own (its config has no field for this), so
-    /// a cap above 1 MiB acts as 1 MiB until the contract carries it.
+    /// Cap the answer's body the component may read: the host stops a longer one as it arrives,
+    /// and the component (told in its config, since contract 0.3.0) reads no more.
     #[must_use]
     pub const fn with_max_answer_bytes(mut self, bytes: usize) -> Self {
         self.max_answer_bytes = bytes;

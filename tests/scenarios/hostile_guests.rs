@@ -217,8 +217,10 @@ fn patched(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
 #[tokio::test]
 async fn a_component_for_another_contract_version_is_refused_at_load() {
     let cases = [
-        ("credential-store@0.2.0", "credential-store@9.1.0"),
-        ("provider@0.2.0", "provider@0.9.0"),
+        ("credential-store@0.3.0", "credential-store@9.1.0"),
+        ("provider@0.3.0", "provider@0.9.0"),
+        // A component built for the previous contract, whose config had no answer cap.
+        ("provider@0.3.0", "provider@0.2.0"),
     ];
     for (from, to) in cases {
         let wasm = patched(entelix_auth_claude_code::COMPONENT_WASM, from, to);
@@ -230,7 +232,7 @@ async fn a_component_for_another_contract_version_is_refused_at_load() {
         let theirs = format!("entelix:claude-code-auth@{}", to.split_once('@').unwrap().1);
         assert!(
             message.contains(&format!("the component was built for {theirs}"))
-                && message.contains("this host speaks entelix:claude-code-auth@0.2.0"),
+                && message.contains("this host speaks entelix:claude-code-auth@0.3.0"),
             "{message}"
         );
     }

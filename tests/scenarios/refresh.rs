@@ -817,3 +817,37 @@ async fn an_unusable_ca_file_is_said_as_a_setting() {
     }
     assert_eq!(endpoint.grants_served(), 0);
 }
+
+/// The answer cap is the operator's, end to end: a cap above 1 MiB lets a 1.5 MiB answer through
+/// (the component reads what its config says since contract 0.3.0; it used to stop at 1 MiB of
+/// its own, whatever the host allowed), and the default still stops it.
+#[tokio::test]
+async fn an_answer_cap_above_a_mebibyte_lets_a_larger_answer_through() {
+    let padded = |endpoint: &claude_code_auth_testkit::loopback::TokenEndpoint| {
+        endpoint.reshape_next_grant(|answer| {
+            answer.insert("padding".into(), "p".repeat(3 << 19).into());
+        });
+    };
+    let scenario = Scenario::fixture("expired");
+    let endpoint = scenario.endpoint().await;
+    padded(&endpoint);
+    let error = failing(&scenario, config(&endpoint)).await;
+    assert!(error.to_string().contains("1048576 bytes"), "{error}");
+
+    let scenario = Scenario::fixture("expired");
+    let endpoint = scenario.endpoint().await;
+    padded(&endpoint);
+    let before = scenario.json();
+    let header = provider(&scenario, config(&endpoint).with_max_answer_bytes(2 << 20))
+        .header_value()
+        .await
+        .unwrap();
+    let token = header.expose_secret().strip_prefix("Bearer ").unwrap();
+    assert!(endpoint.accepts_access_token(token));
+    assert_eq!(scenario.oauth("accessToken"), token, "and it was stored");
+    assert_eq!(
+        without_token_fields(scenario.json()),
+        without_token_fields(before),
+        "the answer's unknown field is not written"
+    );
+}

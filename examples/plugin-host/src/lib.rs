@@ -22,7 +22,7 @@ use wasmtime_wasi_http::{
 pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../../wit",
-        world: "entelix:claude-code-auth/provider-host@0.2.0",
+        world: "entelix:claude-code-auth/provider-host@0.3.0",
         imports: { default: async },
         exports: { default: async },
         with: { "entelix:claude-code-auth/credential-store.refresh-lock": super::Held },

@@ -52,6 +52,7 @@ fn config(endpoint: &TokenEndpoint) -> Config {
         expiry_skew_ms: 300_000,
         timeout_ms: 30_000,
         user_agent: None,
+        max_answer_bytes: 1 << 20,
     }
 }
 
@@ -191,7 +192,7 @@ async fn a_request_to_any_other_authority_is_denied() {
 #[test]
 fn a_component_for_another_contract_version_fails_at_load() {
     let wasm = component("claude_code_auth.wasm");
-    let needle = b"provider@0.2.0";
+    let needle = b"provider@0.3.0";
     let mut patched = wasm.clone();
     let mut hits = 0;
     for i in 0..patched.len().saturating_sub(needle.len()) {
@@ -204,7 +205,7 @@ fn a_component_for_another_contract_version_fails_at_load() {
     let error = PluginHost::with_own_store(&patched).err().unwrap();
     let message = format!("{error:?}");
     assert!(
-        message.contains("entelix:claude-code-auth/provider@0.2.0"),
+        message.contains("entelix:claude-code-auth/provider@0.3.0"),
         "{message}"
     );
 }
@@ -237,10 +238,10 @@ const CONTRACT_IMPORTS: &[&str] = &[
 fn the_components_import_the_contract_and_nothing_else() {
     let (imports, exports) = world_of("claude_code_auth.wasm");
     let mut expected: Vec<&str> = CONTRACT_IMPORTS.to_vec();
-    expected.push("entelix:claude-code-auth/credential-store@0.2.0");
+    expected.push("entelix:claude-code-auth/credential-store@0.3.0");
     expected.sort();
     assert_eq!(imports, expected);
-    assert_eq!(exports, ["entelix:claude-code-auth/provider@0.2.0"]);
+    assert_eq!(exports, ["entelix:claude-code-auth/provider@0.3.0"]);
 
     // With the filesystem store plugged in, the store import becomes wasi:filesystem.
     let (imports, exports) = world_of("claude_code_auth_with_fs_store.wasm");
@@ -255,7 +256,7 @@ fn the_components_import_the_contract_and_nothing_else() {
             .iter()
             .any(|n| n.starts_with("wasi:filesystem/preopens@"))
     );
-    assert_eq!(exports, ["entelix:claude-code-auth/provider@0.2.0"]);
+    assert_eq!(exports, ["entelix:claude-code-auth/provider@0.3.0"]);
 }
 
 /// wasmtime's own sender passes the body on as the component writes it, with the

@@ -23,9 +23,6 @@ wit_bindgen::generate!({
 use entelix::claude_code_auth::credential_store as store;
 use exports::entelix::claude_code_auth::provider as wit;
 
-/// Largest token endpoint answer the component reads. A real answer is under 2 KiB.
-const MAX_ANSWER_BYTES: usize = 1 << 20;
-
 struct Component;
 
 export!(Component);
@@ -82,7 +79,9 @@ fn report(config: &wit::Config, mode: Mode) -> Result<wit::RefreshReport, wit::A
 fn refresher(config: &wit::Config) -> Refresher<WitStore, WasiHttp, WasiClock> {
     Refresher {
         store: WitStore,
-        http: WasiHttp,
+        http: WasiHttp {
+            max_answer: usize::try_from(config.max_answer_bytes).unwrap_or(usize::MAX),
+        },
         clock: WasiClock {
             start: Instant::now(),
         },
@@ -185,7 +184,10 @@ fn store_error(error: store::StoreError) -> StoreError {
 }
 
 /// `wasi:http/outgoing-handler`, shaped like the `claude` CLI's request (see `http.rs`).
-struct WasiHttp;
+struct WasiHttp {
+    /// Largest answer read (the config's `max-answer-bytes`).
+    max_answer: usize,
+}
 
 impl Http for WasiHttp {
     fn post_json(
@@ -193,7 +195,7 @@ impl Http for WasiHttp {
         request: &GrantRequest,
         timeout: Duration,
     ) -> Result<HttpAnswer, HttpFailure> {
-        http::post_json(request, timeout, MAX_ANSWER_BYTES)
+        http::post_json(request, timeout, self.max_answer)
     }
 }
 

@@ -2,7 +2,7 @@
 //! that answer a rescued login when it supersedes the stored one (and put it back at the first
 //! chance), the refresh lock handed out, the prepared write, the write under the store's write
 //! lock, and the commit that falls back to a rescue file rather than lose a rotated login. A
-//! contract's module (`v0_2.rs`) only converts its types to and from these calls.
+//! contract's module (`v0_3.rs`) only converts its types to and from these calls.
 
 use wasmtime::component::Resource;
 use zeroize::Zeroizing;

@@ -15,7 +15,7 @@ mod proxy;
 mod refusal;
 mod replay;
 mod state;
-mod v0_2;
+mod v0_3;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -43,7 +43,7 @@ use state::HostState;
 pub(crate) use state::LocalLock;
 // The contract version this host speaks; the only line that names one.
 use latest::{ProviderHost, ProviderHostPre};
-use v0_2 as latest;
+use v0_3 as latest;
 
 /// The WIT package this host speaks, for messages.
 const CONTRACT: &str = latest::PACKAGE;
@@ -69,7 +69,7 @@ pub(crate) type ExportCall<'a, T> =
     Pin<Box<dyn Future<Output = wasmtime::Result<Result<T, latest::AuthError>>> + Send + 'a>>;
 
 /// A compiled provider component, type-checked against this host's world
-/// (`entelix:claude-code-auth/provider-host@0.2.0`) and ready to instantiate.
+/// (`entelix:claude-code-auth/provider-host@0.3.0`) and ready to instantiate.
 ///
 /// The provider uses [`ProviderComponent::embedded`] unless given another one with
 /// [`crate::ClaudeCodeOAuthProvider::with_component`] (a newer build of the component, or a
@@ -339,15 +339,15 @@ mod tests {
     #[test]
     fn contract_versions() {
         let cases = [
-            ("entelix:claude-code-auth/provider@0.2.0", None),
-            ("entelix:claude-code-auth/credential-store@0.2.7", None),
+            ("entelix:claude-code-auth/provider@0.3.0", None),
+            ("entelix:claude-code-auth/credential-store@0.3.7", None),
             (
-                "entelix:claude-code-auth/provider@0.1.0",
-                Some("entelix:claude-code-auth@0.1.0"),
+                "entelix:claude-code-auth/provider@0.2.0",
+                Some("entelix:claude-code-auth@0.2.0"),
             ),
             (
-                "entelix:claude-code-auth/provider@0.3.0",
-                Some("entelix:claude-code-auth@0.3.0"),
+                "entelix:claude-code-auth/provider@0.4.0",
+                Some("entelix:claude-code-auth@0.4.0"),
             ),
             (
                 "entelix:claude-code-auth/credential-store@1.0.0",

@@ -1,4 +1,4 @@
-//! `entelix:claude-code-auth@0.2.0`: its bindings, the host side of its `credential-store`
+//! `entelix:claude-code-auth@0.3.0`: its bindings, the host side of its `credential-store`
 //! import (each method forwards to [`HostState`]), and the conversions between its types and
 //! this crate's. Nothing here decides anything: the header check, the reading of a failure and
 //! the store's error summaries are version-free (`header.rs`, `failure.rs`), and so are the lock
@@ -22,7 +22,7 @@ use super::{CallContext, ProviderComponent};
 
 wasmtime::component::bindgen!({
     path: "wit",
-    world: "entelix:claude-code-auth/provider-host@0.2.0",
+    world: "entelix:claude-code-auth/provider-host@0.3.0",
     imports: { default: async },
     exports: { default: async },
     with: {
@@ -35,7 +35,7 @@ use exports::entelix::claude_code_auth::provider as wit;
 pub(super) use wit::{AuthError, Config};
 
 /// The WIT package this module binds, for messages.
-pub(crate) const PACKAGE: &str = "entelix:claude-code-auth@0.2.0";
+pub(crate) const PACKAGE: &str = "entelix:claude-code-auth@0.3.0";
 
 /// The typed calls the rest of the crate makes.
 impl ProviderComponent {
@@ -105,6 +105,7 @@ pub(super) fn config(config: &ClaudeCodeOAuthConfig) -> wit::Config {
         expiry_skew_ms: crate::time::millis(config.expiry_skew),
         timeout_ms: crate::time::millis(config.refresh_timeout),
         user_agent: Some(config.user_agent.clone()),
+        max_answer_bytes: u64::try_from(config.max_answer_bytes).unwrap_or(u64::MAX),
     }
 }
 
