@@ -15,6 +15,17 @@ use serde_json::{Map, Value};
 use crate::config::DEFAULT_EXPIRY_SKEW;
 use crate::secret::SecretToken;
 
+// The host's names for the document's parts, for the code that reads documents as JSON values
+// (the rescue hand-over, the environment token); serde's attributes below must spell them out,
+// and a test holds them to these. The component reads the document on its own
+// (`guest/src/document.rs`): the refresh decision is its.
+/// The login's section.
+pub(crate) const OAUTH_SECTION: &str = "claudeAiOauth";
+/// The access token's field in the section.
+pub(crate) const ACCESS_TOKEN: &str = "accessToken";
+/// The refresh token's field in the section.
+pub(crate) const REFRESH_TOKEN: &str = "refreshToken";
+
 /// A refreshable OAuth credential: the `claudeAiOauth` section of the credential file.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[non_exhaustive]
@@ -121,7 +132,11 @@ impl OAuthCredential {
     }
 
     /// Whether the access token expires within [`DEFAULT_EXPIRY_SKEW`] (five minutes, as the
-    /// CLI does) of the system clock, or its expiry is unknown.
+    /// CLI does) of the system clock, or its expiry is unknown. The provider does not ask this:
+    /// the component decides, by the same rule for every refreshable login (a scenario in
+    /// `tests/scenarios/api_compat.rs` holds them together); for a token without a refresh
+    /// token and without an expiry, this says `true`, as the original crate did, where the
+    /// component uses the token as it is.
     #[must_use]
     pub fn needs_refresh(&self) -> bool {
         self.needs_refresh_at(SystemTime::now(), DEFAULT_EXPIRY_SKEW)
@@ -199,6 +214,17 @@ impl CredentialFile {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_documents_names_are_the_ones_serde_writes() {
+        let file = super::CredentialFile::with_oauth(
+            super::OAuthCredential::new("a", 1).with_refresh_token("r"),
+        );
+        let value = serde_json::to_value(&file).unwrap();
+        let section = value[super::OAUTH_SECTION].as_object().unwrap();
+        assert_eq!(section[super::ACCESS_TOKEN], "a");
+        assert_eq!(section[super::REFRESH_TOKEN], "r");
+    }
+
     use super::*;
 
     const CLI_FILE: &str = r#"{"claudeAiOauth":{"accessToken":"sk-ant-oat01-a","refreshToken":"sk-ant-ort01-r","expiresAt":1767225600000,"scopes":["user:inference","user:profile"],"subscriptionType":"max","rateLimitTier":"default_claude_max_20x","refreshTokenExpiresAt":1790000000000},"mcpOAuth":{"server":{"accessToken":"mcp-secret"}},"pluginSecrets":{"x":1}}"#;

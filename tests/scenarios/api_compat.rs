@@ -144,3 +144,55 @@ async fn a_store_error_comes_back_as_the_stores_own_typed_error() {
         "{error}"
     );
 }
+
+/// The original crate's `OAuthCredential::needs_refresh_at` and the component, which makes the
+/// provider's refresh decision, read every refreshable login alike: an expiry well ahead, just
+/// outside and just inside the skew, at the skew's edge, passed, unrepresentable (negative),
+/// under skews of zero, five minutes and an hour. They are two readings of one document in two
+/// crates (the host does not link the guest), so this holds them together.
+#[tokio::test]
+async fn the_hosts_needs_refresh_and_the_components_agree_on_every_refreshable_login() {
+    use crate::support::{NOW_MS, now};
+    let skews = [0, 300_000, 3_600_000];
+    for skew_ms in skews {
+        let offsets = [
+            86_400_000,
+            skew_ms + 1,
+            skew_ms,
+            skew_ms - 1,
+            1,
+            0,
+            -1,
+            -86_400_000,
+        ];
+        let expiries = offsets
+            .iter()
+            .map(|offset| NOW_MS + offset)
+            .chain([-5, 0]);
+        for expires_at_ms in expiries {
+            let file = CredentialFile::with_oauth(
+                OAuthCredential::new("sk-ant-oat01-agree", expires_at_ms)
+                    .with_refresh_token("sk-ant-ort01-agree"),
+            );
+            let skew = Duration::from_millis(skew_ms as u64);
+            let host = file
+                .claude_ai_oauth
+                .as_ref()
+                .unwrap()
+                .needs_refresh_at(now(), skew);
+            let provider = ClaudeCodeOAuthProvider::with_config(
+                entelix_auth_claude_code::MemoryCredentialStore::with_document(
+                    serde_json::to_string(&file).unwrap(),
+                ),
+                ClaudeCodeOAuthConfig::new()
+                    .with_clock(now)
+                    .with_expiry_skew(skew),
+            );
+            let component = provider.status().await.unwrap().needs_refresh;
+            assert_eq!(
+                host, component,
+                "expiresAt {expires_at_ms} (now {NOW_MS}), skew {skew_ms} ms"
+            );
+        }
+    }
+}

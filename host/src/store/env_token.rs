@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::credential::CredentialFile;
+use crate::credential::{ACCESS_TOKEN, CredentialFile, OAUTH_SECTION};
 use crate::error::{ClaudeCodeAuthError, ClaudeCodeAuthResult};
 use crate::secret::SecretToken;
 
@@ -65,8 +65,8 @@ impl EnvTokenStore {
             });
         }
         Ok(Zeroizing::new(
-            json!({"claudeAiOauth": {
-                "accessToken": token,
+            json!({OAUTH_SECTION: {
+                ACCESS_TOKEN: token,
                 "scopes": ["user:inference"],
             }})
             .to_string(),

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::exchange::Answer;
+use crate::credential::{OAUTH_SECTION, REFRESH_TOKEN};
 
 /// Most of a temporary file read back: a document of the largest size read, its margin, and
 /// the largest answer the sandbox takes in.
@@ -82,8 +83,8 @@ fn complete_document(region: &[u8]) -> Option<Zeroizing<String>> {
 pub(crate) fn refresh_token_digest(document: &str) -> Option<String> {
     let value: Value = serde_json::from_str(document).ok()?;
     let token = value
-        .get("claudeAiOauth")?
-        .get("refreshToken")?
+        .get(OAUTH_SECTION)?
+        .get(REFRESH_TOKEN)?
         .as_str()
         .filter(|t| !t.is_empty())?;
     Some(digest_hex(token.as_bytes()))
@@ -125,10 +126,10 @@ fn with_oauth_of(current: Option<&str>, kept: &str) -> Zeroizing<String> {
     let merged = (|| {
         let mut current: Value = serde_json::from_str(current?).ok()?;
         let kept: Value = serde_json::from_str(kept).ok()?;
-        let section = kept.get("claudeAiOauth")?.clone();
+        let section = kept.get(OAUTH_SECTION)?.clone();
         current
             .as_object_mut()?
-            .insert("claudeAiOauth".into(), section);
+            .insert(OAUTH_SECTION.into(), section);
         serde_json::to_string(&current).ok()
     })();
     Zeroizing::new(merged.unwrap_or_else(|| kept.to_owned()))
