@@ -165,10 +165,7 @@ async fn the_hosts_needs_refresh_and_the_components_agree_on_every_refreshable_l
             -1,
             -86_400_000,
         ];
-        let expiries = offsets
-            .iter()
-            .map(|offset| NOW_MS + offset)
-            .chain([-5, 0]);
+        let expiries = offsets.iter().map(|offset| NOW_MS + offset).chain([-5, 0]);
         for expires_at_ms in expiries {
             let file = CredentialFile::with_oauth(
                 OAuthCredential::new("sk-ant-oat01-agree", expires_at_ms)

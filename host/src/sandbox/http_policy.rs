@@ -314,13 +314,41 @@ impl WasiHttpHooks for HttpPolicy {
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = HttpResult<()>> + Send>,
     ) -> Exchange {
+        let Some((origin, flight, route, sent)) = self.admit(request.uri()) else {
+            return denied();
+        };
+        let departure = Departure {
+            plan: self.plan(&origin, route, options.unwrap_or_default(), sent),
+            refuse_internal: !self.allow_private && !origin.is_literal(),
+            origin,
+            check: self.send_check.clone(),
+            spent: self.spent.clone(),
+            keep: Keep {
+                log: None,
+                flight: Some(flight),
+                kept: self.kept.clone(),
+                now_ms: self.now_ms.clone(),
+            },
+            log: self.exchange_log.clone(),
+        };
+        Box::new(departure.leave(request))
+    }
+}
+
+impl HttpPolicy {
+    /// What may reach the endpoint: an admitted origin, while the provider is not draining (the
+    /// request is in flight from here until its answer is kept), its route; noted as sent now.
+    /// `None`, the refusal recorded, for anything else.
+    fn admit(
+        &mut self,
+        uri: &Uri,
+    ) -> Option<(Origin, InFlight, Option<proxy::Route>, tokio::time::Instant)> {
         // An endpoint that sent an oversized answer gets no second chance in this call.
         if self.oversized.load(Ordering::SeqCst) {
-            return denied();
+            return None;
         }
-        let Some(origin) = self.admitted(request.uri()) else {
+        let Some(origin) = self.admitted(uri) else {
             // Scheme and authority only: a path or query could carry anything.
-            let uri = request.uri();
             record(
                 &self.refusal,
                 Refusal::OffList(format!(
@@ -329,13 +357,11 @@ impl WasiHttpHooks for HttpPolicy {
                     uri.authority().map_or("?", |a| a.as_str())
                 )),
             );
-            return denied();
+            return None;
         };
-        // From here the request may reach the endpoint: unless the provider is draining, it is
-        // in flight until its answer is kept.
         let Some(flight) = self.drain.begin() else {
             record(&self.refusal, Refusal::Draining);
-            return denied();
+            return None;
         };
         // Its answer is read within the refresh budget, and the call's own bound makes room.
         let sent = tokio::time::Instant::now();
@@ -343,54 +369,73 @@ impl WasiHttpHooks for HttpPolicy {
             .last_sent
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(sent);
-        let route = match proxy::route(&self.proxy, &origin.host, origin.port, |name| {
-            std::env::var(name).ok()
-        }) {
-            Ok(route) => route,
+        let env = |name: &str| std::env::var(name).ok();
+        match proxy::route(&self.proxy, &origin.host, origin.port, env) {
+            Ok(route) => Some((origin, flight, route, sent)),
             Err(why) => {
                 record(&self.refusal, Refusal::Misconfigured(why));
-                return denied();
+                None
+            }
+        }
+    }
+}
+
+/// An admitted request on its way out: what is checked and noted right before it leaves.
+struct Departure {
+    plan: Plan,
+    origin: Origin,
+    refuse_internal: bool,
+    /// The store's check that its lock still holds.
+    check: Option<SendCheck>,
+    /// Where the digest of the refresh token the request presents is noted.
+    spent: Arc<Mutex<Option<String>>>,
+    /// What keeps the answer; its log is set once the presented token is known.
+    keep: Keep,
+    log: Option<Arc<dyn ExchangeLog>>,
+}
+
+impl Departure {
+    /// Read the body, check the lock, note the token presented (or give back the answer a
+    /// stopped process kept for it), then send.
+    async fn leave(
+        mut self,
+        request: http::Request<WasiBody>,
+    ) -> HttpResult<(http::Response<WasiBody>, Driver)> {
+        let (head, body) = request.into_parts();
+        let body = http_client::read_request_body(body, self.plan.connect_timeout).await?;
+        if let Some(check) = &self.check {
+            // The lock can have been lost while held (a lease ran out during a pause): then the
+            // request must not leave, or a refresh token could be presented twice.
+            if let Err(error) = check().await {
+                record(&self.plan.refusal, Refusal::Store(error));
+                return Err(HttpError::HttpRequestDenied);
+            }
+        }
+        let presented = presented_token_digest(&body);
+        if presented.is_some() {
+            *self.spent.lock().unwrap_or_else(PoisonError::into_inner) = presented.clone();
+        }
+        self.keep.log = self.log.take().zip(presented);
+        let keep = match self.keep.before_sending().await {
+            Next::Send(keep) => keep,
+            Next::Replay(answer, now_ms) => {
+                let nothing_to_drive: Driver = Box::new(async { Ok(()) });
+                return Ok((replay::response(&answer, now_ms), nothing_to_drive));
+            }
+            Next::Refused(error) => {
+                record(&self.plan.refusal, Refusal::Store(error));
+                return Err(HttpError::HttpRequestDenied);
             }
         };
-        let plan = self.plan(&origin, route, options.unwrap_or_default(), sent);
-        let refuse_internal = !self.allow_private && !origin.is_literal();
-        let check = self.send_check.clone();
-        let log = self.exchange_log.clone();
-        let (kept, now_ms, spent) = (self.kept.clone(), self.now_ms.clone(), self.spent.clone());
-        Box::new(async move {
-            let (head, body) = request.into_parts();
-            let body = http_client::read_request_body(body, plan.connect_timeout).await?;
-            if let Some(check) = check {
-                // The lock can have been lost while held (a lease ran out during a pause): then
-                // the request must not leave, or a refresh token could be presented twice.
-                if let Err(error) = check().await {
-                    record(&plan.refusal, Refusal::Store(error));
-                    return Err(HttpError::HttpRequestDenied);
-                }
-            }
-            let presented = presented_token_digest(&body);
-            if presented.is_some() {
-                *spent.lock().unwrap_or_else(PoisonError::into_inner) = presented.clone();
-            }
-            let keep = Keep {
-                log: log.zip(presented),
-                flight: Some(flight),
-                kept,
-                now_ms,
-            };
-            let keep = match keep.before_sending().await {
-                Next::Send(keep) => keep,
-                Next::Replay(answer, now_ms) => {
-                    let nothing_to_drive: Driver = Box::new(async { Ok(()) });
-                    return Ok((replay::response(&answer, now_ms), nothing_to_drive));
-                }
-                Next::Refused(error) => {
-                    record(&plan.refusal, Refusal::Store(error));
-                    return Err(HttpError::HttpRequestDenied);
-                }
-            };
-            send_vetted(head, body, plan, keep, origin, refuse_internal).await
-        })
+        send_vetted(
+            head,
+            body,
+            self.plan,
+            keep,
+            self.origin,
+            self.refuse_internal,
+        )
+        .await
     }
 }
 
