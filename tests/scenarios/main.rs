@@ -26,3 +26,4 @@ mod refresh;
 mod rescue;
 mod secrets;
 mod stopping;
+mod windows;

@@ -16,6 +16,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// A temporary file created next to the target, its space reserved, not yet written.
 #[derive(Debug)]
@@ -177,9 +178,12 @@ impl Prepared {
     }
 
     /// Rename the file over `target` and fsync the directory. On failure the file is handed
-    /// back, for the caller to decide.
+    /// back, for the caller to decide. On Windows a target another process holds open without
+    /// `FILE_SHARE_DELETE` (an antivirus scan, an indexer, an editor) refuses the rename until
+    /// it is let go: the rename is retried for up to [`HELD_TARGET_WAIT`], this complete file
+    /// staying where a killed writer's successor finds it.
     pub(crate) fn install(self, target: &Path) -> Result<(), (Self, io::Error)> {
-        if let Err(e) = fs::rename(&self.path, target) {
+        if let Err(e) = rename_once_let_go(&self.path, target) {
             return Err((self, e));
         }
         if let Some(dir) = target.parent() {
@@ -199,6 +203,32 @@ impl Prepared {
         drop(self.file);
         let _ = fs::remove_file(&self.path);
     }
+}
+
+/// How long a rename waits for another process to let go of its target (Windows).
+pub(crate) const HELD_TARGET_WAIT: Duration = Duration::from_secs(5);
+
+/// `fs::rename(from, to)`, retried while `to` is held open by another process that does not
+/// share deletion (Windows' sharing violation, or access denied for a file open that way), for
+/// up to [`HELD_TARGET_WAIT`]. Elsewhere, and for any other error, one attempt.
+fn rename_once_let_go(from: &Path, to: &Path) -> io::Result<()> {
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match fs::rename(from, to) {
+            Err(e) if held_by_another(&e) && started.elapsed() < HELD_TARGET_WAIT => {
+                std::thread::sleep(pause.min(HELD_TARGET_WAIT.saturating_sub(started.elapsed())));
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            done => return done,
+        }
+    }
+}
+
+/// The target is open in another process in a way that refuses a rename over it, for now.
+fn held_by_another(error: &io::Error) -> bool {
+    // ERROR_ACCESS_DENIED, ERROR_SHARING_VIOLATION, ERROR_LOCK_VIOLATION.
+    cfg!(windows) && matches!(error.raw_os_error(), Some(5 | 32 | 33))
 }
 
 /// Write `bytes` at the start of `file`, in one call where the platform has one.

@@ -448,9 +448,13 @@ impl Held {
         let result = match attempt {
             Ok(()) => Ok(()),
             Err((prepared, renaming)) => {
-                prepared.discard();
                 tracing::warn!(error = %renaming, "could not replace the credential file; writing it in place");
-                files::overwrite_in_place(target, document).map_err(|_| io_error(renaming))
+                // The complete file stays on record until the write in place is done: a kill in
+                // the middle of it leaves the next process that file to hand over.
+                let written =
+                    files::overwrite_in_place(target, document).map_err(|_| io_error(renaming));
+                prepared.discard();
+                written
             }
         };
         self.record.prepared = None;
