@@ -71,7 +71,7 @@ pub(crate) fn is_temp_name(name: &str) -> bool {
 
 impl Prepared {
     /// Where the temporary file is.
-    #[cfg(test)]
+    #[cfg(all(test, unix))]
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }

@@ -302,7 +302,8 @@ mod trusted {
     }
 }
 
-#[cfg(test)]
+// Unix only: they are about modes, owners and symlinks.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;

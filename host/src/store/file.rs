@@ -259,6 +259,14 @@ impl FileCredentialStore {
             use std::os::unix::fs::OpenOptionsExt;
             options.custom_flags(libc::O_NONBLOCK);
         }
+        // Windows opens a directory only with backup semantics (else: access denied); opened,
+        // it is refused below for what it is. A regular file reads the same either way.
+        #[cfg(windows)]
+        {
+            use std::os::windows::fs::OpenOptionsExt;
+            const FILE_FLAG_BACKUP_SEMANTICS: u32 = 0x0200_0000;
+            options.custom_flags(FILE_FLAG_BACKUP_SEMANTICS);
+        }
         let file = match options.open(&self.path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),

@@ -114,7 +114,7 @@ impl RescueFile {
     }
 
     /// Where this process writes it first.
-    #[cfg(test)]
+    #[cfg(all(test, unix))]
     pub(crate) fn path(&self) -> Option<PathBuf> {
         self.dirs.first().map(|dir| dir.join(&self.name))
     }

@@ -208,8 +208,12 @@ pub(crate) fn birthtime_ms(path: &Path) -> Option<f64> {
     }
 }
 
-/// Field 22 of `/proc/<pid>/stat` (the start time in clock ticks), as a string.
+/// Field 22 of `/proc/<pid>/stat` (the start time in clock ticks), as a string; on Linux only
+/// (a Windows program under Wine sees the Linux `/proc`, where its pid names another process).
 fn proc_start(pid: u32) -> Option<String> {
+    if !cfg!(any(target_os = "linux", target_os = "android")) {
+        return None;
+    }
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (_, rest) = stat.rsplit_once(')')?;
     rest.trim_start()
@@ -296,15 +300,24 @@ fn no_such_process(pid: u32) -> bool {
         };
         rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH)
     }
-    #[cfg(not(unix))]
+    // What Node's `process.kill(pid, 0)` asks Windows: no such process, or one that exited.
+    #[cfg(windows)]
+    {
+        super::liveness::proven_gone(pid)
+    }
+    #[cfg(not(any(unix, windows)))]
     {
         let _ = pid;
         false
     }
 }
 
-/// `/proc/<pid>/stat` says the process is a zombie (or dead).
+/// `/proc/<pid>/stat` says the process is a zombie (or dead); on Linux only, as
+/// [`proc_start`].
 fn zombie(pid: u32) -> bool {
+    if !cfg!(any(target_os = "linux", target_os = "android")) {
+        return false;
+    }
     fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
         matches!(
             stat.rsplit_once(')')

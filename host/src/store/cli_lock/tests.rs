@@ -27,7 +27,7 @@ fn journal_file(dir: &Path) -> File {
 }
 
 fn set_mtime(path: &Path, at: SystemTime) {
-    File::open(path).unwrap().set_modified(at).unwrap();
+    crate::files::times::set_modified(path, at).unwrap();
 }
 
 #[test]
@@ -37,6 +37,8 @@ fn the_cli_locks_sit_where_the_cli_puts_them() {
     std::fs::create_dir(&config).unwrap();
     let locks = claude_cli_locks(&config);
     let real = std::fs::canonicalize(&config).unwrap();
+    // As the CLI's `realpath` gives it: without Windows' verbatim `\\?\` prefix.
+    let real = PathBuf::from(real.to_str().unwrap().trim_start_matches(r"\\?\"));
     assert_eq!(locks[0].path, config.join(".oauth_refresh.lock"));
     assert_eq!(locks[0].stale_after, Duration::from_secs(60));
     assert_eq!(locks[1].path, real.with_file_name(".claude.lock"));
@@ -141,16 +143,23 @@ fn a_dead_holders_locks_are_recovered_a_live_holders_are_not() {
         ..Record::default()
     };
     Journal(&mut file).write(&dead).unwrap();
-    // A live pid (ours is excluded, so use init) keeps them.
+    // A live pid (ours is excluded: a child waiting for input) keeps them.
+    let mut live = std::process::Command::new(if cfg!(windows) { "cmd" } else { "cat" })
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     Journal(&mut file)
         .write(&Record {
-            pid: 1,
+            pid: live.id(),
             locks: identities,
             ..Record::default()
         })
         .unwrap();
     let expected: Vec<PathBuf> = locks.iter().map(|l| l.path.clone()).collect();
     Journal(&mut file).recover_orphans(&expected, &[]);
+    live.kill().unwrap();
+    live.wait().unwrap();
     assert!(locks.iter().all(|l| l.path.exists()));
     Journal(&mut file).write(&dead).unwrap();
     Journal(&mut file).recover_orphans(&expected, &[]);
@@ -304,7 +313,11 @@ fn without_rename_noreplace_a_plain_mkdir_is_noted() {
     let lock = config.join(".oauth_refresh.lock");
     let mut file = journal_file(dir.path());
     let mut record = Record::new();
+    // What a file system without a no-replace rename answers.
+    #[cfg(unix)]
     let einval = |_: &Path, _: &Path| Err(io::Error::from_raw_os_error(libc::EINVAL));
+    #[cfg(not(unix))]
+    let einval = |_: &Path, _: &Path| Err(io::Error::from(io::ErrorKind::Unsupported));
     create_lock_dir_with(&lock, &mut Journal(&mut file), &mut record, einval)
         .map_err(|_| "not made")
         .unwrap();

@@ -1,7 +1,6 @@
 //! Held lock directories kept fresh: their mtime is touched every [`TOUCH_INTERVAL`], as the CLI
 //! does, by one thread for the whole process.
 
-use std::fs::File;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::thread;
 use std::time::{Duration, SystemTime};
@@ -55,7 +54,7 @@ fn touch(held: &Held) {
         if identity_of(&lock.path).as_ref() != Some(lock) {
             continue;
         }
-        let touched = File::open(&lock.path).and_then(|d| d.set_modified(SystemTime::now()));
+        let touched = crate::files::times::set_modified(&lock.path, SystemTime::now());
         if let (Ok(()), Some(now)) = (touched, identity_of(&lock.path)) {
             *lock = now;
         }
