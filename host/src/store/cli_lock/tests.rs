@@ -371,7 +371,12 @@ fn a_lock_re_taken_while_being_taken_over_is_put_back() {
     assert!(!lock.exists());
 }
 
-#[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_vendor = "apple",
+    windows
+))]
 #[test]
 fn taking_a_lock_never_replaces_one_that_appears_meanwhile() {
     let dir = tempfile::tempdir().unwrap();
