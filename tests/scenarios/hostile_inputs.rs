@@ -13,7 +13,7 @@ use entelix_auth_claude_code::{ClaudeCodeAuthError, ClaudeCodeOAuthProvider, Fil
 use serde_json::json;
 
 const ACCESS: &str = "sk-ant-oat01-corpus-access-SECRET";
-const REFRESH: &str = "sk-ant-ort01-corpus-refresh-SECRET";
+pub(crate) const REFRESH: &str = "sk-ant-ort01-corpus-refresh-SECRET";
 
 /// The expired credential every endpoint case starts from, with `patch` spliced into the section.
 fn expired(patch: &str) -> Vec<u8> {
@@ -30,7 +30,7 @@ fn doc(text: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-enum FileSetup {
+pub(crate) enum FileSetup {
     Bytes(Vec<u8>),
     Absent,
     Directory,
@@ -42,7 +42,7 @@ enum FileSetup {
     LinkToDevZero,
 }
 
-enum Endpoint {
+pub(crate) enum Endpoint {
     /// Knows the refresh token; answers the queued replies first.
     Knows(Vec<Reply>),
     /// Never issued the refresh token.
@@ -51,10 +51,10 @@ enum Endpoint {
     ClosedPort,
 }
 
-struct Case {
-    name: &'static str,
-    file: FileSetup,
-    endpoint: Endpoint,
+pub(crate) struct Case {
+    pub(crate) name: &'static str,
+    pub(crate) file: FileSetup,
+    pub(crate) endpoint: Endpoint,
     /// Error variant, entelix reaction, text the message must contain.
     want: (&'static str, &'static str, &'static str),
 }
@@ -81,7 +81,7 @@ fn times(n: usize, reply: &Reply) -> Vec<Reply> {
     vec![reply.clone(); n]
 }
 
-fn file_cases() -> Vec<Case> {
+pub(crate) fn file_cases() -> Vec<Case> {
     use Endpoint::Stranger;
     use FileSetup::{Absent, Bytes, DanglingSymlink, Directory, Fifo, LinkToDevZero, SymlinkLoop};
     let invalid = |name, bytes, says| {
@@ -271,7 +271,7 @@ fn file_cases() -> Vec<Case> {
     ]
 }
 
-fn endpoint_cases() -> Vec<Case> {
+pub(crate) fn endpoint_cases() -> Vec<Case> {
     use Endpoint::{ClosedPort, Knows};
     let file = || FileSetup::Bytes(expired(""));
     let unusable = |name, replies, says| {

@@ -420,3 +420,131 @@ async fn the_clis_lock_directories_are_honoured_on_windows() {
         );
     }
 }
+
+/// The hostile-input corpus (`hostile_inputs.rs`) through the Windows CLI: for every case a
+/// Windows user can meet — files of any content, none, a directory; token endpoint answers of
+/// any shape — `token` fails as the Linux build's does (the same exit code, the same messages
+/// once paths are spelled alike, but for the HTTP stack's quoting of the system's error text),
+/// names no secret, and leaves the file byte for byte. Left out: symlinks, FIFOs and devices
+/// (Unix constructs, in the Linux corpus), and the answers that stall for the refresh timeout
+/// (30 s for the CLI, which has no flag to shorten it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by .ci/windows under Wine"]
+async fn the_hostile_input_corpus_fails_on_windows_as_on_linux() {
+    use crate::hostile_inputs::{Endpoint, FileSetup, REFRESH, endpoint_cases, file_cases};
+    use claude_code_auth_testkit::loopback::Reply;
+    let runnable = |case: &crate::hostile_inputs::Case| {
+        let file = matches!(
+            case.file,
+            FileSetup::Bytes(_) | FileSetup::Absent | FileSetup::Directory
+        );
+        let quick = match &case.endpoint {
+            Endpoint::Knows(replies) => !replies
+                .iter()
+                .any(|r| matches!(r, Reply::Delay(..) | Reply::StallBody { .. })),
+            _ => true,
+        };
+        file && quick
+    };
+    let cases: Vec<_> = file_cases()
+        .into_iter()
+        .chain(endpoint_cases())
+        .filter(runnable)
+        .collect();
+    let count = cases.len();
+    assert!(count >= 35, "{count} cases");
+    let mut failures = Vec::new();
+    for case in cases {
+        let mut outcomes = Vec::new();
+        for windows in [false, true] {
+            let scenario = Scenario::empty();
+            match &case.file {
+                // The corpus is dated at the scenarios' fixed now; the CLI runs at the real one.
+                FileSetup::Bytes(bytes) => {
+                    std::fs::write(&scenario.path, at_real_now(bytes)).unwrap();
+                }
+                FileSetup::Directory => std::fs::create_dir(&scenario.path).unwrap(),
+                _ => {}
+            }
+            let endpoint = TokenEndpoint::start().await.unwrap();
+            let url = match &case.endpoint {
+                Endpoint::Knows(replies) => {
+                    endpoint.accept_refresh_token(REFRESH);
+                    replies.iter().for_each(|r| endpoint.inject(r.clone()));
+                    endpoint.url()
+                }
+                Endpoint::Stranger => endpoint.url(),
+                Endpoint::ClosedPort => "http://127.0.0.1:1/v1/oauth/token".to_owned(),
+            };
+            let before = std::fs::read(&scenario.path).ok();
+            let output = if windows {
+                run(&scenario, &url, &["token"]).await
+            } else {
+                finish(crate::support::spawn_cli(&scenario.path, &url, &["token"])).await
+            };
+            let (stdout, stderr) = text(&output);
+            let unix = scenario.path.to_str().unwrap();
+            let said = stderr
+                .replace(&format!(r"\\?\{}", win(&scenario.path)), unix)
+                .replace(&win(&scenario.path), unix)
+                .replace(unix, "<credentials>")
+                .replace(&url, "<endpoint>");
+            if std::fs::read(&scenario.path).ok() != before {
+                failures.push(format!(
+                    "{} (windows: {windows}): the file changed",
+                    case.name
+                ));
+            }
+            if stderr.contains("sk-ant") || stderr.contains("SECRET") || !stdout.is_empty() {
+                failures.push(format!(
+                    "{} (windows: {windows}): {stdout}{stderr}",
+                    case.name
+                ));
+            }
+            // The HTTP stack's own warnings quote the system's words for a reset connection.
+            let said: String = said
+                .lines()
+                .filter(|line| !line.starts_with("warning: hyper error:"))
+                .map(|line| format!("{line}\n"))
+                .collect();
+            outcomes.push((output.status.code(), said));
+        }
+        if outcomes[0] != outcomes[1] {
+            failures.push(format!(
+                "{}: Linux {:?}, Windows {:?}",
+                case.name, outcomes[0], outcomes[1]
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {count} cases differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    eprintln!("hostile inputs on Windows: {count} cases, as on Linux");
+}
+
+/// `bytes` with the expiries the corpus writes relative to the scenarios' fixed now
+/// ([`crate::support::NOW_MS`] − 60 s and − 1 ms) moved to the same distance from the real now
+/// (the same number of digits, so nothing else moves).
+fn at_real_now(bytes: &[u8]) -> Vec<u8> {
+    use crate::support::{NOW_MS, real_now_ms};
+    let shift = |bytes: Vec<u8>, offset: i64| {
+        let (from, to) = (
+            (NOW_MS - offset).to_string(),
+            (real_now_ms() - offset).to_string(),
+        );
+        assert_eq!(from.len(), to.len());
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut rest = &bytes[..];
+        while let Some(at) = rest.windows(from.len()).position(|w| w == from.as_bytes()) {
+            out.extend_from_slice(&rest[..at]);
+            out.extend_from_slice(to.as_bytes());
+            rest = &rest[at + from.len()..];
+        }
+        out.extend_from_slice(rest);
+        out
+    };
+    shift(shift(bytes.to_vec(), 60_000), 1)
+}
