@@ -338,6 +338,56 @@ fn unique_bytes(bytes: &mut [u8]) {
     }
 }
 
+/// What the CLI's takeover proves on every platform that runs it: the record of a holder that
+/// exited proves it gone, the record of a live one does not (on Windows through `OpenProcess`).
+#[cfg(test)]
+mod liveness_tests {
+    use super::*;
+
+    /// A child waiting for input, and one that ran and was waited for.
+    fn live_and_exited() -> (std::process::Child, u32) {
+        let program = if cfg!(windows) { "cmd" } else { "cat" };
+        let live = std::process::Command::new(program)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut done = std::process::Command::new(program)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let exited = done.id();
+        done.wait().unwrap();
+        (live, exited)
+    }
+
+    #[test]
+    fn a_record_proves_an_exited_holder_gone_and_a_live_one_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join(".oauth_refresh.lock");
+        fs::create_dir(&lock).unwrap();
+        let record = ours(&lock, None);
+        if record.is_none() && cfg!(any(target_os = "linux", windows)) {
+            panic!("no birth time for {}: the CLI writes no record then", lock.display());
+        }
+        let Some(record) = record else { return };
+        let (mut live, exited) = live_and_exited();
+        let of = |pid: u32| OwnerRecord {
+            pid: i64::from(pid),
+            // A start time is known on Linux only; without one, liveness alone decides.
+            proc_start: None,
+            ..record.clone()
+        };
+        let live_proves = proves_holder_gone(&of(live.id()), &lock, None);
+        let exited_proves = proves_holder_gone(&of(exited), &lock, None);
+        live.kill().unwrap();
+        live.wait().unwrap();
+        assert!(!live_proves, "a live holder");
+        assert!(exited_proves, "a holder that exited");
+    }
+}
+
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
