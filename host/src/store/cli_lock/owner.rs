@@ -369,7 +369,10 @@ mod liveness_tests {
         fs::create_dir(&lock).unwrap();
         let record = ours(&lock, None);
         if record.is_none() && cfg!(any(target_os = "linux", windows)) {
-            panic!("no birth time for {}: the CLI writes no record then", lock.display());
+            panic!(
+                "no birth time for {}: the CLI writes no record then",
+                lock.display()
+            );
         }
         let Some(record) = record else { return };
         let (mut live, exited) = live_and_exited();
