@@ -2,21 +2,30 @@
 //! credential whose fsync failed, a hard link a refresh splits. The library logs them through
 //! `tracing`; a command-line user has no subscriber of their own, so without this they would
 //! never learn of them. Warnings never hold a token (`tests/scenarios/secrets.rs` checks the logs).
+//! Only ours are shown: a dependency's warning (wasmtime-wasi-http logs the debug text of every
+//! failed connection) says again, in its own words, what the error the user sees already says.
 
 use std::fmt;
 
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormattedFields};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 
-/// Send every warning and error the library logs to stderr.
+/// The crates whose warnings are shown: the library and this CLI.
+const OURS: [&str; 2] = ["entelix_auth_claude_code", "claude_code_auth"];
+
+/// Send every warning and error the library and the CLI log to stderr.
 pub(super) fn show_on_stderr() {
+    let ours = Targets::new().with_targets(OURS.map(|target| (target, Level::WARN)));
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(Level::WARN)
         .with_writer(std::io::stderr)
         .event_format(WarningLine)
-        .finish();
+        .finish()
+        .with(ours);
     let _ = tracing::subscriber::set_global_default(subscriber);
 }
 

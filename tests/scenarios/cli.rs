@@ -3,7 +3,7 @@
 
 use crate::support::{EXIT_EXPIRED, EXIT_MISSING, EXIT_REFUSED, EXIT_UNREACHABLE};
 use crate::support::{Scenario, cli, text};
-use claude_code_auth_testkit::loopback::TokenEndpoint;
+use claude_code_auth_testkit::loopback::{Reply, TokenEndpoint};
 use serde_json::Value;
 
 /// Both tokens of the file, which no command but `token` and `header` may print.
@@ -222,6 +222,37 @@ async fn errors_are_one_line_on_stderr_with_a_meaningful_exit_code() {
         stdout.is_empty() && stderr.contains("connection refused"),
         "{stderr}"
     );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(scenario.bytes(), before);
+
+    // The answer cut off by a reset: one line, ours, without the HTTP stack's own warning too
+    // (wasmtime-wasi-http logs the debug text of every failed connection).
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    endpoint.accept_refresh_token(&scenario.oauth("refreshToken"));
+    // Every attempt (the refresh retries a failed connection) is cut off alike.
+    for _ in 0..4 {
+        endpoint.inject(Reply::ResetAfter(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 200\r\n\r\n{\"access_tok".to_vec(),
+        ));
+    }
+    let output = cli(
+        scenario.dir(),
+        &[
+            "token",
+            "--credentials",
+            path,
+            "--token-url",
+            &endpoint.url(),
+        ],
+    )
+    .await;
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(EXIT_UNREACHABLE), "{stderr}");
+    assert!(
+        stdout.is_empty() && stderr.starts_with("error: "),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert_eq!(scenario.bytes(), before);
 }
 

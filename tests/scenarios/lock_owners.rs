@@ -17,10 +17,11 @@ use serde_json::{Value, json};
 
 use crate::support::{Scenario, cli_command, expired_login, finish, spawn_cli, text};
 
-const RECORD: &str = ".oauth_refresh.lock.owner";
+/// The owner record beside the CLI's refresh lock.
+pub(crate) const RECORD: &str = ".oauth_refresh.lock.owner";
 
 /// The main refresh lock and the legacy one (`realpath(dir).lock`) of the login in `dir`.
-fn lock_dirs(dir: &Path) -> (PathBuf, PathBuf) {
+pub(crate) fn lock_dirs(dir: &Path) -> (PathBuf, PathBuf) {
     let real = std::fs::canonicalize(dir).unwrap();
     let mut legacy = real.file_name().unwrap().to_os_string();
     legacy.push(".lock");
