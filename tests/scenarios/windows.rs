@@ -505,6 +505,56 @@ async fn a_dead_holders_lock_directories_are_reclaimed_at_once_on_windows() {
     }
 }
 
+/// The compiled-component cache as Windows processes meet it (wasmtime trusts the machine code
+/// it deserializes): the first process compiles and caches the component under a MAC of the
+/// cache's own key (32 random bytes); an artifact changed afterwards — one byte of it flipped —
+/// is not loaded: the next process recompiles, refreshes, and writes a good artifact back. A key
+/// file that is not a key leaves the cache unused, never a call failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by .ci/windows under Wine"]
+async fn a_tampered_compiled_component_is_recompiled_not_loaded_on_windows() {
+    let endpoint = TokenEndpoint::start().await.unwrap();
+    let scenario = expired_login(&endpoint);
+    let cache = scenario.dir().join("component-cache");
+    let cli = |args: &[&str]| {
+        let mut command = wine(&exe(), scenario.dir());
+        command
+            .env("CLAUDE_CODE_AUTH_CACHE_DIR", win(&cache))
+            .args(args)
+            .args(["--credentials", &win(&scenario.path)])
+            .args(["--token-url", &endpoint.url()]);
+        finish(command.spawn().unwrap())
+    };
+    let output = cli(&["token"]).await;
+    assert!(output.status.success(), "{}", text(&output).1);
+    let artifacts: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    let [artifact] = &artifacts[..] else {
+        panic!("one artifact cached, not {artifacts:?}");
+    };
+    assert_eq!(std::fs::read(cache.join("cache.key")).unwrap().len(), 32);
+    let good = std::fs::read(artifact).unwrap();
+    let mut bad = good.clone();
+    let middle = bad.len() / 2;
+    bad[middle] ^= 0x5a;
+    std::fs::write(artifact, &bad).unwrap();
+
+    let output = cli(&["refresh", "--force"]).await;
+    assert!(output.status.success(), "{}", text(&output).1);
+    assert_eq!(endpoint.grants_served(), 2);
+    let now = std::fs::read(artifact).unwrap();
+    assert!(now != bad, "the tampered artifact was loaded, not replaced");
+    assert_eq!(now.len(), good.len());
+
+    std::fs::write(cache.join("cache.key"), b"short").unwrap();
+    let output = cli(&["refresh", "--force"]).await;
+    assert!(output.status.success(), "{}", text(&output).1);
+    assert_eq!(endpoint.grants_served(), 3);
+}
+
 /// The hostile-input corpus (`hostile_inputs.rs`) through the Windows CLI: for every case a
 /// Windows user can meet — files of any content, none, a directory; token endpoint answers of
 /// any shape — `token` fails as the Linux build's does (the same exit code, the same messages

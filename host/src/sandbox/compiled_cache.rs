@@ -11,7 +11,8 @@
 //! and the file through it with `O_NOFOLLOW`, so no path can be swapped in between; and its
 //! content carries an HMAC-SHA256 under a key kept in the same directory (32 random bytes,
 //! `0600`). Anything else is ignored and recompiled. A cache that cannot be read or written never
-//! fails a call.
+//! fails a call. On Windows the owner and mode checks are not made (see `trusted` there); the
+//! name and the MAC are.
 //!
 //! What the MAC adds to the ownership checks: an artifact that did not come from this cache
 //! directory's own writes — copied in from another machine or user, restored from a backup,
@@ -267,12 +268,12 @@ mod trusted {
     }
 }
 
-/// Without descriptor-relative calls: the same checks, by path.
+/// Without descriptor-relative calls or Unix owners and modes (Windows): the directory must be a
+/// directory, not a reparse point; who may write in it is left to its ACL (`%LOCALAPPDATA%` is
+/// the user's own), which is not read. The MAC still keeps out what this cache did not write.
 #[cfg(not(unix))]
 mod trusted {
     use std::path::{Path, PathBuf};
-
-    use sha2::Digest;
 
     pub(super) struct Dir(PathBuf);
 
@@ -290,10 +291,12 @@ mod trusted {
             std::fs::read(self.0.join(name)).map_err(|_| "no cached artifact")
         }
 
-        /// A new cache key. Without a system random source here: from the clock and the process.
+        /// 32 random bytes for a new cache key, from the system's source (`ProcessPrng` on
+        /// Windows).
         pub(super) fn fresh_key() -> Result<[u8; 32], &'static str> {
-            let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
-            Ok(sha2::Sha256::digest(seed.as_bytes()).into())
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).map_err(|_| "no randomness for a cache key")?;
+            Ok(key)
         }
 
         pub(super) fn write(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
