@@ -187,17 +187,11 @@ async fn errors_are_one_line_on_stderr_with_a_meaningful_exit_code() {
     let stranger = TokenEndpoint::start().await.unwrap();
     let path = scenario.path.to_str().unwrap();
     let before = scenario.bytes();
-    let output = cli(
-        scenario.dir(),
-        &[
-            "token",
-            "--credentials",
-            path,
-            "--token-url",
-            &stranger.url(),
-        ],
-    )
-    .await;
+    let token = async |url: &str| {
+        let args = ["token", "--credentials", path, "--token-url", url];
+        cli(scenario.dir(), &args).await
+    };
+    let output = token(&stranger.url()).await;
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(EXIT_EXPIRED), "{stderr}");
     assert!(
@@ -211,11 +205,7 @@ async fn errors_are_one_line_on_stderr_with_a_meaningful_exit_code() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/v1/oauth/token", closed.local_addr().unwrap());
     drop(closed);
-    let output = cli(
-        scenario.dir(),
-        &["token", "--credentials", path, "--token-url", &url],
-    )
-    .await;
+    let output = token(&url).await;
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(EXIT_UNREACHABLE), "{stderr}");
     assert!(
@@ -235,17 +225,7 @@ async fn errors_are_one_line_on_stderr_with_a_meaningful_exit_code() {
             b"HTTP/1.1 200 OK\r\ncontent-length: 200\r\n\r\n{\"access_tok".to_vec(),
         ));
     }
-    let output = cli(
-        scenario.dir(),
-        &[
-            "token",
-            "--credentials",
-            path,
-            "--token-url",
-            &endpoint.url(),
-        ],
-    )
-    .await;
+    let output = token(&endpoint.url()).await;
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(EXIT_UNREACHABLE), "{stderr}");
     assert!(
